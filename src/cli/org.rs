@@ -1,0 +1,527 @@
+//! `kodo-access org …`: register, list, show, change and remove organizations.
+//! Secrets come from standard input or a file, never from an argument.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+
+use clap::{Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use super::Output;
+use crate::config::Settings;
+use crate::crypto::Keyring;
+use crate::domain::{ClientSecret, InputError, OrgRef, SecretKeyId, input_error};
+use crate::registry::{RawLabels, RawOrganization, Registry, SecretInput, cli_actor, parse_expiry};
+use crate::store;
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Register an organization. The client secret is read from standard input
+    /// (prompted for on a terminal) or from --secret-file.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Directory (tenant) id, a GUID.
+        #[arg(long)]
+        tenant_id: String,
+        /// Application (client) id, a GUID.
+        #[arg(long)]
+        client_id: String,
+        /// global, usgov, usdod, china or a cloud defined in the configuration.
+        #[arg(long, default_value = "global")]
+        cloud: String,
+        /// The tenant's SharePoint Online host, e.g. contoso.sharepoint.com.
+        #[arg(long)]
+        sharepoint_host: Option<String>,
+        /// A key=value tag; repeat for several.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        #[command(flatten)]
+        secret: SecretArgs,
+    },
+    /// List organizations.
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Show one organization, its credentials and its state.
+    Show {
+        org: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Replace an organization's client secret (read like `org add` reads it).
+    SetSecret {
+        org: String,
+        #[command(flatten)]
+        secret: SecretArgs,
+    },
+    /// Pause monitoring of an organization (e.g. during a migration).
+    Disable { org: String },
+    /// Resume monitoring of an organization.
+    Enable { org: String },
+    /// Remove an organization and its stored secrets (the audit log keeps its history).
+    Remove {
+        org: String,
+        /// Confirm the removal.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Register many organizations from a CSV or JSON file: all of them, or none.
+    Import {
+        file: PathBuf,
+        /// The file's format; by default taken from its extension.
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SecretArgs {
+    /// Read the client secret from this file instead of standard input.
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<PathBuf>,
+    /// Microsoft's id of the secret (the portal's "Secret ID"), if known.
+    #[arg(long, value_name = "GUID")]
+    secret_id: Option<String>,
+    /// When the secret expires (2027-05-31 or an RFC 3339 time), if known.
+    #[arg(long, value_name = "DATE")]
+    secret_expires: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    Csv,
+    Json,
+}
+
+fn read_secret(args: &SecretArgs) -> anyhow::Result<SecretString> {
+    if let Some(path) = &args.secret_file {
+        return crate::config::read_secret_file(path)
+            .map_err(|message| input_error(format!("--secret-file: {message}")).into());
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let text = rpassword::prompt_password("client secret (input hidden): ")?;
+        return Ok(SecretString::from(text));
+    }
+    let mut text = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut text)
+        .map_err(|error| anyhow::anyhow!("reading the client secret from standard input: {error}"))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(SecretString::from(text))
+}
+
+fn secret_input(args: &SecretArgs) -> anyhow::Result<SecretInput> {
+    // Validate the flags before reading the secret, so a typo does not cost a paste.
+    let key_id = args.secret_id.as_deref().map(SecretKeyId::parse).transpose()?;
+    let expires = args.secret_expires.as_deref().map(parse_expiry).transpose()?;
+    let secret = ClientSecret::parse(read_secret(args)?)?;
+    Ok(SecretInput { secret, key_id, expires })
+}
+
+pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result<()> {
+    let clouds: Vec<String> = settings.clouds.keys().cloned().collect();
+    match command {
+        OrgCommand::List { output } => {
+            let pool = store::connect(&settings.database).await?;
+            list(&pool, *output).await
+        }
+        OrgCommand::Show { org, output } => {
+            let pool = store::connect(&settings.database).await?;
+            show(&pool, &OrgRef::parse(org), *output).await
+        }
+        OrgCommand::Add { name, tenant_id, client_id, cloud, sharepoint_host, labels, secret } => {
+            let keyring = Keyring::load(&settings.crypto)?;
+            let secret_input = secret_input(secret)?;
+            let raw = RawOrganization {
+                name: name.clone(),
+                tenant_id: tenant_id.clone(),
+                client_id: client_id.clone(),
+                // Checked already in secret_input; RawOrganization only needs it present.
+                secret: Some(SecretString::from("x")),
+                cloud: Some(cloud.clone()),
+                sharepoint_host: sharepoint_host.clone(),
+                labels: Some(RawLabels::List(labels.clone())),
+                secret_id: None,
+                secret_expires: None,
+            };
+            let mut input = raw.parse(&clouds).map_err(|error| {
+                input_error(format!("--{}: {}", error.field.replace('_', "-"), error.error.0))
+            })?;
+            input.secret = secret_input;
+            let pool = store::connect(&settings.database).await?;
+            let registry = Registry { pool: &pool, keyring: &keyring, actor: cli_actor() };
+            let name = input.name.clone();
+            let id = registry.add(input).await?;
+            println!("added organization {name} ({id})");
+            Ok(())
+        }
+        OrgCommand::SetSecret { org, secret } => {
+            let keyring = Keyring::load(&settings.crypto)?;
+            let pool = store::connect(&settings.database).await?;
+            let reference = OrgRef::parse(org);
+            // Fail on an unknown organization before asking for the secret.
+            if store::organizations::find(&mut *pool.acquire().await?, &reference).await?.is_none() {
+                return Err(input_error(format!("no organization {reference}")).into());
+            }
+            let secret_input = secret_input(secret)?;
+            let registry = Registry { pool: &pool, keyring: &keyring, actor: cli_actor() };
+            let credential_id = registry.set_secret(&reference, secret_input).await?;
+            println!("stored a new secret for {reference} (credential {credential_id})");
+            Ok(())
+        }
+        OrgCommand::Disable { org } | OrgCommand::Enable { org } => {
+            let enable = matches!(command, OrgCommand::Enable { .. });
+            let keyring = Keyring::load(&settings.crypto)?;
+            let pool = store::connect(&settings.database).await?;
+            let registry = Registry { pool: &pool, keyring: &keyring, actor: cli_actor() };
+            let reference = OrgRef::parse(org);
+            let changed = registry.set_enabled(&reference, enable).await?;
+            let word = if enable { "enabled" } else { "disabled" };
+            if changed {
+                println!("{reference} is now {word}");
+            } else {
+                println!("{reference} was already {word}");
+            }
+            Ok(())
+        }
+        OrgCommand::Remove { org, yes } => {
+            let reference = OrgRef::parse(org);
+            if !yes {
+                return Err(input_error(format!(
+                    "refusing to remove organization {reference} without --yes (its stored secrets are deleted; the audit log keeps its history)"
+                ))
+                .into());
+            }
+            let keyring = Keyring::load(&settings.crypto)?;
+            let pool = store::connect(&settings.database).await?;
+            let registry = Registry { pool: &pool, keyring: &keyring, actor: cli_actor() };
+            let removed = registry.remove(&reference).await?;
+            println!("removed organization {} ({})", removed.name, removed.id);
+            Ok(())
+        }
+        OrgCommand::Import { file, format } => {
+            let keyring = Keyring::load(&settings.crypto)?;
+            let inputs = read_import(file, *format, &clouds)?;
+            let pool = store::connect(&settings.database).await?;
+            let registry = Registry { pool: &pool, keyring: &keyring, actor: cli_actor() };
+            let ids = registry.import(inputs).await?;
+            println!("imported {} organization(s) from {}", ids.len(), file.display());
+            Ok(())
+        }
+    }
+}
+
+/// One CSV row. Labels are `key=value` pairs separated by ';'.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsvRow {
+    name: String,
+    tenant_id: String,
+    client_id: String,
+    secret: Option<SecretString>,
+    #[serde(default)]
+    cloud: Option<String>,
+    #[serde(default)]
+    sharepoint_host: Option<String>,
+    #[serde(default)]
+    labels: Option<String>,
+    #[serde(default)]
+    secret_id: Option<String>,
+    #[serde(default)]
+    secret_expires: Option<String>,
+}
+
+type Positioned = (String, crate::registry::NewOrganizationInput);
+
+fn read_import(path: &Path, format: Option<ImportFormat>, clouds: &[String]) -> anyhow::Result<Vec<Positioned>> {
+    let format = match format {
+        Some(format) => format,
+        None => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("csv") => ImportFormat::Csv,
+            Some("json") => ImportFormat::Json,
+            _ => {
+                return Err(input_error(format!(
+                    "cannot tell the format of {} from its extension: use .csv or .json, or pass --format",
+                    path.display()
+                ))
+                .into());
+            }
+        },
+    };
+    // The file holds client secrets: the same rule as every secret file applies.
+    let content = crate::config::read_secret_file(path).map_err(InputError)?;
+    let content = content.expose_secret();
+    let mut inputs = Vec::new();
+    match format {
+        ImportFormat::Csv => {
+            let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(content.as_bytes());
+            for (index, record) in reader.deserialize::<CsvRow>().enumerate() {
+                let row_number = index + 1;
+                let row: CsvRow = record.map_err(|error| {
+                    let line = error.position().map(|p| format!(" (line {})", p.line())).unwrap_or_default();
+                    // csv errors quote field values only for UTF-8 problems; keep the kind only.
+                    let what = match error.kind() {
+                        csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
+                        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                            format!("expected {expected_len} fields, found {len}")
+                        }
+                        _ => "unreadable row".to_string(),
+                    };
+                    input_error(format!("row {row_number}{line}: {what}"))
+                })?;
+                let position = format!("row {row_number}");
+                let raw = RawOrganization {
+                    name: row.name,
+                    tenant_id: row.tenant_id,
+                    client_id: row.client_id,
+                    secret: row.secret,
+                    cloud: row.cloud,
+                    sharepoint_host: row.sharepoint_host,
+                    labels: row.labels.map(RawLabels::Pairs),
+                    secret_id: row.secret_id,
+                    secret_expires: row.secret_expires,
+                };
+                let input = raw.parse(clouds).map_err(|error| {
+                    input_error(format!("{position}, field {}: {}", error.field, error.error.0))
+                })?;
+                inputs.push((position, input));
+            }
+        }
+        ImportFormat::Json => {
+            let entries: Vec<serde_json::Value> = serde_json::from_str(content).map_err(|error| {
+                input_error(format!(
+                    "{} is not a JSON array of organizations (line {}, column {}): {}",
+                    path.display(),
+                    error.line(),
+                    error.column(),
+                    error.classify_message()
+                ))
+            })?;
+            for (index, entry) in entries.into_iter().enumerate() {
+                let position = format!("entry {}", index + 1);
+                let raw: RawOrganization = serde_json::from_value(entry).map_err(|error| {
+                    input_error(format!("{position}: {}", error.classify_message()))
+                })?;
+                let input = raw.parse(clouds).map_err(|error| {
+                    input_error(format!("{position}, field {}: {}", error.field, error.error.0))
+                })?;
+                inputs.push((position, input));
+            }
+        }
+    }
+    if inputs.is_empty() {
+        return Err(input_error(format!("{} holds no organizations", path.display())).into());
+    }
+    Ok(inputs)
+}
+
+/// serde_json's message for an error, without echoing input values (they may be secrets).
+trait ClassifyMessage {
+    fn classify_message(&self) -> String;
+}
+
+impl ClassifyMessage for serde_json::Error {
+    fn classify_message(&self) -> String {
+        match self.classify() {
+            serde_json::error::Category::Data => {
+                let text = self.to_string();
+                // "missing field `x`" and "unknown field `x`" name fields, never values.
+                if text.starts_with("missing field") || text.starts_with("unknown field") {
+                    text.split(" at line").next().unwrap_or(&text).to_string()
+                } else {
+                    "a field has the wrong type (expected strings, and an object for labels)".into()
+                }
+            }
+            serde_json::error::Category::Syntax => "syntax error".into(),
+            serde_json::error::Category::Eof => "unexpected end of file".into(),
+            serde_json::error::Category::Io => "read error".into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OrganizationView {
+    id: uuid::Uuid,
+    name: String,
+    tenant_id: uuid::Uuid,
+    client_id: uuid::Uuid,
+    cloud: String,
+    sharepoint_host: Option<String>,
+    labels: std::collections::BTreeMap<String, String>,
+    enabled: bool,
+    state: Option<String>,
+    last_check_at: Option<chrono::DateTime<chrono::Utc>>,
+    secret_hint: Option<String>,
+    secret_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+async fn list(pool: &PgPool, output: Output) -> anyhow::Result<()> {
+    let mut connection = pool.acquire().await?;
+    let rows = store::organizations::list(&mut connection).await?;
+    let views: Vec<OrganizationView> = rows
+        .into_iter()
+        .map(|row| OrganizationView {
+            id: row.organization.id,
+            name: row.organization.name,
+            tenant_id: row.organization.tenant_id,
+            client_id: row.organization.client_id,
+            cloud: row.organization.cloud,
+            sharepoint_host: row.organization.sharepoint_host,
+            labels: row.organization.labels.0,
+            enabled: row.organization.enabled,
+            state: row.state,
+            last_check_at: row.last_check_at,
+            secret_hint: row.secret_hint,
+            secret_expires_at: row.secret_end_at,
+            created_at: row.organization.created_at,
+        })
+        .collect();
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&views)?),
+        Output::Table => {
+            let mut table = super::table(&["NAME", "TENANT", "CLIENT", "CLOUD", "MONITORING", "STATE", "SECRET EXPIRES", "LABELS"]);
+            for view in &views {
+                table.add_row(vec![
+                    view.name.clone(),
+                    view.tenant_id.to_string(),
+                    view.client_id.to_string(),
+                    view.cloud.clone(),
+                    if view.enabled { "enabled".into() } else { "disabled".into() },
+                    view.state.clone().unwrap_or_else(|| "-".into()),
+                    super::format_time(view.secret_expires_at),
+                    view.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                ]);
+            }
+            if views.is_empty() {
+                println!("no organizations registered (add one with `kodo-access org add`)");
+            } else {
+                println!("{table}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn show(pool: &PgPool, reference: &OrgRef, output: Output) -> anyhow::Result<()> {
+    let mut connection = pool.acquire().await?;
+    let organization = store::organizations::find(&mut connection, reference)
+        .await?
+        .ok_or_else(|| input_error(format!("no organization {reference}")))?;
+    let credentials = store::credentials::list_for_organization(&mut connection, organization.id).await?;
+    let credential_views: Vec<serde_json::Value> = credentials
+        .iter()
+        .map(|credential| {
+            serde_json::json!({
+                "id": credential.id,
+                "status": credential.status,
+                "origin": credential.origin,
+                "key_id": credential.key_id,
+                "hint": credential.hint,
+                "expires_at": credential.end_at,
+                "created_at": credential.created_at,
+                "sealed_with_key": credential.secret_key_id,
+            })
+        })
+        .collect();
+    let summary = store::organizations::list(&mut connection)
+        .await?
+        .into_iter()
+        .find(|row| row.organization.id == organization.id);
+    let state = summary.as_ref().and_then(|row| row.state.clone());
+    match output {
+        Output::Json => {
+            let view = serde_json::json!({
+                "id": organization.id,
+                "name": organization.name,
+                "tenant_id": organization.tenant_id,
+                "client_id": organization.client_id,
+                "cloud": organization.cloud,
+                "sharepoint_host": organization.sharepoint_host,
+                "labels": organization.labels.0,
+                "enabled": organization.enabled,
+                "state": state,
+                "created_at": organization.created_at,
+                "updated_at": organization.updated_at,
+                "credentials": credential_views,
+            });
+            println!("{}", serde_json::to_string_pretty(&view)?);
+        }
+        Output::Table => {
+            println!("name:             {}", organization.name);
+            println!("id:               {}", organization.id);
+            println!("tenant id:        {}", organization.tenant_id);
+            println!("client id:        {}", organization.client_id);
+            println!("cloud:            {}", organization.cloud);
+            println!("sharepoint host:  {}", organization.sharepoint_host.as_deref().unwrap_or("-"));
+            let labels: Vec<String> = organization.labels.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("labels:           {}", if labels.is_empty() { "-".into() } else { labels.join(",") });
+            println!("monitoring:       {}", if organization.enabled { "enabled" } else { "disabled" });
+            println!("state:            {}", state.as_deref().unwrap_or("-"));
+            println!("registered:       {}", super::format_time(Some(organization.created_at)));
+            println!();
+            let mut table = super::table(&["CREDENTIAL", "STATUS", "ORIGIN", "SECRET ID", "HINT", "EXPIRES", "ADDED"]);
+            for credential in &credentials {
+                table.add_row(vec![
+                    credential.id.to_string(),
+                    credential.status.clone(),
+                    credential.origin.clone(),
+                    credential.key_id.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
+                    credential.hint.clone().unwrap_or_else(|| "-".into()),
+                    super::format_time(credential.end_at),
+                    super::format_time(Some(credential.created_at)),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(pool: &PgPool, org: Option<&str>, limit: i64, output: Output) -> anyhow::Result<()> {
+    let mut connection = pool.acquire().await?;
+    let organization_id = match org {
+        None => None,
+        Some(org) => {
+            let reference = OrgRef::parse(org);
+            match store::organizations::find(&mut connection, &reference).await? {
+                Some(row) => Some(row.id),
+                // A removed organization's history is still in the audit log, by id.
+                None => match reference {
+                    OrgRef::Id(id) => Some(id),
+                    OrgRef::Name(_) => return Err(input_error(format!("no organization {reference}")).into()),
+                },
+            }
+        }
+    };
+    let rows = store::audit::list(&mut connection, organization_id, limit).await?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Table => {
+            let mut table = super::table(&["TIME", "ACTOR", "ACTION", "ORGANIZATION", "SECRET ID", "DETAILS"]);
+            for row in rows {
+                table.add_row(vec![
+                    row.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                    row.actor,
+                    row.action,
+                    row.organization_name.unwrap_or_else(|| "-".into()),
+                    row.key_id.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
+                    row.details.to_string(),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(())
+}

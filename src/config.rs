@@ -1,0 +1,744 @@
+//! Layered settings, parsed once into typed values.
+//!
+//! Layers, bottom to top: `config/default.toml` (compiled in), the operator's file
+//! (`--config PATH`, default `/etc/kodo-access/config.toml`), then environment variables
+//! `KODO_ACCESS__SECTION__KEY`. Nothing is looked up relative to the current directory.
+//!
+//! Secrets are never values in this file: they are references (`*_file`, `*_credential`)
+//! resolved by [`SecretSource::read`], which refuses files that other users can read.
+//! This module must never log or print a secret; [`Settings::redacted`] is what
+//! `config check` prints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The built-in defaults, also the documentation of every key.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/kodo-access/config.toml";
+pub const ENV_PREFIX: &str = "KODO_ACCESS";
+
+/// A configuration problem the operator must fix: exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn config_error(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+/// Where the configuration file is and whether the operator named it explicitly.
+#[derive(Debug, Clone)]
+pub struct ConfigLocation {
+    pub path: PathBuf,
+    /// An explicit `--config` that does not exist is an error; the default path may be absent.
+    pub explicit: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    log: RawLog,
+    database: RawDatabase,
+    crypto: RawCrypto,
+    http: RawHttp,
+    daemon: RawDaemon,
+    jobs: RawJobs,
+    #[serde(default)]
+    clouds: BTreeMap<String, RawCloud>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: String,
+    format: LogFormat,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: String,
+    password_file: Option<PathBuf>,
+    password_credential: Option<String>,
+    max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    health_interval: Duration,
+    auto_migrate: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrypto {
+    master_key_file: Option<PathBuf>,
+    master_key_credential: Option<String>,
+    previous_key_files: Vec<PathBuf>,
+    previous_key_credentials: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    #[serde(with = "humantime_serde")]
+    shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobs {
+    housekeeping: RawHousekeeping,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawHousekeeping {
+    schedule: String,
+    #[serde(with = "humantime_serde")]
+    check_history_retention: Duration,
+    #[serde(with = "humantime_serde")]
+    delivered_alert_retention: Duration,
+    #[serde(with = "humantime_serde")]
+    job_run_retention: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloud {
+    authority: String,
+    graph: String,
+    exchange: String,
+    sharepoint_suffix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The effective, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub log: LogSettings,
+    pub database: DatabaseSettings,
+    pub crypto: CryptoSettings,
+    pub http: HttpSettings,
+    pub daemon: DaemonSettings,
+    pub jobs: JobSettings,
+    pub clouds: BTreeMap<String, CloudSettings>,
+    /// The file that was read, if any (for `config check`).
+    pub source_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: Url,
+    pub password: Option<SecretSource>,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+    pub health_interval: Duration,
+    pub auto_migrate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CryptoSettings {
+    /// `None` when neither a file nor a credential is configured.
+    pub master_key: Option<SecretSource>,
+    pub previous_keys: Vec<SecretSource>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub housekeeping: HousekeepingSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct HousekeepingSettings {
+    pub schedule: String,
+    pub check_history_retention: Duration,
+    pub delivered_alert_retention: Duration,
+    pub job_run_retention: Duration,
+}
+
+/// The endpoints of one Microsoft cloud (built in or defined in configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudSettings {
+    pub authority: Url,
+    pub graph: Url,
+    pub exchange: Url,
+    pub sharepoint_suffix: String,
+}
+
+/// Where a secret comes from. Reading it is deferred to the command that needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File { key: String, path: PathBuf },
+    Credential { key: String, name: String },
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::File { path, .. } => write!(f, "file {}", path.display()),
+            SecretSource::Credential { name, .. } => write!(f, "systemd credential {name}"),
+        }
+    }
+}
+
+impl SecretSource {
+    /// The configuration key this secret was configured under, for error messages.
+    pub fn key(&self) -> &str {
+        match self {
+            SecretSource::File { key, .. } | SecretSource::Credential { key, .. } => key,
+        }
+    }
+
+    /// Reads the secret, with one trailing newline removed.
+    pub fn read(&self) -> Result<SecretString, ConfigError> {
+        let path = match self {
+            SecretSource::File { path, .. } => path.clone(),
+            SecretSource::Credential { key, name } => {
+                let directory = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    config_error(format!(
+                        "{key}: systemd credential {name:?} requested but $CREDENTIALS_DIRECTORY is not set (is the service started with LoadCredential={name}:...?)"
+                    ))
+                })?;
+                Path::new(&directory).join(name)
+            }
+        };
+        read_secret_file(&path)
+            .map_err(|message| config_error(format!("{}: {message}", self.key())))
+    }
+
+    /// Whether the credential exists, without reading it.
+    fn credential_present(name: &str) -> bool {
+        std::env::var_os("CREDENTIALS_DIRECTORY")
+            .map(|directory| Path::new(&directory).join(name).exists())
+            .unwrap_or(false)
+    }
+}
+
+/// Reads a file that holds a secret, refusing it when users other than its owner and
+/// group can read it. The content is trimmed of one trailing newline.
+pub fn read_secret_file(path: &Path) -> Result<SecretString, String> {
+    let metadata = std::fs::metadata(path)
+        .map_err(|error| format!("cannot read secret file {}: {error}", path.display()))?;
+    if !metadata.is_file() {
+        return Err(format!("secret file {} is not a regular file", path.display()));
+    }
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(format!(
+            "secret file {} is accessible to other users (mode {mode:04o}); restrict it with chmod 600 or 640",
+            path.display()
+        ));
+    }
+    let mut content = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read secret file {}: {error}", path.display()))?;
+    if content.ends_with('\n') {
+        content.pop();
+        if content.ends_with('\r') {
+            content.pop();
+        }
+    }
+    Ok(SecretString::from(content))
+}
+
+impl Settings {
+    /// Loads and validates the configuration from all layers.
+    pub fn load(location: &ConfigLocation) -> Result<Settings, ConfigError> {
+        let environment: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_environment(location, environment)
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (for tests).
+    pub fn load_with_environment(
+        location: &ConfigLocation,
+        environment: Vec<(String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        let source_file = if location.path.exists() {
+            builder = builder.add_source(
+                config::File::from(location.path.as_path()).format(config::FileFormat::Toml),
+            );
+            Some(location.path.clone())
+        } else if location.explicit {
+            return Err(config_error(format!(
+                "configuration file {} does not exist",
+                location.path.display()
+            )));
+        } else {
+            None
+        };
+        let environment: config::Map<String, String> = environment
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("crypto.previous_key_files")
+                .with_list_parse_key("crypto.previous_key_credentials")
+                .try_parsing(true)
+                .source(Some(environment)),
+        );
+        let layered = builder
+            .build()
+            .map_err(|error| config_error(format!("invalid configuration: {error}")))?;
+        let raw: RawSettings = serde_path_to_error::deserialize(layered).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            if path == "." || path.is_empty() {
+                config_error(format!("invalid configuration: {inner}"))
+            } else {
+                config_error(format!("invalid configuration key {path}: {inner}"))
+            }
+        })?;
+        Self::validate(raw, source_file)
+    }
+
+    fn validate(raw: RawSettings, source_file: Option<PathBuf>) -> Result<Settings, ConfigError> {
+        if raw.log.level.trim().is_empty()
+            || tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err()
+        {
+            return Err(config_error(format!(
+                "invalid configuration key log.level: {:?} is not a tracing filter (expected e.g. \"info\" or \"kodo_access=debug,info\")",
+                raw.log.level
+            )));
+        }
+        let url = Url::parse(&raw.database.url).map_err(|error| {
+            config_error(format!(
+                "invalid configuration key database.url: {error} (expected postgres://user@host/database)"
+            ))
+        })?;
+        if url.scheme() != "postgres" && url.scheme() != "postgresql" {
+            return Err(config_error(format!(
+                "invalid configuration key database.url: scheme {:?} is not postgres:// or postgresql://",
+                url.scheme()
+            )));
+        }
+        if raw.database.max_connections == 0 {
+            return Err(config_error(
+                "invalid configuration key database.max_connections: expected at least 1",
+            ));
+        }
+        positive("database.connect_timeout", raw.database.connect_timeout)?;
+        positive("database.health_interval", raw.database.health_interval)?;
+        let password = secret_source(
+            "database.password",
+            raw.database.password_file,
+            raw.database.password_credential,
+            false,
+        )?;
+        let master_key = secret_source(
+            "crypto.master_key",
+            raw.crypto.master_key_file,
+            raw.crypto.master_key_credential,
+            true,
+        )?;
+        let mut previous_keys = Vec::new();
+        for (index, path) in raw.crypto.previous_key_files.into_iter().enumerate() {
+            previous_keys.push(SecretSource::File {
+                key: format!("crypto.previous_key_files[{index}]"),
+                path: absolute("crypto.previous_key_files", path)?,
+            });
+        }
+        for (index, name) in raw.crypto.previous_key_credentials.into_iter().enumerate() {
+            previous_keys.push(SecretSource::Credential {
+                key: format!("crypto.previous_key_credentials[{index}]"),
+                name: credential_name("crypto.previous_key_credentials", name)?,
+            });
+        }
+        let listen: SocketAddr = raw.http.listen.parse().map_err(|_| {
+            config_error(format!(
+                "invalid configuration key http.listen: {:?} is not an address (expected e.g. \"127.0.0.1:9787\")",
+                raw.http.listen
+            ))
+        })?;
+        positive("daemon.shutdown_timeout", raw.daemon.shutdown_timeout)?;
+        crate::scheduler::validate_schedule(&raw.jobs.housekeeping.schedule).map_err(|error| {
+            config_error(format!(
+                "invalid configuration key jobs.housekeeping.schedule: {error} (expected a cron expression with seconds, e.g. \"0 17 * * * *\")"
+            ))
+        })?;
+        positive(
+            "jobs.housekeeping.check_history_retention",
+            raw.jobs.housekeeping.check_history_retention,
+        )?;
+        positive(
+            "jobs.housekeeping.delivered_alert_retention",
+            raw.jobs.housekeeping.delivered_alert_retention,
+        )?;
+        positive(
+            "jobs.housekeeping.job_run_retention",
+            raw.jobs.housekeeping.job_run_retention,
+        )?;
+        let mut clouds = builtin_clouds();
+        for (name, cloud) in raw.clouds {
+            let key = format!("clouds.{name}");
+            if !crate::domain::is_valid_cloud_name(&name) {
+                return Err(config_error(format!(
+                    "invalid configuration key {key}: cloud names are lowercase letters, digits and '-'"
+                )));
+            }
+            if clouds.contains_key(&name) {
+                return Err(config_error(format!(
+                    "invalid configuration key {key}: {name} is a built-in cloud and cannot be redefined"
+                )));
+            }
+            let cloud = CloudSettings {
+                authority: endpoint(&format!("{key}.authority"), &cloud.authority)?,
+                graph: endpoint(&format!("{key}.graph"), &cloud.graph)?,
+                exchange: endpoint(&format!("{key}.exchange"), &cloud.exchange)?,
+                sharepoint_suffix: cloud.sharepoint_suffix,
+            };
+            clouds.insert(name, cloud);
+        }
+        Ok(Settings {
+            log: LogSettings { level: raw.log.level, format: raw.log.format },
+            database: DatabaseSettings {
+                url,
+                password,
+                max_connections: raw.database.max_connections,
+                connect_timeout: raw.database.connect_timeout,
+                health_interval: raw.database.health_interval,
+                auto_migrate: raw.database.auto_migrate,
+            },
+            crypto: CryptoSettings { master_key, previous_keys },
+            http: HttpSettings { listen },
+            daemon: DaemonSettings { shutdown_timeout: raw.daemon.shutdown_timeout },
+            jobs: JobSettings {
+                housekeeping: HousekeepingSettings {
+                    schedule: raw.jobs.housekeeping.schedule,
+                    check_history_retention: raw.jobs.housekeeping.check_history_retention,
+                    delivered_alert_retention: raw.jobs.housekeeping.delivered_alert_retention,
+                    job_run_retention: raw.jobs.housekeeping.job_run_retention,
+                },
+            },
+            clouds,
+            source_file,
+        })
+    }
+
+    /// The effective configuration as TOML, every secret replaced by where it comes from.
+    pub fn redacted(&self) -> String {
+        let mut url = self.database.url.clone();
+        if url.password().is_some() {
+            let _ = url.set_password(Some("REDACTED"));
+        }
+        let describe = |source: &Option<SecretSource>| {
+            source.as_ref().map(|source| format!("<redacted: {source}>"))
+        };
+        let document = serde_json::json!({
+            "log": { "level": self.log.level, "format": self.log.format },
+            "database": {
+                "url": url.as_str(),
+                "password": describe(&self.database.password).unwrap_or_else(|| "<none>".into()),
+                "max_connections": self.database.max_connections,
+                "connect_timeout": format_duration(self.database.connect_timeout).to_string(),
+                "health_interval": format_duration(self.database.health_interval).to_string(),
+                "auto_migrate": self.database.auto_migrate,
+            },
+            "crypto": {
+                "master_key": describe(&self.crypto.master_key).unwrap_or_else(|| "<not configured>".into()),
+                "previous_keys": self.crypto.previous_keys.iter().map(|source| format!("<redacted: {source}>")).collect::<Vec<_>>(),
+            },
+            "http": { "listen": self.http.listen.to_string() },
+            "daemon": { "shutdown_timeout": format_duration(self.daemon.shutdown_timeout).to_string() },
+            "jobs": { "housekeeping": {
+                "schedule": self.jobs.housekeeping.schedule,
+                "check_history_retention": format_duration(self.jobs.housekeeping.check_history_retention).to_string(),
+                "delivered_alert_retention": format_duration(self.jobs.housekeeping.delivered_alert_retention).to_string(),
+                "job_run_retention": format_duration(self.jobs.housekeeping.job_run_retention).to_string(),
+            }},
+            "clouds": self.clouds.iter().map(|(name, cloud)| (name.clone(), serde_json::json!({
+                "authority": cloud.authority.as_str(),
+                "graph": cloud.graph.as_str(),
+                "exchange": cloud.exchange.as_str(),
+                "sharepoint_suffix": cloud.sharepoint_suffix,
+            }))).collect::<serde_json::Map<_, _>>(),
+        });
+        let mut text = String::new();
+        if let Some(path) = &self.source_file {
+            text.push_str(&format!("# configuration file: {}\n", path.display()));
+        } else {
+            text.push_str("# configuration file: none (built-in defaults and environment)\n");
+        }
+        text.push_str(&toml::to_string_pretty(&document).unwrap_or_default());
+        text
+    }
+}
+
+/// A duration as an operator writes it: "90d", "15m", "20s", "1h30m".
+pub fn format_duration(duration: Duration) -> String {
+    let mut seconds = duration.as_secs();
+    if seconds == 0 {
+        return format!("{}ms", duration.as_millis());
+    }
+    let mut text = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if seconds >= size {
+            text.push_str(&format!("{}{unit}", seconds / size));
+            seconds %= size;
+        }
+    }
+    text
+}
+
+fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(config_error(format!(
+            "invalid configuration key {key}: expected a duration greater than zero"
+        )));
+    }
+    Ok(())
+}
+
+fn absolute(key: &str, path: PathBuf) -> Result<PathBuf, ConfigError> {
+    if !path.is_absolute() {
+        return Err(config_error(format!(
+            "invalid configuration key {key}: {} is not an absolute path",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+fn credential_name(key: &str, name: String) -> Result<String, ConfigError> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if !valid {
+        return Err(config_error(format!(
+            "invalid configuration key {key}: {name:?} is not a systemd credential name"
+        )));
+    }
+    Ok(name)
+}
+
+/// `<base>_file` wins over `<base>_credential`. A credential that is only a default
+/// (`credential_is_default`) counts only when systemd actually provides it.
+fn secret_source(
+    base: &str,
+    file: Option<PathBuf>,
+    credential: Option<String>,
+    credential_is_default: bool,
+) -> Result<Option<SecretSource>, ConfigError> {
+    if let Some(path) = file {
+        let key = format!("{base}_file");
+        return Ok(Some(SecretSource::File { path: absolute(&key, path)?, key }));
+    }
+    match credential {
+        Some(name) if !name.is_empty() => {
+            let key = format!("{base}_credential");
+            let name = credential_name(&key, name)?;
+            if credential_is_default && !SecretSource::credential_present(&name) {
+                return Ok(None);
+            }
+            Ok(Some(SecretSource::Credential { key, name }))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn endpoint(key: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|error| {
+        config_error(format!("invalid configuration key {key}: {error} (expected a URL)"))
+    })?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(config_error(format!(
+            "invalid configuration key {key}: {value} must use https (plain http is allowed only for loopback addresses)"
+        ))),
+    }
+}
+
+fn builtin_clouds() -> BTreeMap<String, CloudSettings> {
+    // Reference: Microsoft's national cloud endpoints (shared/reference/microsoft-365.md §9).
+    let cloud = |authority: &str, graph: &str, exchange: &str, sharepoint_suffix: &str| {
+        CloudSettings {
+            authority: Url::parse(authority).expect("built-in URL"),
+            graph: Url::parse(graph).expect("built-in URL"),
+            exchange: Url::parse(exchange).expect("built-in URL"),
+            sharepoint_suffix: sharepoint_suffix.to_string(),
+        }
+    };
+    BTreeMap::from([
+        (
+            "global".to_string(),
+            cloud(
+                "https://login.microsoftonline.com",
+                "https://graph.microsoft.com",
+                "https://outlook.office365.com",
+                "sharepoint.com",
+            ),
+        ),
+        (
+            "usgov".to_string(),
+            cloud(
+                "https://login.microsoftonline.us",
+                "https://graph.microsoft.us",
+                "https://outlook.office365.us",
+                "sharepoint.us",
+            ),
+        ),
+        (
+            "usdod".to_string(),
+            cloud(
+                "https://login.microsoftonline.us",
+                "https://dod-graph.microsoft.us",
+                "https://webmail.apps.mil",
+                "sharepoint-mil.us",
+            ),
+        ),
+        (
+            "china".to_string(),
+            cloud(
+                "https://login.partner.microsoftonline.cn",
+                "https://microsoftgraph.chinacloudapi.cn",
+                "https://partner.outlook.cn",
+                "sharepoint.cn",
+            ),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, environment: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("config.toml");
+        std::fs::write(&path, toml).unwrap();
+        let environment = environment
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        Settings::load_with_environment(&ConfigLocation { path, explicit: true }, environment)
+    }
+
+    fn error(toml: &str, environment: &[(&str, &str)]) -> String {
+        load(toml, environment).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_alone_are_valid() {
+        let settings = load("", &[]).unwrap();
+        assert_eq!(settings.http.listen.to_string(), "127.0.0.1:9787");
+        assert_eq!(settings.daemon.shutdown_timeout, Duration::from_secs(20));
+        assert_eq!(settings.clouds.len(), 4);
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let settings = load(
+            "[log]\nlevel = \"debug\"\n[http]\nlisten = \"127.0.0.1:1111\"\n",
+            &[("KODO_ACCESS__HTTP__LISTEN", "127.0.0.1:2222")],
+        )
+        .unwrap();
+        assert_eq!(settings.log.level, "debug");
+        assert_eq!(settings.http.listen.to_string(), "127.0.0.1:2222");
+    }
+
+    #[test]
+    fn bad_keys_types_and_values_name_the_key() {
+        let cases = [
+            ("[database]\nbogus = 1\n", "database"),
+            ("[database]\nmax_connections = \"many\"\n", "database.max_connections"),
+            ("[http]\nlisten = \"everywhere\"\n", "http.listen"),
+            ("[daemon]\nshutdown_timeout = \"soon\"\n", "daemon.shutdown_timeout"),
+            ("[jobs.housekeeping]\nschedule = \"whenever\"\n", "jobs.housekeeping.schedule"),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[database]\nurl = \"mysql://x/y\"\n", "database.url"),
+            ("[crypto]\nmaster_key_file = \"relative/key\"\n", "crypto.master_key_file"),
+            ("[clouds.lab]\nauthority = \"http://login.example\"\ngraph = \"https://g\"\nexchange = \"https://e\"\nsharepoint_suffix = \"s\"\n", "clouds.lab.authority"),
+            ("[surprise]\nx = 1\n", "surprise"),
+        ];
+        for (toml, key) in cases {
+            let message = error(toml, &[]);
+            assert!(message.contains(key), "{toml:?} gave {message:?}, expected it to name {key}");
+        }
+        let message = error("", &[("KODO_ACCESS__DATABASE__MAX_CONNECTIONS", "lots")]);
+        assert!(message.contains("database.max_connections"), "{message}");
+    }
+
+    #[test]
+    fn loopback_clouds_may_use_http() {
+        let settings = load(
+            "[clouds.sim]\nauthority = \"http://127.0.0.1:8400\"\ngraph = \"http://127.0.0.1:8400\"\nexchange = \"http://localhost:8400\"\nsharepoint_suffix = \"sharepoint.sim\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(settings.clouds["sim"].graph.as_str(), "http://127.0.0.1:8400/");
+    }
+
+    #[test]
+    fn secret_files_readable_by_others_are_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("secret");
+        std::fs::write(&path, "hunter2\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let message = read_secret_file(&path).unwrap_err();
+        assert!(message.contains("accessible to other users"), "{message}");
+        assert!(!message.contains("hunter2"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(read_secret_file(&path).unwrap().expose_secret(), "hunter2");
+    }
+
+    #[test]
+    fn redacted_output_hides_the_database_password() {
+        let settings =
+            load("[database]\nurl = \"postgres://kodo:s3cr3t-pw@db.example/kodo\"\n", &[]).unwrap();
+        let text = settings.redacted();
+        assert!(!text.contains("s3cr3t-pw"), "{text}");
+        assert!(text.contains("REDACTED"), "{text}");
+    }
+}

@@ -1,0 +1,99 @@
+//! What each periodic job does, callable once from tests and the CLI (`job run NAME`).
+//!
+//! The scheduler only decides *when* (see `scheduler.rs`); this file decides *what*.
+//! Every job is idempotent: running it twice, or after a crash halfway, is harmless.
+//! Every run is recorded in `job_runs` and counted in the metrics.
+
+use std::time::Instant;
+
+use chrono::Utc;
+
+use crate::context::Context;
+use crate::store;
+use crate::telemetry::metrics;
+
+/// Every job kodo-access knows: the one list that registers them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobName {
+    /// Deletes check history, delivered alert notifications and job runs past their retention.
+    Housekeeping,
+}
+
+impl JobName {
+    pub const ALL: &'static [JobName] = &[JobName::Housekeeping];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobName::Housekeeping => "housekeeping",
+        }
+    }
+
+    /// The cron schedule configured for this job.
+    pub fn schedule(self, context: &Context) -> String {
+        match self {
+            JobName::Housekeeping => context.settings.jobs.housekeeping.schedule.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// Runs `job` once: records the run, logs one summary line, updates the metrics.
+/// Returns the summary, or the error that ended the run.
+pub async fn run(context: &Context, job: JobName, trigger: Trigger) -> anyhow::Result<String> {
+    let started = Instant::now();
+    let run_id = {
+        let mut connection = context.pool.acquire().await?;
+        store::job_runs::start(&mut connection, job.as_str(), trigger.as_str()).await?
+    };
+    let result = match job {
+        JobName::Housekeeping => housekeeping(context).await,
+    };
+    let elapsed = started.elapsed();
+    let (outcome, summary) = match &result {
+        Ok(summary) => ("succeeded", summary.clone()),
+        Err(error) => ("failed", format!("{error:#}")),
+    };
+    metrics::job_finished(job.as_str(), outcome, elapsed);
+    match &result {
+        Ok(summary) => tracing::info!(job = job.as_str(), trigger = trigger.as_str(), elapsed_ms = elapsed.as_millis() as u64, "job succeeded: {summary}"),
+        Err(error) => tracing::warn!(job = job.as_str(), trigger = trigger.as_str(), elapsed_ms = elapsed.as_millis() as u64, "job failed: {error:#}"),
+    }
+    let mut connection = context.pool.acquire().await?;
+    store::job_runs::finish(&mut connection, run_id, outcome, &summary).await?;
+    result
+}
+
+async fn housekeeping(context: &Context) -> anyhow::Result<String> {
+    let settings = &context.settings.jobs.housekeeping;
+    let now = Utc::now();
+    let cutoff = |retention: std::time::Duration| {
+        now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX)
+    };
+    let mut connection = context.pool.acquire().await?;
+    let checks =
+        store::housekeeping::prune_checks(&mut connection, cutoff(settings.check_history_retention)).await?;
+    let notifications = store::housekeeping::prune_delivered_outbox(
+        &mut connection,
+        cutoff(settings.delivered_alert_retention),
+    )
+    .await?;
+    let job_runs =
+        store::housekeeping::prune_job_runs(&mut connection, cutoff(settings.job_run_retention)).await?;
+    Ok(format!(
+        "deleted {checks} checks, {notifications} delivered alert notifications and {job_runs} job runs past retention"
+    ))
+}

@@ -1,0 +1,17 @@
+//! kodo-access keeps Microsoft 365 app access alive across many customer tenants.
+//! See ARCHITECTURE.md for the map of this crate.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod crypto;
+pub mod domain;
+pub mod health;
+pub mod http;
+pub mod jobs;
+pub mod notify;
+pub mod registry;
+pub mod scheduler;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,24 @@
+//! kodo-access: parse the command line, run the command, turn the outcome into an exit status.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kodo_access::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::execute(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(cli::exit_code(&error))
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The organization registry: registering, changing and removing organizations and their
+//! secrets, each change in one transaction together with its audit record.
+//!
+//! Input arrives as [`RawOrganization`] (strings, from flags or an import file) and is
+//! parsed into [`NewOrganizationInput`] once. Secrets are sealed here, bound to their row,
+//! and never leave this module in the clear.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use secrecy::SecretString;
+use serde::Deserialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::crypto::{Keyring, SealContext};
+use crate::domain::{
+    ClientId, ClientSecret, CloudName, InputError, Labels, OrgName, OrgRef, SecretKeyId,
+    SharePointHost, TenantId, input_error,
+};
+use crate::store::{self, audit::AuditEntry, organizations::OrganizationRow};
+
+/// An organization as typed by an operator or read from an import file, not yet validated.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrganization {
+    pub name: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    #[serde(default)]
+    pub cloud: Option<String>,
+    #[serde(default)]
+    pub sharepoint_host: Option<String>,
+    #[serde(default)]
+    pub labels: Option<RawLabels>,
+    /// Microsoft's id of the secret ("Secret ID" in the portal), when the operator knows it.
+    #[serde(default)]
+    pub secret_id: Option<String>,
+    /// When the secret expires, when the operator knows it.
+    #[serde(default)]
+    pub secret_expires: Option<String>,
+}
+
+/// Labels as `k=v` pairs (flags, CSV: `k=v;k2=v2`) or as a JSON object.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawLabels {
+    Pairs(String),
+    Map(BTreeMap<String, String>),
+    List(Vec<String>),
+}
+
+/// What a secret is known to be, beside its value.
+#[derive(Debug)]
+pub struct SecretInput {
+    pub secret: ClientSecret,
+    pub key_id: Option<SecretKeyId>,
+    pub expires: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+pub struct NewOrganizationInput {
+    pub name: OrgName,
+    pub tenant_id: TenantId,
+    pub client_id: ClientId,
+    pub cloud: CloudName,
+    pub sharepoint_host: Option<SharePointHost>,
+    pub labels: Labels,
+    pub secret: SecretInput,
+}
+
+/// A validation failure that names the field it concerns.
+#[derive(Debug)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub error: InputError,
+}
+
+fn field<T>(name: &'static str, result: Result<T, InputError>) -> Result<T, FieldError> {
+    result.map_err(|error| FieldError { field: name, error })
+}
+
+pub fn parse_expiry(value: &str) -> Result<DateTime<Utc>, InputError> {
+    if let Ok(date) = NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    DateTime::parse_from_rfc3339(value.trim())
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| {
+            input_error(format!(
+                "invalid expiry {value:?}: expected a date (2027-05-31) or an RFC 3339 time (2027-05-31T12:00:00Z)"
+            ))
+        })
+}
+
+impl RawOrganization {
+    /// Validates every field; `clouds` are the configured cloud names.
+    pub fn parse(self, clouds: &[String]) -> Result<NewOrganizationInput, FieldError> {
+        let name = field("name", OrgName::parse(self.name.trim()))?;
+        let tenant_id = field("tenant_id", TenantId::parse(&self.tenant_id))?;
+        let client_id = field("client_id", ClientId::parse(&self.client_id))?;
+        let cloud = field(
+            "cloud",
+            CloudName::parse(self.cloud.as_deref().filter(|c| !c.is_empty()).unwrap_or("global"), clouds),
+        )?;
+        let sharepoint_host = match self.sharepoint_host.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(host) => Some(field("sharepoint_host", SharePointHost::parse(host))?),
+        };
+        let labels = field(
+            "labels",
+            match self.labels {
+                None => Ok(Labels::default()),
+                Some(RawLabels::Pairs(text)) => Labels::parse_pairs(
+                    text.split([';', ',']).map(str::trim).filter(|pair| !pair.is_empty()),
+                ),
+                Some(RawLabels::List(pairs)) => Labels::parse_pairs(pairs.iter().map(String::as_str)),
+                Some(RawLabels::Map(map)) => Labels::from_map(map),
+            },
+        )?;
+        let secret = field(
+            "secret",
+            self.secret.ok_or_else(|| input_error("the client secret is missing")).and_then(ClientSecret::parse),
+        )?;
+        let key_id = match self.secret_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(id) => Some(field("secret_id", SecretKeyId::parse(id))?),
+        };
+        let expires = match self.secret_expires.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(field("secret_expires", parse_expiry(text))?),
+        };
+        Ok(NewOrganizationInput {
+            name,
+            tenant_id,
+            client_id,
+            cloud,
+            sharepoint_host,
+            labels,
+            secret: SecretInput { secret, key_id, expires },
+        })
+    }
+}
+
+/// Registers and changes organizations. `actor` is recorded in the audit log.
+pub struct Registry<'a> {
+    pub pool: &'a PgPool,
+    pub keyring: &'a Keyring,
+    pub actor: String,
+}
+
+impl Registry<'_> {
+    /// Registers one organization with its secret.
+    pub async fn add(&self, input: NewOrganizationInput) -> anyhow::Result<Uuid> {
+        let mut transaction = self.pool.begin().await?;
+        let id = self.add_in(&mut transaction, &input, "add").await?;
+        transaction.commit().await?;
+        Ok(id)
+    }
+
+    /// Registers many organizations: all of them, or none when any is refused.
+    /// `inputs` carry the position to name in errors (e.g. "row 3").
+    pub async fn import(&self, inputs: Vec<(String, NewOrganizationInput)>) -> anyhow::Result<Vec<Uuid>> {
+        let mut seen_names = HashSet::new();
+        let mut seen_pairs = HashSet::new();
+        for (position, input) in &inputs {
+            if !seen_names.insert(input.name.clone()) {
+                return Err(input_error(format!(
+                    "{position}, field name: the name {} appears twice in the file",
+                    input.name
+                ))
+                .into());
+            }
+            if !seen_pairs.insert((input.tenant_id, input.client_id)) {
+                return Err(input_error(format!(
+                    "{position}, field client_id: tenant {} with client {} appears twice in the file",
+                    input.tenant_id, input.client_id
+                ))
+                .into());
+            }
+        }
+        let mut transaction = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(inputs.len());
+        for (position, input) in &inputs {
+            let id = self.add_in(&mut transaction, input, "import").await.map_err(|error| {
+                match error.downcast::<InputError>() {
+                    Ok(input_error) => anyhow::Error::new(InputError(format!("{position}: {}", input_error.0))),
+                    Err(other) => other,
+                }
+            })?;
+            ids.push(id);
+        }
+        transaction.commit().await?;
+        Ok(ids)
+    }
+
+    async fn add_in(
+        &self,
+        connection: &mut PgConnection,
+        input: &NewOrganizationInput,
+        source: &str,
+    ) -> anyhow::Result<Uuid> {
+        if store::organizations::find(connection, &OrgRef::Name(input.name.as_str().to_string()))
+            .await?
+            .is_some()
+        {
+            return Err(input_error(format!(
+                "field name: an organization named {} already exists",
+                input.name
+            ))
+            .into());
+        }
+        if let Some(existing) = store::organizations::find_by_tenant_and_client(
+            connection,
+            input.tenant_id.as_uuid(),
+            input.client_id.as_uuid(),
+        )
+        .await?
+        {
+            return Err(input_error(format!(
+                "field client_id: tenant {} with client {} is already registered as organization {}",
+                input.tenant_id, input.client_id, existing.name
+            ))
+            .into());
+        }
+        let id = Uuid::now_v7();
+        let inserted = store::organizations::insert(
+            connection,
+            store::organizations::NewOrganization {
+                id,
+                name: input.name.as_str(),
+                tenant_id: input.tenant_id.as_uuid(),
+                client_id: input.client_id.as_uuid(),
+                cloud: input.cloud.as_str(),
+                sharepoint_host: input.sharepoint_host.as_ref().map(SharePointHost::as_str),
+                labels: input.labels.as_map(),
+            },
+        )
+        .await;
+        if let Err(error) = inserted {
+            // Another writer won the race between the checks above and the insert.
+            return Err(match store::unique_violation(&error).as_deref() {
+                Some("organizations_name_key") => input_error(format!(
+                    "field name: an organization named {} already exists",
+                    input.name
+                ))
+                .into(),
+                Some("organizations_tenant_client_key") => input_error(format!(
+                    "field client_id: tenant {} with client {} is already registered",
+                    input.tenant_id, input.client_id
+                ))
+                .into(),
+                _ => error.into(),
+            });
+        }
+        store::audit::record(
+            connection,
+            AuditEntry {
+                actor: &self.actor,
+                action: "organization.added",
+                organization_id: Some(id),
+                organization_name: Some(input.name.as_str()),
+                details: serde_json::json!({
+                    "source": source,
+                    "tenant_id": input.tenant_id.to_string(),
+                    "client_id": input.client_id.to_string(),
+                    "cloud": input.cloud.as_str(),
+                    "sharepoint_host": input.sharepoint_host.as_ref().map(SharePointHost::as_str),
+                    "labels": input.labels.as_map(),
+                }),
+                ..Default::default()
+            },
+        )
+        .await?;
+        self.store_secret(connection, id, input.name.as_str(), &input.secret).await?;
+        Ok(id)
+    }
+
+    /// Seals and stores `secret` as the organization's current credential, retiring the
+    /// one it replaces (which stays on record as `previous`).
+    async fn store_secret(
+        &self,
+        connection: &mut PgConnection,
+        organization_id: Uuid,
+        organization_name: &str,
+        secret: &SecretInput,
+    ) -> anyhow::Result<Uuid> {
+        let retired = store::credentials::retire_current(connection, organization_id).await?;
+        if let Some(retired) = &retired {
+            store::audit::record(
+                connection,
+                AuditEntry {
+                    actor: &self.actor,
+                    action: "credential.retired",
+                    organization_id: Some(organization_id),
+                    organization_name: Some(organization_name),
+                    credential_id: Some(retired.id),
+                    key_id: retired.key_id,
+                    details: serde_json::json!({ "hint": retired.hint, "reason": "replaced by the operator" }),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        }
+        let credential_id = Uuid::now_v7();
+        let sealed = self
+            .keyring
+            .seal(secret.secret.secret(), SealContext { organization_id, credential_id });
+        let hint = secret.secret.hint();
+        let inserted = store::credentials::insert(
+            connection,
+            store::credentials::NewCredential {
+                id: credential_id,
+                organization_id,
+                key_id: secret.key_id.map(|key_id| key_id.as_uuid()),
+                hint: &hint,
+                end_at: secret.expires,
+                origin: "operator",
+                status: "current",
+                sealed: &sealed,
+            },
+        )
+        .await;
+        if let Err(error) = inserted {
+            return Err(match store::unique_violation(&error).as_deref() {
+                Some("credentials_key_id") => input_error(format!(
+                    "field secret_id: organization {organization_name} already has a secret with id {}",
+                    secret.key_id.map(|key_id| key_id.to_string()).unwrap_or_default()
+                ))
+                .into(),
+                _ => error.into(),
+            });
+        }
+        store::audit::record(
+            connection,
+            AuditEntry {
+                actor: &self.actor,
+                action: "credential.added",
+                organization_id: Some(organization_id),
+                organization_name: Some(organization_name),
+                credential_id: Some(credential_id),
+                key_id: secret.key_id.map(|key_id| key_id.as_uuid()),
+                details: serde_json::json!({
+                    "hint": hint,
+                    "expires": secret.expires,
+                    "origin": "operator",
+                    "replaces": retired.as_ref().map(|row| row.id),
+                }),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(credential_id)
+    }
+
+    /// Replaces the organization's current secret with one the operator provides.
+    pub async fn set_secret(&self, reference: &OrgRef, secret: SecretInput) -> anyhow::Result<Uuid> {
+        let mut transaction = self.pool.begin().await?;
+        let organization = locked(&mut transaction, reference).await?;
+        let credential_id =
+            self.store_secret(&mut transaction, organization.id, &organization.name, &secret).await?;
+        transaction.commit().await?;
+        Ok(credential_id)
+    }
+
+    /// Pauses (false) or resumes (true) monitoring of an organization. Returns whether
+    /// anything changed.
+    pub async fn set_enabled(&self, reference: &OrgRef, enabled: bool) -> anyhow::Result<bool> {
+        let mut transaction = self.pool.begin().await?;
+        let organization = locked(&mut transaction, reference).await?;
+        if organization.enabled == enabled {
+            return Ok(false);
+        }
+        store::organizations::set_enabled(&mut transaction, organization.id, enabled).await?;
+        store::audit::record(
+            &mut transaction,
+            AuditEntry {
+                actor: &self.actor,
+                action: if enabled { "organization.enabled" } else { "organization.disabled" },
+                organization_id: Some(organization.id),
+                organization_name: Some(&organization.name),
+                ..Default::default()
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(true)
+    }
+
+    /// Removes an organization and every sealed secret of it; the audit log keeps its history.
+    pub async fn remove(&self, reference: &OrgRef) -> anyhow::Result<OrganizationRow> {
+        let mut transaction = self.pool.begin().await?;
+        let organization = locked(&mut transaction, reference).await?;
+        store::organizations::delete(&mut transaction, organization.id).await?;
+        store::audit::record(
+            &mut transaction,
+            AuditEntry {
+                actor: &self.actor,
+                action: "organization.removed",
+                organization_id: Some(organization.id),
+                organization_name: Some(&organization.name),
+                details: serde_json::json!({
+                    "tenant_id": organization.tenant_id,
+                    "client_id": organization.client_id,
+                }),
+                ..Default::default()
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(organization)
+    }
+
+    /// Re-seals every secret not sealed under the current master key, in one transaction.
+    /// Returns how many were re-sealed.
+    pub async fn reseal_all(&self) -> anyhow::Result<usize> {
+        let mut transaction = self.pool.begin().await?;
+        let current = self.keyring.current_id().to_string();
+        let rows =
+            store::credentials::sealed_not_under_key_for_update(&mut transaction, &current).await?;
+        let mut from_keys: BTreeMap<String, usize> = BTreeMap::new();
+        for row in &rows {
+            let context = SealContext { organization_id: row.organization_id, credential_id: row.id };
+            let sealed = crate::crypto::Sealed {
+                key_id: row.secret_key_id.clone(),
+                blob: row.secret_sealed.clone(),
+            };
+            let secret = self.keyring.open(&sealed, context).map_err(|error| {
+                anyhow::anyhow!("cannot open the secret of credential {}: {error}", row.id)
+            })?;
+            let resealed = self.keyring.seal(&secret, context);
+            store::credentials::replace_sealed(&mut transaction, row.id, &resealed).await?;
+            *from_keys.entry(row.secret_key_id.clone()).or_default() += 1;
+        }
+        store::audit::record(
+            &mut transaction,
+            AuditEntry {
+                actor: &self.actor,
+                action: "master_key.rotated",
+                details: serde_json::json!({ "to_key": current, "resealed_from": from_keys }),
+                ..Default::default()
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(rows.len())
+    }
+}
+
+async fn locked(connection: &mut PgConnection, reference: &OrgRef) -> anyhow::Result<OrganizationRow> {
+    store::organizations::find_for_update(connection, reference)
+        .await?
+        .ok_or_else(|| input_error(format!("no organization {reference}")).into())
+}
+
+/// Who is making a change from the command line, for the audit log.
+pub fn cli_actor() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}

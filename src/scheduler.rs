@@ -1,0 +1,68 @@
+//! The only place that knows cron: turns each job's schedule into runs of `jobs::run`.
+//!
+//! Built on tokio-cron-scheduler's in-memory scheduler; all state lives in our own tables.
+//! A job whose previous run has not finished skips its turn instead of piling up. Runs are
+//! spawned on the daemon's `TaskTracker`, so shutdown can wait for them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::task::TaskTracker;
+
+use crate::context::Context;
+use crate::jobs::{self, JobName, Trigger};
+
+/// Checks that `expression` is a cron schedule this scheduler accepts.
+pub fn validate_schedule(expression: &str) -> Result<(), String> {
+    Job::new_async(expression, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|error| format!("{expression:?} is not a valid schedule ({error})"))
+}
+
+pub struct Scheduler {
+    inner: JobScheduler,
+}
+
+impl Scheduler {
+    /// Registers every job of [`JobName::ALL`] with its schedule and starts ticking.
+    pub async fn start(context: Context, tracker: TaskTracker) -> anyhow::Result<Scheduler> {
+        let inner = JobScheduler::new().await?;
+        for &job in JobName::ALL {
+            let schedule = job.schedule(&context);
+            let running = Arc::new(AtomicBool::new(false));
+            let context = context.clone();
+            let tracker = tracker.clone();
+            let cron_job = Job::new_async(schedule.as_str(), move |_, _| {
+                let context = context.clone();
+                let running = running.clone();
+                let tracker = tracker.clone();
+                Box::pin(async move {
+                    if context.shutdown.is_cancelled() || tracker.is_closed() {
+                        return;
+                    }
+                    if running.swap(true, Ordering::AcqRel) {
+                        tracing::info!(job = job.as_str(), "previous run still going, skipping this turn");
+                        return;
+                    }
+                    tracker.spawn(async move {
+                        // Errors are logged and recorded by jobs::run.
+                        let _ = jobs::run(&context, job, Trigger::Schedule).await;
+                        running.store(false, Ordering::Release);
+                    });
+                })
+            })?;
+            inner.add(cron_job).await?;
+            tracing::info!(job = job.as_str(), schedule = %schedule, "job scheduled");
+        }
+        inner.start().await?;
+        Ok(Scheduler { inner })
+    }
+
+    /// Stops triggering new runs. Runs already started keep going on the tracker.
+    pub async fn stop(mut self) {
+        if let Err(error) = self.inner.shutdown().await {
+            tracing::warn!("stopping the scheduler: {error}");
+        }
+    }
+}

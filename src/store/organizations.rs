@@ -1,0 +1,165 @@
+//! The `organizations` table and the listing that joins in status and current credential.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::OrgRef;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrganizationRow {
+    pub id: Uuid,
+    pub name: String,
+    pub tenant_id: Uuid,
+    pub client_id: Uuid,
+    pub cloud: String,
+    pub sharepoint_host: Option<String>,
+    pub labels: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One line of `org list`: the organization, its state and its current secret's expiry.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrganizationSummary {
+    #[sqlx(flatten)]
+    pub organization: OrganizationRow,
+    pub state: Option<String>,
+    pub last_check_at: Option<DateTime<Utc>>,
+    pub secret_hint: Option<String>,
+    pub secret_end_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewOrganization<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub tenant_id: Uuid,
+    pub client_id: Uuid,
+    pub cloud: &'a str,
+    pub sharepoint_host: Option<&'a str>,
+    pub labels: &'a std::collections::BTreeMap<String, String>,
+}
+
+pub async fn insert(
+    connection: &mut PgConnection,
+    organization: NewOrganization<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO organizations (id, name, tenant_id, client_id, cloud, sharepoint_host, labels)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(organization.id)
+    .bind(organization.name)
+    .bind(organization.tenant_id)
+    .bind(organization.client_id)
+    .bind(organization.cloud)
+    .bind(organization.sharepoint_host)
+    .bind(sqlx::types::Json(organization.labels))
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query("INSERT INTO organization_status (organization_id) VALUES ($1)")
+        .bind(organization.id)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
+const SELECT: &str = "SELECT id, name, tenant_id, client_id, cloud, sharepoint_host, labels, enabled, created_at, updated_at FROM organizations";
+
+pub async fn find(
+    connection: &mut PgConnection,
+    reference: &OrgRef,
+) -> Result<Option<OrganizationRow>, sqlx::Error> {
+    match reference {
+        OrgRef::Id(id) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(connection)
+                .await
+        }
+        OrgRef::Name(name) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE name = $1")))
+                .bind(name)
+                .fetch_optional(connection)
+                .await
+        }
+    }
+}
+
+/// Same as [`find`], locking the row until the transaction ends.
+pub async fn find_for_update(
+    connection: &mut PgConnection,
+    reference: &OrgRef,
+) -> Result<Option<OrganizationRow>, sqlx::Error> {
+    match reference {
+        OrgRef::Id(id) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1 FOR UPDATE")))
+                .bind(id)
+                .fetch_optional(connection)
+                .await
+        }
+        OrgRef::Name(name) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE name = $1 FOR UPDATE")))
+                .bind(name)
+                .fetch_optional(connection)
+                .await
+        }
+    }
+}
+
+pub async fn find_by_tenant_and_client(
+    connection: &mut PgConnection,
+    tenant_id: Uuid,
+    client_id: Uuid,
+) -> Result<Option<OrganizationRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE tenant_id = $1 AND client_id = $2")))
+        .bind(tenant_id)
+        .bind(client_id)
+        .fetch_optional(connection)
+        .await
+}
+
+pub async fn list(connection: &mut PgConnection) -> Result<Vec<OrganizationSummary>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT o.id, o.name, o.tenant_id, o.client_id, o.cloud, o.sharepoint_host, o.labels,
+                o.enabled, o.created_at, o.updated_at,
+                s.state, s.last_check_at, c.hint AS secret_hint, c.end_at AS secret_end_at
+         FROM organizations o
+         LEFT JOIN organization_status s ON s.organization_id = o.id
+         LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'
+         ORDER BY o.name",
+    )
+    .fetch_all(connection)
+    .await
+}
+
+pub async fn set_enabled(
+    connection: &mut PgConnection,
+    id: Uuid,
+    enabled: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE organizations SET enabled = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(enabled)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
+
+pub async fn delete(connection: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM organizations WHERE id = $1")
+        .bind(id)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
+
+/// (enabled, count) pairs, for the metrics.
+pub async fn count_by_enabled(
+    connection: &mut PgConnection,
+) -> Result<Vec<(bool, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT enabled, count(*) FROM organizations GROUP BY enabled")
+        .fetch_all(connection)
+        .await
+}
