@@ -88,7 +88,7 @@ async fn finish(
     if tokio::time::timeout(settings.daemon.shutdown_timeout, tracker.wait()).await.is_err() {
         tracing::warn!(
             "running work did not finish within {}; exiting anyway (every job is safe to interrupt)",
-            humantime::format_duration(settings.daemon.shutdown_timeout)
+            crate::config::format_duration(settings.daemon.shutdown_timeout)
         );
     }
     tracing::info!("stopped");

@@ -31,12 +31,10 @@ const AAD_DOMAIN: &[u8] = b"kodo-access/credential-secret/v1";
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     #[error(
-        "secret was sealed with master key {0}, which is not configured (add it to crypto.previous_key_files)"
+        "was sealed with master key {0}, which is not configured (add it to crypto.previous_key_files)"
     )]
     UnknownKey(String),
-    #[error(
-        "secret sealed with key {0} does not open: it was tampered with or belongs to another row"
-    )]
+    #[error("sealed with key {0} does not open: it was tampered with or belongs to another row")]
     Corrupt(String),
 }
 

@@ -36,14 +36,14 @@ pub async fn monitor_database(
         let probe = tokio::time::timeout(probe_timeout, crate::store::ping(&pool)).await;
         let result = match probe {
             Ok(result) => result.map_err(|error| error.to_string()),
-            Err(_) => Err(format!("no answer within {}", humantime::format_duration(probe_timeout))),
+            Err(_) => Err(format!("no answer within {}", crate::config::format_duration(probe_timeout))),
         };
         match (result, down_since) {
             (Ok(()), Some(since)) => {
                 tracing::info!(
                     outage_seconds = since.elapsed().as_secs(),
                     "database reachable again after {}",
-                    humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+                    crate::config::format_duration(Duration::from_secs(since.elapsed().as_secs()))
                 );
                 down_since = None;
                 readiness.set_database_up(true);

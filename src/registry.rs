@@ -155,7 +155,7 @@ impl Registry<'_> {
     /// Registers one organization with its secret.
     pub async fn add(&self, input: NewOrganizationInput) -> anyhow::Result<Uuid> {
         let mut transaction = self.pool.begin().await?;
-        let id = self.add_in(&mut transaction, &input, "add").await?;
+        let id = self.add_in(&mut transaction, &input, None).await?;
         transaction.commit().await?;
         Ok(id)
     }
@@ -184,12 +184,7 @@ impl Registry<'_> {
         let mut transaction = self.pool.begin().await?;
         let mut ids = Vec::with_capacity(inputs.len());
         for (position, input) in &inputs {
-            let id = self.add_in(&mut transaction, input, "import").await.map_err(|error| {
-                match error.downcast::<InputError>() {
-                    Ok(input_error) => anyhow::Error::new(InputError(format!("{position}: {}", input_error.0))),
-                    Err(other) => other,
-                }
-            })?;
+            let id = self.add_in(&mut transaction, input, Some(position)).await?;
             ids.push(id);
         }
         transaction.commit().await?;
@@ -200,14 +195,21 @@ impl Registry<'_> {
         &self,
         connection: &mut PgConnection,
         input: &NewOrganizationInput,
-        source: &str,
+        import_position: Option<&str>,
     ) -> anyhow::Result<Uuid> {
+        // In an import, errors name the row and the field; for a single add, just the problem.
+        let prefix = |field: &str| match import_position {
+            Some(position) => format!("{position}, field {field}: "),
+            None => String::new(),
+        };
+        let source = if import_position.is_some() { "import" } else { "add" };
         if store::organizations::find(connection, &OrgRef::Name(input.name.as_str().to_string()))
             .await?
             .is_some()
         {
             return Err(input_error(format!(
-                "field name: an organization named {} already exists",
+                "{}an organization named {} already exists",
+                prefix("name"),
                 input.name
             ))
             .into());
@@ -220,7 +222,8 @@ impl Registry<'_> {
         .await?
         {
             return Err(input_error(format!(
-                "field client_id: tenant {} with client {} is already registered as organization {}",
+                "{}tenant {} with client {} is already registered as organization {}",
+                prefix("client_id"),
                 input.tenant_id, input.client_id, existing.name
             ))
             .into());
@@ -243,12 +246,14 @@ impl Registry<'_> {
             // Another writer won the race between the checks above and the insert.
             return Err(match store::unique_violation(&error).as_deref() {
                 Some("organizations_name_key") => input_error(format!(
-                    "field name: an organization named {} already exists",
+                    "{}an organization named {} already exists",
+                    prefix("name"),
                     input.name
                 ))
                 .into(),
                 Some("organizations_tenant_client_key") => input_error(format!(
-                    "field client_id: tenant {} with client {} is already registered",
+                    "{}tenant {} with client {} is already registered",
+                    prefix("client_id"),
                     input.tenant_id, input.client_id
                 ))
                 .into(),
@@ -326,7 +331,7 @@ impl Registry<'_> {
         if let Err(error) = inserted {
             return Err(match store::unique_violation(&error).as_deref() {
                 Some("credentials_key_id") => input_error(format!(
-                    "field secret_id: organization {organization_name} already has a secret with id {}",
+                    "organization {organization_name} already has a secret with id {}",
                     secret.key_id.map(|key_id| key_id.to_string()).unwrap_or_default()
                 ))
                 .into(),
@@ -428,7 +433,7 @@ impl Registry<'_> {
                 blob: row.secret_sealed.clone(),
             };
             let secret = self.keyring.open(&sealed, context).map_err(|error| {
-                anyhow::anyhow!("cannot open the secret of credential {}: {error}", row.id)
+                anyhow::anyhow!("the secret of credential {} {error}", row.id)
             })?;
             let resealed = self.keyring.seal(&secret, context);
             store::credentials::replace_sealed(&mut transaction, row.id, &resealed).await?;
@@ -449,6 +454,20 @@ impl Registry<'_> {
     }
 }
 
+/// Opens every stored secret with the configured keys. Returns how many opened; fails
+/// naming the first credential that does not.
+pub async fn verify_all_secrets(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<usize> {
+    let mut connection = pool.acquire().await?;
+    let rows = store::credentials::all_sealed(&mut connection).await?;
+    for row in &rows {
+        let sealed = crate::crypto::Sealed { key_id: row.secret_key_id.clone(), blob: row.secret_sealed.clone() };
+        keyring
+            .open(&sealed, SealContext { organization_id: row.organization_id, credential_id: row.id })
+            .map_err(|error| anyhow::anyhow!("the secret of credential {} {error}", row.id))?;
+    }
+    Ok(rows.len())
+}
+
 async fn locked(connection: &mut PgConnection, reference: &OrgRef) -> anyhow::Result<OrganizationRow> {
     store::organizations::find_for_update(connection, reference)
         .await?
@@ -457,9 +476,13 @@ async fn locked(connection: &mut PgConnection, reference: &OrgRef) -> anyhow::Re
 
 /// Who is making a change from the command line, for the audit log.
 pub fn cli_actor() -> String {
+    use std::os::unix::fs::MetadataExt;
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .unwrap_or_else(|_| match std::fs::metadata("/proc/self") {
+            Ok(metadata) => format!("uid={}", metadata.uid()),
+            Err(_) => "unknown".into(),
+        });
     format!("cli:{user}")
 }

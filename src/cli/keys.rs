@@ -18,7 +18,8 @@ pub enum KeyCommand {
     /// Re-seal every stored secret under the current master key (crypto.master_key_*),
     /// opening them with the current or a previous key; one transaction.
     Rotate,
-    /// Show the current key id and how many secrets each key seals.
+    /// Show the current key id and how many secrets each key seals, and check that
+    /// every stored secret opens with the configured keys.
     Status,
 }
 
@@ -47,6 +48,8 @@ pub async fn execute(settings: Settings, command: &KeyCommand) -> anyhow::Result
                 let marker = if key_id == keyring.current_id() { " (current)" } else { "" };
                 println!("{key_id}{marker}: {count} secret(s)");
             }
+            let opened = crate::registry::verify_all_secrets(&pool, &keyring).await?;
+            println!("{opened} secret(s) open with the configured keys");
             Ok(())
         }
     }

@@ -148,3 +148,12 @@ pub async fn current_sealed(
     .fetch_optional(connection)
     .await
 }
+
+/// Every sealed secret, for verification.
+pub async fn all_sealed(connection: &mut PgConnection) -> Result<Vec<SealedRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, organization_id, secret_sealed, secret_key_id FROM credentials ORDER BY id",
+    )
+    .fetch_all(connection)
+    .await
+}

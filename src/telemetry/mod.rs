@@ -2,6 +2,8 @@
 
 pub mod metrics;
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -9,12 +11,18 @@ use crate::config::LogFormat;
 /// Installs the global subscriber: RUST_LOG if set, else `level` from the configuration.
 /// Logs go to standard error; standard output is kept for command results.
 pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let directives = std::env::var("RUST_LOG").ok().filter(|value| !value.trim().is_empty());
+    let directives = directives.unwrap_or_else(|| level.to_string());
+    let mut filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The scheduler crate narrates its own life at info level; keep it to warnings
+    // unless the operator asked for it by name.
+    if !directives.contains("tokio_cron_scheduler") {
+        filter = filter.add_directive("tokio_cron_scheduler=warn".parse().expect("static directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {
         // journald stamps every line itself; a second timestamp is noise.

@@ -1,0 +1,11 @@
+//! Integration tests: the real binary, a real PostgreSQL (one database per test), real
+//! promtool and systemd-analyze. DATABASE_URL must point at a role with CREATEDB
+//! (scripts/test sets it).
+
+mod daemon;
+mod daemon_support;
+mod jobs;
+mod organizations;
+mod secrets;
+mod support;
+mod systemd;
