@@ -41,10 +41,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", settings.http.listen))?;
     tracing::info!(address = %settings.http.listen, "http listener up: /healthz /readyz /metrics");
     let tracker = TaskTracker::new();
-    tracker.spawn(http::serve(listener, http::router(context.clone(), metrics), shutdown.clone()));
+    tracker.spawn(http::serve(
+        listener,
+        http::router(context.clone(), metrics),
+        shutdown.clone(),
+    ));
 
     if let Some(interval) = notify::watchdog_interval() {
-        tracing::info!(interval_ms = interval.as_millis() as u64, "systemd watchdog enabled");
+        tracing::info!(
+            interval_ms = interval.as_millis() as u64,
+            "systemd watchdog enabled"
+        );
         tracker.spawn(notify::watchdog_loop(interval, shutdown.clone()));
     }
 
@@ -85,7 +92,10 @@ async fn finish(
         scheduler.stop().await;
     }
     tracker.close();
-    if tokio::time::timeout(settings.daemon.shutdown_timeout, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(settings.daemon.shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             "running work did not finish within {}; exiting anyway (every job is safe to interrupt)",
             crate::config::format_duration(settings.daemon.shutdown_timeout)

@@ -204,8 +204,16 @@ pub struct CloudSettings {
 /// Where a secret comes from. Reading it is deferred to the command that needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
-    File { key: String, path: PathBuf },
-    Credential { key: String, name: String },
+    File {
+        key: String,
+        path: PathBuf,
+    },
+    /// `directory` is `$CREDENTIALS_DIRECTORY` as it was when the configuration was loaded.
+    Credential {
+        key: String,
+        name: String,
+        directory: Option<PathBuf>,
+    },
 }
 
 impl fmt::Display for SecretSource {
@@ -229,24 +237,21 @@ impl SecretSource {
     pub fn read(&self) -> Result<SecretString, ConfigError> {
         let path = match self {
             SecretSource::File { path, .. } => path.clone(),
-            SecretSource::Credential { key, name } => {
-                let directory = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+            SecretSource::Credential {
+                key,
+                name,
+                directory,
+            } => {
+                let directory = directory.as_ref().ok_or_else(|| {
                     config_error(format!(
                         "{key}: systemd credential {name:?} requested but $CREDENTIALS_DIRECTORY is not set (is the service started with LoadCredential={name}:...?)"
                     ))
                 })?;
-                Path::new(&directory).join(name)
+                directory.join(name)
             }
         };
         read_secret_file(&path)
             .map_err(|message| config_error(format!("{}: {message}", self.key())))
-    }
-
-    /// Whether the credential exists, without reading it.
-    fn credential_present(name: &str) -> bool {
-        std::env::var_os("CREDENTIALS_DIRECTORY")
-            .map(|directory| Path::new(&directory).join(name).exists())
-            .unwrap_or(false)
     }
 }
 
@@ -256,7 +261,10 @@ pub fn read_secret_file(path: &Path) -> Result<SecretString, String> {
     let metadata = std::fs::metadata(path)
         .map_err(|error| format!("cannot read secret file {}: {error}", path.display()))?;
     if !metadata.is_file() {
-        return Err(format!("secret file {} is not a regular file", path.display()));
+        return Err(format!(
+            "secret file {} is not a regular file",
+            path.display()
+        ));
     }
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o007 != 0 {
@@ -305,6 +313,11 @@ impl Settings {
         } else {
             None
         };
+        let credentials_directory = environment
+            .iter()
+            .find(|(name, _)| name == "CREDENTIALS_DIRECTORY")
+            .map(|(_, value)| PathBuf::from(value))
+            .filter(|path| !path.as_os_str().is_empty());
         let environment: config::Map<String, String> = environment
             .into_iter()
             .filter(|(name, _)| name.starts_with(&format!("{ENV_PREFIX}__")))
@@ -331,10 +344,14 @@ impl Settings {
                 config_error(format!("invalid configuration key {path}: {inner}"))
             }
         })?;
-        Self::validate(raw, source_file)
+        Self::validate(raw, source_file, credentials_directory.as_deref())
     }
 
-    fn validate(raw: RawSettings, source_file: Option<PathBuf>) -> Result<Settings, ConfigError> {
+    fn validate(
+        raw: RawSettings,
+        source_file: Option<PathBuf>,
+        credentials_directory: Option<&Path>,
+    ) -> Result<Settings, ConfigError> {
         if raw.log.level.trim().is_empty()
             || tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err()
         {
@@ -366,12 +383,14 @@ impl Settings {
             raw.database.password_file,
             raw.database.password_credential,
             false,
+            credentials_directory,
         )?;
         let master_key = secret_source(
             "crypto.master_key",
             raw.crypto.master_key_file,
             raw.crypto.master_key_credential,
             true,
+            credentials_directory,
         )?;
         let mut previous_keys = Vec::new();
         for (index, path) in raw.crypto.previous_key_files.into_iter().enumerate() {
@@ -384,6 +403,7 @@ impl Settings {
             previous_keys.push(SecretSource::Credential {
                 key: format!("crypto.previous_key_credentials[{index}]"),
                 name: credential_name("crypto.previous_key_credentials", name)?,
+                directory: credentials_directory.map(Path::to_path_buf),
             });
         }
         let listen: SocketAddr = raw.http.listen.parse().map_err(|_| {
@@ -432,7 +452,10 @@ impl Settings {
             clouds.insert(name, cloud);
         }
         Ok(Settings {
-            log: LogSettings { level: raw.log.level, format: raw.log.format },
+            log: LogSettings {
+                level: raw.log.level,
+                format: raw.log.format,
+            },
             database: DatabaseSettings {
                 url,
                 password,
@@ -441,9 +464,14 @@ impl Settings {
                 health_interval: raw.database.health_interval,
                 auto_migrate: raw.database.auto_migrate,
             },
-            crypto: CryptoSettings { master_key, previous_keys },
+            crypto: CryptoSettings {
+                master_key,
+                previous_keys,
+            },
             http: HttpSettings { listen },
-            daemon: DaemonSettings { shutdown_timeout: raw.daemon.shutdown_timeout },
+            daemon: DaemonSettings {
+                shutdown_timeout: raw.daemon.shutdown_timeout,
+            },
             jobs: JobSettings {
                 housekeeping: HousekeepingSettings {
                     schedule: raw.jobs.housekeeping.schedule,
@@ -464,7 +492,9 @@ impl Settings {
             let _ = url.set_password(Some("REDACTED"));
         }
         let describe = |source: &Option<SecretSource>| {
-            source.as_ref().map(|source| format!("<redacted: {source}>"))
+            source
+                .as_ref()
+                .map(|source| format!("<redacted: {source}>"))
         };
         let document = serde_json::json!({
             "log": { "level": self.log.level, "format": self.log.format },
@@ -555,34 +585,55 @@ fn credential_name(key: &str, name: String) -> Result<String, ConfigError> {
     Ok(name)
 }
 
-/// `<base>_file` wins over `<base>_credential`. A credential that is only a default
-/// (`credential_is_default`) counts only when systemd actually provides it.
+/// Which of `<base>_credential` and `<base>_file` to use: the systemd credential when the
+/// service manager provides it (the daemon under its unit), else the file (the same
+/// configuration used by an operator's CLI commands, run as root). A credential that is only
+/// a built-in default (`credential_is_default`) counts only when systemd provides it.
 fn secret_source(
     base: &str,
     file: Option<PathBuf>,
     credential: Option<String>,
     credential_is_default: bool,
+    credentials_directory: Option<&Path>,
 ) -> Result<Option<SecretSource>, ConfigError> {
+    let directory = credentials_directory.map(Path::to_path_buf);
+    let credential_key = format!("{base}_credential");
+    let credential = match credential.filter(|name| !name.is_empty()) {
+        Some(name) => Some(credential_name(&credential_key, name)?),
+        None => None,
+    };
+    if let Some(name) = &credential
+        && directory
+            .as_ref()
+            .is_some_and(|directory| directory.join(name).exists())
+    {
+        return Ok(Some(SecretSource::Credential {
+            key: credential_key,
+            name: name.clone(),
+            directory,
+        }));
+    }
     if let Some(path) = file {
         let key = format!("{base}_file");
-        return Ok(Some(SecretSource::File { path: absolute(&key, path)?, key }));
+        return Ok(Some(SecretSource::File {
+            path: absolute(&key, path)?,
+            key,
+        }));
     }
-    match credential {
-        Some(name) if !name.is_empty() => {
-            let key = format!("{base}_credential");
-            let name = credential_name(&key, name)?;
-            if credential_is_default && !SecretSource::credential_present(&name) {
-                return Ok(None);
-            }
-            Ok(Some(SecretSource::Credential { key, name }))
-        }
-        _ => Ok(None),
-    }
+    Ok(credential
+        .filter(|_| !credential_is_default)
+        .map(|name| SecretSource::Credential {
+            key: credential_key,
+            name,
+            directory,
+        }))
 }
 
 fn endpoint(key: &str, value: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(value).map_err(|error| {
-        config_error(format!("invalid configuration key {key}: {error} (expected a URL)"))
+        config_error(format!(
+            "invalid configuration key {key}: {error} (expected a URL)"
+        ))
     })?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(address)) => address.is_loopback(),
@@ -601,14 +652,13 @@ fn endpoint(key: &str, value: &str) -> Result<Url, ConfigError> {
 
 fn builtin_clouds() -> BTreeMap<String, CloudSettings> {
     // Reference: Microsoft's national cloud endpoints (shared/reference/microsoft-365.md §9).
-    let cloud = |authority: &str, graph: &str, exchange: &str, sharepoint_suffix: &str| {
-        CloudSettings {
+    let cloud =
+        |authority: &str, graph: &str, exchange: &str, sharepoint_suffix: &str| CloudSettings {
             authority: Url::parse(authority).expect("built-in URL"),
             graph: Url::parse(graph).expect("built-in URL"),
             exchange: Url::parse(exchange).expect("built-in URL"),
             sharepoint_suffix: sharepoint_suffix.to_string(),
-        }
-    };
+        };
     BTreeMap::from([
         (
             "global".to_string(),
@@ -661,7 +711,13 @@ mod tests {
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
-        Settings::load_with_environment(&ConfigLocation { path, explicit: true }, environment)
+        Settings::load_with_environment(
+            &ConfigLocation {
+                path,
+                explicit: true,
+            },
+            environment,
+        )
     }
 
     fn error(toml: &str, environment: &[(&str, &str)]) -> String {
@@ -691,19 +747,37 @@ mod tests {
     fn bad_keys_types_and_values_name_the_key() {
         let cases = [
             ("[database]\nbogus = 1\n", "database"),
-            ("[database]\nmax_connections = \"many\"\n", "database.max_connections"),
+            (
+                "[database]\nmax_connections = \"many\"\n",
+                "database.max_connections",
+            ),
             ("[http]\nlisten = \"everywhere\"\n", "http.listen"),
-            ("[daemon]\nshutdown_timeout = \"soon\"\n", "daemon.shutdown_timeout"),
-            ("[jobs.housekeeping]\nschedule = \"whenever\"\n", "jobs.housekeeping.schedule"),
+            (
+                "[daemon]\nshutdown_timeout = \"soon\"\n",
+                "daemon.shutdown_timeout",
+            ),
+            (
+                "[jobs.housekeeping]\nschedule = \"whenever\"\n",
+                "jobs.housekeeping.schedule",
+            ),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("[database]\nurl = \"mysql://x/y\"\n", "database.url"),
-            ("[crypto]\nmaster_key_file = \"relative/key\"\n", "crypto.master_key_file"),
-            ("[clouds.lab]\nauthority = \"http://login.example\"\ngraph = \"https://g\"\nexchange = \"https://e\"\nsharepoint_suffix = \"s\"\n", "clouds.lab.authority"),
+            (
+                "[crypto]\nmaster_key_file = \"relative/key\"\n",
+                "crypto.master_key_file",
+            ),
+            (
+                "[clouds.lab]\nauthority = \"http://login.example\"\ngraph = \"https://g\"\nexchange = \"https://e\"\nsharepoint_suffix = \"s\"\n",
+                "clouds.lab.authority",
+            ),
             ("[surprise]\nx = 1\n", "surprise"),
         ];
         for (toml, key) in cases {
             let message = error(toml, &[]);
-            assert!(message.contains(key), "{toml:?} gave {message:?}, expected it to name {key}");
+            assert!(
+                message.contains(key),
+                "{toml:?} gave {message:?}, expected it to name {key}"
+            );
         }
         let message = error("", &[("KODO_ACCESS__DATABASE__MAX_CONNECTIONS", "lots")]);
         assert!(message.contains("database.max_connections"), "{message}");
@@ -716,7 +790,10 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(settings.clouds["sim"].graph.as_str(), "http://127.0.0.1:8400/");
+        assert_eq!(
+            settings.clouds["sim"].graph.as_str(),
+            "http://127.0.0.1:8400/"
+        );
     }
 
     #[test]
@@ -734,9 +811,68 @@ mod tests {
     }
 
     #[test]
+    fn a_provided_credential_wins_over_the_file_and_the_file_serves_the_cli() {
+        let credentials = tempfile::tempdir().unwrap();
+        std::fs::write(credentials.path().join("db-pw"), "x").unwrap();
+        std::fs::set_permissions(
+            credentials.path().join("db-pw"),
+            std::fs::Permissions::from_mode(0o400),
+        )
+        .unwrap();
+        let file = || Some(PathBuf::from("/etc/kodo-access/db-pw"));
+        let credential = || Some("db-pw".to_string());
+        // Under systemd the credential is there.
+        let source = secret_source(
+            "database.password",
+            file(),
+            credential(),
+            false,
+            Some(credentials.path()),
+        )
+        .unwrap();
+        assert!(
+            matches!(source, Some(SecretSource::Credential { .. })),
+            "{source:?}"
+        );
+        use secrecy::ExposeSecret;
+        assert_eq!(source.unwrap().read().unwrap().expose_secret(), "x");
+        // From an operator's shell there is no $CREDENTIALS_DIRECTORY: the file is used.
+        let source = secret_source("database.password", file(), credential(), false, None).unwrap();
+        assert!(
+            matches!(source, Some(SecretSource::File { .. })),
+            "{source:?}"
+        );
+        // A default credential name alone, not provided, means "not configured".
+        assert_eq!(
+            secret_source(
+                "crypto.master_key",
+                None,
+                Some("master-key".into()),
+                true,
+                None
+            )
+            .unwrap(),
+            None
+        );
+        // An explicit one is kept, so reading it explains what is missing.
+        let explicit = secret_source("database.password", None, credential(), false, None)
+            .unwrap()
+            .unwrap();
+        let error = explicit.read().unwrap_err().to_string();
+        assert!(
+            error.contains("database.password_credential")
+                && error.contains("CREDENTIALS_DIRECTORY"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn redacted_output_hides_the_database_password() {
-        let settings =
-            load("[database]\nurl = \"postgres://kodo:s3cr3t-pw@db.example/kodo\"\n", &[]).unwrap();
+        let settings = load(
+            "[database]\nurl = \"postgres://kodo:s3cr3t-pw@db.example/kodo\"\n",
+            &[],
+        )
+        .unwrap();
         let text = settings.redacted();
         assert!(!text.contains("s3cr3t-pw"), "{text}");
         assert!(text.contains("REDACTED"), "{text}");

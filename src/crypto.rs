@@ -54,9 +54,10 @@ impl MasterKey {
     /// Parses a key file's content: 32 bytes, base64-encoded.
     pub fn from_encoded(encoded: &SecretString) -> Result<MasterKey, String> {
         let bytes = zeroize::Zeroizing::new(
-            BASE64
-                .decode(encoded.expose_secret().trim())
-                .map_err(|_| "the master key is not base64 (create one with `kodo-access key generate`)".to_string())?,
+            BASE64.decode(encoded.expose_secret().trim()).map_err(|_| {
+                "the master key is not base64 (create one with `kodo-access key generate`)"
+                    .to_string()
+            })?,
         );
         if bytes.len() != 32 {
             return Err(format!(
@@ -68,7 +69,10 @@ impl MasterKey {
         hasher.update(b"kodo-access master key id v1\0");
         hasher.update(&bytes[..]);
         let digest = hasher.finalize();
-        let id: String = digest[..8].iter().map(|byte| format!("{byte:02x}")).collect();
+        let id: String = digest[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
         let cipher = XChaCha20Poly1305::new_from_slice(&bytes).expect("32-byte key");
         Ok(MasterKey { id, cipher })
     }
@@ -160,13 +164,19 @@ impl Keyring {
             .cipher
             .encrypt(
                 XNonce::from_slice(&nonce),
-                Payload { msg: secret.expose_secret().as_bytes(), aad: &aad },
+                Payload {
+                    msg: secret.expose_secret().as_bytes(),
+                    aad: &aad,
+                },
             )
             .expect("encryption of a bounded plaintext cannot fail");
         let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&ciphertext);
-        Sealed { key_id: self.current.id.clone(), blob }
+        Sealed {
+            key_id: self.current.id.clone(),
+            blob,
+        }
     }
 
     pub fn open(&self, sealed: &Sealed, context: SealContext) -> Result<SecretString, CryptoError> {
@@ -181,7 +191,13 @@ impl Keyring {
         let aad = context.associated_data();
         let plaintext = zeroize::Zeroizing::new(
             key.cipher
-                .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+                .decrypt(
+                    XNonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: &aad,
+                    },
+                )
                 .map_err(|_| CryptoError::Corrupt(sealed.key_id.clone()))?,
         );
         let text = std::str::from_utf8(&plaintext)
@@ -207,7 +223,10 @@ mod tests {
     }
 
     fn context() -> SealContext {
-        SealContext { organization_id: Uuid::new_v4(), credential_id: Uuid::new_v4() }
+        SealContext {
+            organization_id: Uuid::new_v4(),
+            credential_id: Uuid::new_v4(),
+        }
     }
 
     #[test]
@@ -217,7 +236,10 @@ mod tests {
         let sealed = keyring.seal(&SecretString::from("Abc~supersecretvalue"), context);
         assert!(!String::from_utf8_lossy(&sealed.blob).contains("supersecret"));
         assert_eq!(sealed.key_id, keyring.current_id());
-        assert_eq!(keyring.open(&sealed, context).unwrap().expose_secret(), "Abc~supersecretvalue");
+        assert_eq!(
+            keyring.open(&sealed, context).unwrap().expose_secret(),
+            "Abc~supersecretvalue"
+        );
     }
 
     #[test]
@@ -225,10 +247,22 @@ mod tests {
         let keyring = Keyring::new(key(), vec![]);
         let original = context();
         let sealed = keyring.seal(&SecretString::from("s"), original);
-        let other_credential = SealContext { credential_id: Uuid::new_v4(), ..original };
-        let other_org = SealContext { organization_id: Uuid::new_v4(), ..original };
-        assert!(matches!(keyring.open(&sealed, other_credential), Err(CryptoError::Corrupt(_))));
-        assert!(matches!(keyring.open(&sealed, other_org), Err(CryptoError::Corrupt(_))));
+        let other_credential = SealContext {
+            credential_id: Uuid::new_v4(),
+            ..original
+        };
+        let other_org = SealContext {
+            organization_id: Uuid::new_v4(),
+            ..original
+        };
+        assert!(matches!(
+            keyring.open(&sealed, other_credential),
+            Err(CryptoError::Corrupt(_))
+        ));
+        assert!(matches!(
+            keyring.open(&sealed, other_org),
+            Err(CryptoError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -236,7 +270,9 @@ mod tests {
         let old = Keyring::new(key(), vec![]);
         let context = context();
         let sealed = old.seal(&SecretString::from("s"), context);
-        let Keyring { current: old_key, .. } = old;
+        let Keyring {
+            current: old_key, ..
+        } = old;
         let old_id = old_key.id.clone();
         let rotated = Keyring::new(key(), vec![old_key]);
         assert_eq!(rotated.open(&sealed, context).unwrap().expose_secret(), "s");
@@ -253,14 +289,16 @@ mod tests {
         let id = generate_key_file(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let loaded = MasterKey::from_encoded(&crate::config::read_secret_file(&path).unwrap()).unwrap();
+        let loaded =
+            MasterKey::from_encoded(&crate::config::read_secret_file(&path).unwrap()).unwrap();
         assert_eq!(loaded.id(), id);
         assert!(generate_key_file(&path).is_err());
     }
 
     #[test]
     fn short_keys_are_refused() {
-        let error = MasterKey::from_encoded(&SecretString::from(BASE64.encode([1u8; 16]))).unwrap_err();
+        let error =
+            MasterKey::from_encoded(&SecretString::from(BASE64.encode([1u8; 16]))).unwrap_err();
         assert!(error.contains("32 bytes"), "{error}");
     }
 }

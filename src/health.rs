@@ -36,7 +36,10 @@ pub async fn monitor_database(
         let probe = tokio::time::timeout(probe_timeout, crate::store::ping(&pool)).await;
         let result = match probe {
             Ok(result) => result.map_err(|error| error.to_string()),
-            Err(_) => Err(format!("no answer within {}", crate::config::format_duration(probe_timeout))),
+            Err(_) => Err(format!(
+                "no answer within {}",
+                crate::config::format_duration(probe_timeout)
+            )),
         };
         match (result, down_since) {
             (Ok(()), Some(since)) => {

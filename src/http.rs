@@ -32,7 +32,10 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     if state.context.readiness.database_up() {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: database unreachable\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: database unreachable\n",
+        )
     }
 }
 
@@ -41,7 +44,10 @@ async fn metrics_handler(State(state): State<HttpState>) -> impl IntoResponse {
         refresh_gauges(&state.context).await;
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }
@@ -56,7 +62,11 @@ async fn refresh_gauges(context: &Context) {
     .await;
     if let Ok(Ok(counts)) = counts {
         for enabled in [true, false] {
-            let count = counts.iter().find(|(e, _)| *e == enabled).map(|(_, n)| *n).unwrap_or(0);
+            let count = counts
+                .iter()
+                .find(|(e, _)| *e == enabled)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
             crate::telemetry::metrics::organizations(enabled, count);
         }
     }

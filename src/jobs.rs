@@ -69,8 +69,18 @@ pub async fn run(context: &Context, job: JobName, trigger: Trigger) -> anyhow::R
     };
     metrics::job_finished(job.as_str(), outcome, elapsed);
     match &result {
-        Ok(summary) => tracing::info!(job = job.as_str(), trigger = trigger.as_str(), elapsed_ms = elapsed.as_millis() as u64, "job succeeded: {summary}"),
-        Err(error) => tracing::warn!(job = job.as_str(), trigger = trigger.as_str(), elapsed_ms = elapsed.as_millis() as u64, "job failed: {error:#}"),
+        Ok(summary) => tracing::info!(
+            job = job.as_str(),
+            trigger = trigger.as_str(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "job succeeded: {summary}"
+        ),
+        Err(error) => tracing::warn!(
+            job = job.as_str(),
+            trigger = trigger.as_str(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "job failed: {error:#}"
+        ),
     }
     let mut connection = context.pool.acquire().await?;
     store::job_runs::finish(&mut connection, run_id, outcome, &summary).await?;
@@ -84,15 +94,19 @@ async fn housekeeping(context: &Context) -> anyhow::Result<String> {
         now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX)
     };
     let mut connection = context.pool.acquire().await?;
-    let checks =
-        store::housekeeping::prune_checks(&mut connection, cutoff(settings.check_history_retention)).await?;
+    let checks = store::housekeeping::prune_checks(
+        &mut connection,
+        cutoff(settings.check_history_retention),
+    )
+    .await?;
     let notifications = store::housekeeping::prune_delivered_outbox(
         &mut connection,
         cutoff(settings.delivered_alert_retention),
     )
     .await?;
     let job_runs =
-        store::housekeeping::prune_job_runs(&mut connection, cutoff(settings.job_run_retention)).await?;
+        store::housekeeping::prune_job_runs(&mut connection, cutoff(settings.job_run_retention))
+            .await?;
     Ok(format!(
         "deleted {checks} checks, {notifications} delivered alert notifications and {job_runs} job runs past retention"
     ))

@@ -103,7 +103,13 @@ impl RawOrganization {
         let client_id = field("client_id", ClientId::parse(&self.client_id))?;
         let cloud = field(
             "cloud",
-            CloudName::parse(self.cloud.as_deref().filter(|c| !c.is_empty()).unwrap_or("global"), clouds),
+            CloudName::parse(
+                self.cloud
+                    .as_deref()
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or("global"),
+                clouds,
+            ),
         )?;
         let sharepoint_host = match self.sharepoint_host.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -114,15 +120,21 @@ impl RawOrganization {
             match self.labels {
                 None => Ok(Labels::default()),
                 Some(RawLabels::Pairs(text)) => Labels::parse_pairs(
-                    text.split([';', ',']).map(str::trim).filter(|pair| !pair.is_empty()),
+                    text.split([';', ','])
+                        .map(str::trim)
+                        .filter(|pair| !pair.is_empty()),
                 ),
-                Some(RawLabels::List(pairs)) => Labels::parse_pairs(pairs.iter().map(String::as_str)),
+                Some(RawLabels::List(pairs)) => {
+                    Labels::parse_pairs(pairs.iter().map(String::as_str))
+                }
                 Some(RawLabels::Map(map)) => Labels::from_map(map),
             },
         )?;
         let secret = field(
             "secret",
-            self.secret.ok_or_else(|| input_error("the client secret is missing")).and_then(ClientSecret::parse),
+            self.secret
+                .ok_or_else(|| input_error("the client secret is missing"))
+                .and_then(ClientSecret::parse),
         )?;
         let key_id = match self.secret_id.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -139,7 +151,11 @@ impl RawOrganization {
             cloud,
             sharepoint_host,
             labels,
-            secret: SecretInput { secret, key_id, expires },
+            secret: SecretInput {
+                secret,
+                key_id,
+                expires,
+            },
         })
     }
 }
@@ -162,7 +178,10 @@ impl Registry<'_> {
 
     /// Registers many organizations: all of them, or none when any is refused.
     /// `inputs` carry the position to name in errors (e.g. "row 3").
-    pub async fn import(&self, inputs: Vec<(String, NewOrganizationInput)>) -> anyhow::Result<Vec<Uuid>> {
+    pub async fn import(
+        &self,
+        inputs: Vec<(String, NewOrganizationInput)>,
+    ) -> anyhow::Result<Vec<Uuid>> {
         let mut seen_names = HashSet::new();
         let mut seen_pairs = HashSet::new();
         for (position, input) in &inputs {
@@ -202,7 +221,11 @@ impl Registry<'_> {
             Some(position) => format!("{position}, field {field}: "),
             None => String::new(),
         };
-        let source = if import_position.is_some() { "import" } else { "add" };
+        let source = if import_position.is_some() {
+            "import"
+        } else {
+            "add"
+        };
         if store::organizations::find(connection, &OrgRef::Name(input.name.as_str().to_string()))
             .await?
             .is_some()
@@ -224,7 +247,9 @@ impl Registry<'_> {
             return Err(input_error(format!(
                 "{}tenant {} with client {} is already registered as organization {}",
                 prefix("client_id"),
-                input.tenant_id, input.client_id, existing.name
+                input.tenant_id,
+                input.client_id,
+                existing.name
             ))
             .into());
         }
@@ -254,7 +279,8 @@ impl Registry<'_> {
                 Some("organizations_tenant_client_key") => input_error(format!(
                     "{}tenant {} with client {} is already registered",
                     prefix("client_id"),
-                    input.tenant_id, input.client_id
+                    input.tenant_id,
+                    input.client_id
                 ))
                 .into(),
                 _ => error.into(),
@@ -279,7 +305,8 @@ impl Registry<'_> {
             },
         )
         .await?;
-        self.store_secret(connection, id, input.name.as_str(), &input.secret).await?;
+        self.store_secret(connection, id, input.name.as_str(), &input.secret)
+            .await?;
         Ok(id)
     }
 
@@ -310,9 +337,13 @@ impl Registry<'_> {
             .await?;
         }
         let credential_id = Uuid::now_v7();
-        let sealed = self
-            .keyring
-            .seal(secret.secret.secret(), SealContext { organization_id, credential_id });
+        let sealed = self.keyring.seal(
+            secret.secret.secret(),
+            SealContext {
+                organization_id,
+                credential_id,
+            },
+        );
         let hint = secret.secret.hint();
         let inserted = store::credentials::insert(
             connection,
@@ -332,7 +363,10 @@ impl Registry<'_> {
             return Err(match store::unique_violation(&error).as_deref() {
                 Some("credentials_key_id") => input_error(format!(
                     "organization {organization_name} already has a secret with id {}",
-                    secret.key_id.map(|key_id| key_id.to_string()).unwrap_or_default()
+                    secret
+                        .key_id
+                        .map(|key_id| key_id.to_string())
+                        .unwrap_or_default()
                 ))
                 .into(),
                 _ => error.into(),
@@ -361,11 +395,21 @@ impl Registry<'_> {
     }
 
     /// Replaces the organization's current secret with one the operator provides.
-    pub async fn set_secret(&self, reference: &OrgRef, secret: SecretInput) -> anyhow::Result<Uuid> {
+    pub async fn set_secret(
+        &self,
+        reference: &OrgRef,
+        secret: SecretInput,
+    ) -> anyhow::Result<Uuid> {
         let mut transaction = self.pool.begin().await?;
         let organization = locked(&mut transaction, reference).await?;
-        let credential_id =
-            self.store_secret(&mut transaction, organization.id, &organization.name, &secret).await?;
+        let credential_id = self
+            .store_secret(
+                &mut transaction,
+                organization.id,
+                &organization.name,
+                &secret,
+            )
+            .await?;
         transaction.commit().await?;
         Ok(credential_id)
     }
@@ -383,7 +427,11 @@ impl Registry<'_> {
             &mut transaction,
             AuditEntry {
                 actor: &self.actor,
-                action: if enabled { "organization.enabled" } else { "organization.disabled" },
+                action: if enabled {
+                    "organization.enabled"
+                } else {
+                    "organization.disabled"
+                },
                 organization_id: Some(organization.id),
                 organization_name: Some(&organization.name),
                 ..Default::default()
@@ -427,14 +475,18 @@ impl Registry<'_> {
             store::credentials::sealed_not_under_key_for_update(&mut transaction, &current).await?;
         let mut from_keys: BTreeMap<String, usize> = BTreeMap::new();
         for row in &rows {
-            let context = SealContext { organization_id: row.organization_id, credential_id: row.id };
+            let context = SealContext {
+                organization_id: row.organization_id,
+                credential_id: row.id,
+            };
             let sealed = crate::crypto::Sealed {
                 key_id: row.secret_key_id.clone(),
                 blob: row.secret_sealed.clone(),
             };
-            let secret = self.keyring.open(&sealed, context).map_err(|error| {
-                anyhow::anyhow!("the secret of credential {} {error}", row.id)
-            })?;
+            let secret = self
+                .keyring
+                .open(&sealed, context)
+                .map_err(|error| anyhow::anyhow!("the secret of credential {} {error}", row.id))?;
             let resealed = self.keyring.seal(&secret, context);
             store::credentials::replace_sealed(&mut transaction, row.id, &resealed).await?;
             *from_keys.entry(row.secret_key_id.clone()).or_default() += 1;
@@ -460,15 +512,27 @@ pub async fn verify_all_secrets(pool: &PgPool, keyring: &Keyring) -> anyhow::Res
     let mut connection = pool.acquire().await?;
     let rows = store::credentials::all_sealed(&mut connection).await?;
     for row in &rows {
-        let sealed = crate::crypto::Sealed { key_id: row.secret_key_id.clone(), blob: row.secret_sealed.clone() };
+        let sealed = crate::crypto::Sealed {
+            key_id: row.secret_key_id.clone(),
+            blob: row.secret_sealed.clone(),
+        };
         keyring
-            .open(&sealed, SealContext { organization_id: row.organization_id, credential_id: row.id })
+            .open(
+                &sealed,
+                SealContext {
+                    organization_id: row.organization_id,
+                    credential_id: row.id,
+                },
+            )
             .map_err(|error| anyhow::anyhow!("the secret of credential {} {error}", row.id))?;
     }
     Ok(rows.len())
 }
 
-async fn locked(connection: &mut PgConnection, reference: &OrgRef) -> anyhow::Result<OrganizationRow> {
+async fn locked(
+    connection: &mut PgConnection,
+    reference: &OrgRef,
+) -> anyhow::Result<OrganizationRow> {
     store::organizations::find_for_update(connection, reference)
         .await?
         .ok_or_else(|| input_error(format!("no organization {reference}")).into())

@@ -42,7 +42,10 @@ impl Scheduler {
                         return;
                     }
                     if running.swap(true, Ordering::AcqRel) {
-                        tracing::info!(job = job.as_str(), "previous run still going, skipping this turn");
+                        tracing::info!(
+                            job = job.as_str(),
+                            "previous run still going, skipping this turn"
+                        );
                         return;
                     }
                     tracker.spawn(async move {

@@ -35,9 +35,16 @@ pub async fn execute(settings: Settings, command: &KeyCommand) -> anyhow::Result
     match command {
         KeyCommand::Generate { out } => generate(out),
         KeyCommand::Rotate => {
-            let registry = Registry { pool: &pool, keyring: &keyring, actor: cli_actor() };
+            let registry = Registry {
+                pool: &pool,
+                keyring: &keyring,
+                actor: cli_actor(),
+            };
             let count = registry.reseal_all().await?;
-            println!("re-sealed {count} secret(s) under master key {}", keyring.current_id());
+            println!(
+                "re-sealed {count} secret(s) under master key {}",
+                keyring.current_id()
+            );
             Ok(())
         }
         KeyCommand::Status => {
@@ -45,7 +52,11 @@ pub async fn execute(settings: Settings, command: &KeyCommand) -> anyhow::Result
             let counts = crate::store::credentials::count_by_seal_key(&mut connection).await?;
             println!("current master key: {}", keyring.current_id());
             for (key_id, count) in counts {
-                let marker = if key_id == keyring.current_id() { " (current)" } else { "" };
+                let marker = if key_id == keyring.current_id() {
+                    " (current)"
+                } else {
+                    ""
+                };
                 println!("{key_id}{marker}: {count} secret(s)");
             }
             let opened = crate::registry::verify_all_secrets(&pool, &keyring).await?;

@@ -17,7 +17,11 @@ use crate::config::{ConfigError, ConfigLocation, DEFAULT_CONFIG_PATH, LogFormat,
 use crate::domain::InputError;
 
 #[derive(Debug, Parser)]
-#[command(name = "kodo-access", version, about = "Keeps Microsoft 365 app access alive across many customer tenants")]
+#[command(
+    name = "kodo-access",
+    version,
+    about = "Keeps Microsoft 365 app access alive across many customer tenants"
+)]
 pub struct Cli {
     /// Configuration file, layered over the built-in defaults.
     #[arg(long, global = true, env = "KODO_ACCESS_CONFIG", value_name = "PATH")]
@@ -82,8 +86,14 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 /// Loads the configuration and starts logging; every command begins here.
 fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     let location = match &cli.config {
-        Some(path) => ConfigLocation { path: path.clone(), explicit: true },
-        None => ConfigLocation { path: PathBuf::from(DEFAULT_CONFIG_PATH), explicit: false },
+        Some(path) => ConfigLocation {
+            path: path.clone(),
+            explicit: true,
+        },
+        None => ConfigLocation {
+            path: PathBuf::from(DEFAULT_CONFIG_PATH),
+            explicit: false,
+        },
     };
     let mut settings = Settings::load(&location)?;
     if let Some(format) = cli.log_format {
@@ -115,7 +125,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                     let keyring = crate::crypto::Keyring::load(&settings.crypto)?;
                     println!("# master key: {} (readable)", keyring.current_id());
                 }
-                None => println!("# master key: not configured (needed by run, org and key commands)"),
+                None => {
+                    println!("# master key: not configured (needed by run, org and key commands)")
+                }
             }
             print!("{}", settings.redacted());
             Ok(())
@@ -147,11 +159,14 @@ async fn one_shot_context(settings: Settings) -> anyhow::Result<crate::context::
 }
 
 fn format_time(time: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    time.map(|time| time.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_else(|| "-".into())
+    time.map(|time| time.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 fn table(header: &[&str]) -> comfy_table::Table {
     let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::NOTHING).set_header(header.to_vec());
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(header.to_vec());
     table
 }

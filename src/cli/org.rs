@@ -108,10 +108,9 @@ fn read_secret(args: &SecretArgs) -> anyhow::Result<SecretString> {
         return Ok(SecretString::from(text));
     }
     let mut text = String::new();
-    stdin
-        .lock()
-        .read_to_string(&mut text)
-        .map_err(|error| anyhow::anyhow!("reading the client secret from standard input: {error}"))?;
+    stdin.lock().read_to_string(&mut text).map_err(|error| {
+        anyhow::anyhow!("reading the client secret from standard input: {error}")
+    })?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
@@ -123,10 +122,22 @@ fn read_secret(args: &SecretArgs) -> anyhow::Result<SecretString> {
 
 fn secret_input(args: &SecretArgs) -> anyhow::Result<SecretInput> {
     // Validate the flags before reading the secret, so a typo does not cost a paste.
-    let key_id = args.secret_id.as_deref().map(SecretKeyId::parse).transpose()?;
-    let expires = args.secret_expires.as_deref().map(parse_expiry).transpose()?;
+    let key_id = args
+        .secret_id
+        .as_deref()
+        .map(SecretKeyId::parse)
+        .transpose()?;
+    let expires = args
+        .secret_expires
+        .as_deref()
+        .map(parse_expiry)
+        .transpose()?;
     let secret = ClientSecret::parse(read_secret(args)?)?;
-    Ok(SecretInput { secret, key_id, expires })
+    Ok(SecretInput {
+        secret,
+        key_id,
+        expires,
+    })
 }
 
 pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result<()> {
@@ -140,7 +151,15 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             let pool = store::connect(&settings.database).await?;
             show(&pool, &OrgRef::parse(org), *output).await
         }
-        OrgCommand::Add { name, tenant_id, client_id, cloud, sharepoint_host, labels, secret } => {
+        OrgCommand::Add {
+            name,
+            tenant_id,
+            client_id,
+            cloud,
+            sharepoint_host,
+            labels,
+            secret,
+        } => {
             let keyring = Keyring::load(&settings.crypto)?;
             let secret_input = secret_input(secret)?;
             let raw = RawOrganization {
@@ -156,11 +175,19 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
                 secret_expires: None,
             };
             let mut input = raw.parse(&clouds).map_err(|error| {
-                input_error(format!("--{}: {}", error.field.replace('_', "-"), error.error.0))
+                input_error(format!(
+                    "--{}: {}",
+                    error.field.replace('_', "-"),
+                    error.error.0
+                ))
             })?;
             input.secret = secret_input;
             let pool = store::connect(&settings.database).await?;
-            let registry = Registry { pool: &pool, keyring: &keyring, actor: cli_actor() };
+            let registry = Registry {
+                pool: &pool,
+                keyring: &keyring,
+                actor: cli_actor(),
+            };
             let name = input.name.clone();
             let id = registry.add(input).await?;
             println!("added organization {name} ({id})");
@@ -171,11 +198,18 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             let pool = store::connect(&settings.database).await?;
             let reference = OrgRef::parse(org);
             // Fail on an unknown organization before asking for the secret.
-            if store::organizations::find(&mut *pool.acquire().await?, &reference).await?.is_none() {
+            if store::organizations::find(&mut *pool.acquire().await?, &reference)
+                .await?
+                .is_none()
+            {
                 return Err(input_error(format!("no organization {reference}")).into());
             }
             let secret_input = secret_input(secret)?;
-            let registry = Registry { pool: &pool, keyring: &keyring, actor: cli_actor() };
+            let registry = Registry {
+                pool: &pool,
+                keyring: &keyring,
+                actor: cli_actor(),
+            };
             let credential_id = registry.set_secret(&reference, secret_input).await?;
             println!("stored a new secret for {reference} (credential {credential_id})");
             Ok(())
@@ -184,7 +218,11 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             let enable = matches!(command, OrgCommand::Enable { .. });
             let keyring = Keyring::load(&settings.crypto)?;
             let pool = store::connect(&settings.database).await?;
-            let registry = Registry { pool: &pool, keyring: &keyring, actor: cli_actor() };
+            let registry = Registry {
+                pool: &pool,
+                keyring: &keyring,
+                actor: cli_actor(),
+            };
             let reference = OrgRef::parse(org);
             let changed = registry.set_enabled(&reference, enable).await?;
             let word = if enable { "enabled" } else { "disabled" };
@@ -205,7 +243,11 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             }
             let keyring = Keyring::load(&settings.crypto)?;
             let pool = store::connect(&settings.database).await?;
-            let registry = Registry { pool: &pool, keyring: &keyring, actor: cli_actor() };
+            let registry = Registry {
+                pool: &pool,
+                keyring: &keyring,
+                actor: cli_actor(),
+            };
             let removed = registry.remove(&reference).await?;
             println!("removed organization {} ({})", removed.name, removed.id);
             Ok(())
@@ -214,9 +256,17 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             let keyring = Keyring::load(&settings.crypto)?;
             let inputs = read_import(file, *format, &clouds)?;
             let pool = store::connect(&settings.database).await?;
-            let registry = Registry { pool: &pool, keyring: &keyring, actor: cli_actor() };
+            let registry = Registry {
+                pool: &pool,
+                keyring: &keyring,
+                actor: cli_actor(),
+            };
             let ids = registry.import(inputs).await?;
-            println!("imported {} organization(s) from {}", ids.len(), file.display());
+            println!(
+                "imported {} organization(s) from {}",
+                ids.len(),
+                file.display()
+            );
             Ok(())
         }
     }
@@ -244,10 +294,19 @@ struct CsvRow {
 
 type Positioned = (String, crate::registry::NewOrganizationInput);
 
-fn read_import(path: &Path, format: Option<ImportFormat>, clouds: &[String]) -> anyhow::Result<Vec<Positioned>> {
+fn read_import(
+    path: &Path,
+    format: Option<ImportFormat>,
+    clouds: &[String],
+) -> anyhow::Result<Vec<Positioned>> {
     let format = match format {
         Some(format) => format,
-        None => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        None => match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("csv") => ImportFormat::Csv,
             Some("json") => ImportFormat::Json,
             _ => {
@@ -265,15 +324,22 @@ fn read_import(path: &Path, format: Option<ImportFormat>, clouds: &[String]) -> 
     let mut inputs = Vec::new();
     match format {
         ImportFormat::Csv => {
-            let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(content.as_bytes());
+            let mut reader = csv::ReaderBuilder::new()
+                .trim(csv::Trim::All)
+                .from_reader(content.as_bytes());
             for (index, record) in reader.deserialize::<CsvRow>().enumerate() {
                 let row_number = index + 1;
                 let row: CsvRow = record.map_err(|error| {
-                    let line = error.position().map(|p| format!(" (line {})", p.line())).unwrap_or_default();
+                    let line = error
+                        .position()
+                        .map(|p| format!(" (line {})", p.line()))
+                        .unwrap_or_default();
                     // csv errors quote field values only for UTF-8 problems; keep the kind only.
                     let what = match error.kind() {
                         csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
-                        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                        csv::ErrorKind::UnequalLengths {
+                            expected_len, len, ..
+                        } => {
                             format!("expected {expected_len} fields, found {len}")
                         }
                         _ => "unreadable row".to_string(),
@@ -293,28 +359,35 @@ fn read_import(path: &Path, format: Option<ImportFormat>, clouds: &[String]) -> 
                     secret_expires: row.secret_expires,
                 };
                 let input = raw.parse(clouds).map_err(|error| {
-                    input_error(format!("{position}, field {}: {}", error.field, error.error.0))
+                    input_error(format!(
+                        "{position}, field {}: {}",
+                        error.field, error.error.0
+                    ))
                 })?;
                 inputs.push((position, input));
             }
         }
         ImportFormat::Json => {
-            let entries: Vec<serde_json::Value> = serde_json::from_str(content).map_err(|error| {
-                input_error(format!(
-                    "{} is not a JSON array of organizations (line {}, column {}): {}",
-                    path.display(),
-                    error.line(),
-                    error.column(),
-                    error.classify_message()
-                ))
-            })?;
+            let entries: Vec<serde_json::Value> =
+                serde_json::from_str(content).map_err(|error| {
+                    input_error(format!(
+                        "{} is not a JSON array of organizations (line {}, column {}): {}",
+                        path.display(),
+                        error.line(),
+                        error.column(),
+                        error.classify_message()
+                    ))
+                })?;
             for (index, entry) in entries.into_iter().enumerate() {
                 let position = format!("entry {}", index + 1);
                 let raw: RawOrganization = serde_json::from_value(entry).map_err(|error| {
                     input_error(format!("{position}: {}", error.classify_message()))
                 })?;
                 let input = raw.parse(clouds).map_err(|error| {
-                    input_error(format!("{position}, field {}: {}", error.field, error.error.0))
+                    input_error(format!(
+                        "{position}, field {}: {}",
+                        error.field, error.error.0
+                    ))
                 })?;
                 inputs.push((position, input));
             }
@@ -391,17 +464,34 @@ async fn list(pool: &PgPool, output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&views)?),
         Output::Table => {
-            let mut table = super::table(&["NAME", "TENANT", "CLIENT", "CLOUD", "MONITORING", "STATE", "SECRET EXPIRES", "LABELS"]);
+            let mut table = super::table(&[
+                "NAME",
+                "TENANT",
+                "CLIENT",
+                "CLOUD",
+                "MONITORING",
+                "STATE",
+                "SECRET EXPIRES",
+                "LABELS",
+            ]);
             for view in &views {
                 table.add_row(vec![
                     view.name.clone(),
                     view.tenant_id.to_string(),
                     view.client_id.to_string(),
                     view.cloud.clone(),
-                    if view.enabled { "enabled".into() } else { "disabled".into() },
+                    if view.enabled {
+                        "enabled".into()
+                    } else {
+                        "disabled".into()
+                    },
                     view.state.clone().unwrap_or_else(|| "-".into()),
                     super::format_time(view.secret_expires_at),
-                    view.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                    view.labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(","),
                 ]);
             }
             if views.is_empty() {
@@ -419,7 +509,8 @@ async fn show(pool: &PgPool, reference: &OrgRef, output: Output) -> anyhow::Resu
     let organization = store::organizations::find(&mut connection, reference)
         .await?
         .ok_or_else(|| input_error(format!("no organization {reference}")))?;
-    let credentials = store::credentials::list_for_organization(&mut connection, organization.id).await?;
+    let credentials =
+        store::credentials::list_for_organization(&mut connection, organization.id).await?;
     let credential_views: Vec<serde_json::Value> = credentials
         .iter()
         .map(|credential| {
@@ -464,20 +555,56 @@ async fn show(pool: &PgPool, reference: &OrgRef, output: Output) -> anyhow::Resu
             println!("tenant id:        {}", organization.tenant_id);
             println!("client id:        {}", organization.client_id);
             println!("cloud:            {}", organization.cloud);
-            println!("sharepoint host:  {}", organization.sharepoint_host.as_deref().unwrap_or("-"));
-            let labels: Vec<String> = organization.labels.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("labels:           {}", if labels.is_empty() { "-".into() } else { labels.join(",") });
-            println!("monitoring:       {}", if organization.enabled { "enabled" } else { "disabled" });
+            println!(
+                "sharepoint host:  {}",
+                organization.sharepoint_host.as_deref().unwrap_or("-")
+            );
+            let labels: Vec<String> = organization
+                .labels
+                .0
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            println!(
+                "labels:           {}",
+                if labels.is_empty() {
+                    "-".into()
+                } else {
+                    labels.join(",")
+                }
+            );
+            println!(
+                "monitoring:       {}",
+                if organization.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                }
+            );
             println!("state:            {}", state.as_deref().unwrap_or("-"));
-            println!("registered:       {}", super::format_time(Some(organization.created_at)));
+            println!(
+                "registered:       {}",
+                super::format_time(Some(organization.created_at))
+            );
             println!();
-            let mut table = super::table(&["CREDENTIAL", "STATUS", "ORIGIN", "SECRET ID", "HINT", "EXPIRES", "ADDED"]);
+            let mut table = super::table(&[
+                "CREDENTIAL",
+                "STATUS",
+                "ORIGIN",
+                "SECRET ID",
+                "HINT",
+                "EXPIRES",
+                "ADDED",
+            ]);
             for credential in &credentials {
                 table.add_row(vec![
                     credential.id.to_string(),
                     credential.status.clone(),
                     credential.origin.clone(),
-                    credential.key_id.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
+                    credential
+                        .key_id
+                        .map(|k| k.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     credential.hint.clone().unwrap_or_else(|| "-".into()),
                     super::format_time(credential.end_at),
                     super::format_time(Some(credential.created_at)),
@@ -489,7 +616,12 @@ async fn show(pool: &PgPool, reference: &OrgRef, output: Output) -> anyhow::Resu
     Ok(())
 }
 
-pub async fn audit(pool: &PgPool, org: Option<&str>, limit: i64, output: Output) -> anyhow::Result<()> {
+pub async fn audit(
+    pool: &PgPool,
+    org: Option<&str>,
+    limit: i64,
+    output: Output,
+) -> anyhow::Result<()> {
     let mut connection = pool.acquire().await?;
     let organization_id = match org {
         None => None,
@@ -500,7 +632,9 @@ pub async fn audit(pool: &PgPool, org: Option<&str>, limit: i64, output: Output)
                 // A removed organization's history is still in the audit log, by id.
                 None => match reference {
                     OrgRef::Id(id) => Some(id),
-                    OrgRef::Name(_) => return Err(input_error(format!("no organization {reference}")).into()),
+                    OrgRef::Name(_) => {
+                        return Err(input_error(format!("no organization {reference}")).into());
+                    }
                 },
             }
         }
@@ -509,14 +643,23 @@ pub async fn audit(pool: &PgPool, org: Option<&str>, limit: i64, output: Output)
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Output::Table => {
-            let mut table = super::table(&["TIME", "ACTOR", "ACTION", "ORGANIZATION", "SECRET ID", "DETAILS"]);
+            let mut table = super::table(&[
+                "TIME",
+                "ACTOR",
+                "ACTION",
+                "ORGANIZATION",
+                "SECRET ID",
+                "DETAILS",
+            ]);
             for row in rows {
                 table.add_row(vec![
                     row.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
                     row.actor,
                     row.action,
                     row.organization_name.unwrap_or_else(|| "-".into()),
-                    row.key_id.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
+                    row.key_id
+                        .map(|k| k.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     row.details.to_string(),
                 ]);
             }

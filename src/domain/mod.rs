@@ -70,7 +70,10 @@ impl OrgName {
         let valid_chars = value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        let starts_well = value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let starts_well = value
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
         if value.is_empty() || value.len() > 64 || !valid_chars || !starts_well {
             return Err(input_error(format!(
                 "invalid organization name {value:?}: use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit"
@@ -122,7 +125,9 @@ impl fmt::Display for OrgRef {
 pub fn is_valid_cloud_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 32
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
 }
 
@@ -141,7 +146,10 @@ impl CloudName {
             return Ok(Self(value.to_string()));
         }
         let names: Vec<&str> = known.iter().map(|name| name.as_str()).collect();
-        Err(input_error(format!("unknown cloud {value:?}: expected one of {}", names.join(", "))))
+        Err(input_error(format!(
+            "unknown cloud {value:?}: expected one of {}",
+            names.join(", ")
+        )))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -207,8 +215,13 @@ impl Labels {
     fn check(key: &str, value: &str) -> Result<(), InputError> {
         let key_ok = !key.is_empty()
             && key.len() <= 64
-            && key.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && key
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !key_ok {
             return Err(input_error(format!(
                 "invalid label key {key:?}: use lowercase letters, digits and '_', starting with a letter"
@@ -227,7 +240,11 @@ impl Labels {
     }
 
     pub fn to_display(&self) -> String {
-        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -249,7 +266,9 @@ impl ClientSecret {
             return Err(input_error("the client secret is empty"));
         }
         if value.len() > 1024 {
-            return Err(input_error("the client secret is longer than 1024 characters"));
+            return Err(input_error(
+                "the client secret is longer than 1024 characters",
+            ));
         }
         if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
             // Never echo the value: say only what is wrong with it.
@@ -276,12 +295,20 @@ mod tests {
     #[test]
     fn guids_must_be_hyphenated_and_not_nil() {
         assert!(TenantId::parse("72F988BF-86F1-41AF-91AB-2D7CD011DB47").is_ok());
-        for bad in ["", "72f988bf86f141af91ab2d7cd011db47", "not-a-guid", "00000000-0000-0000-0000-000000000000", "{72f988bf-86f1-41af-91ab-2d7cd011db47}"] {
+        for bad in [
+            "",
+            "72f988bf86f141af91ab2d7cd011db47",
+            "not-a-guid",
+            "00000000-0000-0000-0000-000000000000",
+            "{72f988bf-86f1-41af-91ab-2d7cd011db47}",
+        ] {
             let error = TenantId::parse(bad).unwrap_err().to_string();
             assert!(error.contains("invalid tenant id"), "{bad}: {error}");
         }
         assert_eq!(
-            ClientId::parse("72F988BF-86F1-41AF-91AB-2D7CD011DB47").unwrap().to_string(),
+            ClientId::parse("72F988BF-86F1-41AF-91AB-2D7CD011DB47")
+                .unwrap()
+                .to_string(),
             "72f988bf-86f1-41af-91ab-2d7cd011db47"
         );
     }
@@ -289,7 +316,14 @@ mod tests {
     #[test]
     fn names() {
         assert!(OrgName::parse("contoso-eu.prod_1").is_ok());
-        for bad in ["", "-x", "has space", "ä", &"x".repeat(65), "72f988bf-86f1-41af-91ab-2d7cd011db47"] {
+        for bad in [
+            "",
+            "-x",
+            "has space",
+            "ä",
+            &"x".repeat(65),
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        ] {
             assert!(OrgName::parse(bad).is_err(), "{bad}");
         }
     }
@@ -309,16 +343,33 @@ mod tests {
         let secret = ClientSecret::parse(SecretString::from("abc~DEF.123")).unwrap();
         assert_eq!(secret.hint(), "abc");
         assert_eq!(format!("{secret:?}"), "ClientSecret([REDACTED])");
-        for (bad, expected) in [("", "empty"), ("   ", "empty"), ("two words", "whitespace"), ("tab\there", "whitespace")] {
-            let error = ClientSecret::parse(SecretString::from(bad)).unwrap_err().to_string();
+        for (bad, expected) in [
+            ("", "empty"),
+            ("   ", "empty"),
+            ("two words", "whitespace"),
+            ("tab\there", "whitespace"),
+        ] {
+            let error = ClientSecret::parse(SecretString::from(bad))
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(expected), "{bad:?}: {error}");
         }
     }
 
     #[test]
     fn sharepoint_hosts() {
-        assert_eq!(SharePointHost::parse("Contoso.SharePoint.com").unwrap().as_str(), "contoso.sharepoint.com");
-        for bad in ["https://contoso.sharepoint.com", "contoso", "contoso.sharepoint.com/sites/x", ""] {
+        assert_eq!(
+            SharePointHost::parse("Contoso.SharePoint.com")
+                .unwrap()
+                .as_str(),
+            "contoso.sharepoint.com"
+        );
+        for bad in [
+            "https://contoso.sharepoint.com",
+            "contoso",
+            "contoso.sharepoint.com/sites/x",
+            "",
+        ] {
             assert!(SharePointHost::parse(bad).is_err(), "{bad}");
         }
     }

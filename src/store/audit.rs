@@ -16,7 +16,10 @@ pub struct AuditEntry<'a> {
     pub details: serde_json::Value,
 }
 
-pub async fn record(connection: &mut PgConnection, entry: AuditEntry<'_>) -> Result<(), sqlx::Error> {
+pub async fn record(
+    connection: &mut PgConnection,
+    entry: AuditEntry<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_log (actor, action, organization_id, organization_name, credential_id,
                                 key_id, rotation_id, details)
@@ -29,7 +32,11 @@ pub async fn record(connection: &mut PgConnection, entry: AuditEntry<'_>) -> Res
     .bind(entry.credential_id)
     .bind(entry.key_id)
     .bind(entry.rotation_id)
-    .bind(if entry.details.is_null() { serde_json::json!({}) } else { entry.details })
+    .bind(if entry.details.is_null() {
+        serde_json::json!({})
+    } else {
+        entry.details
+    })
     .execute(connection)
     .await
     .map(|_| ())

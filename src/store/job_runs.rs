@@ -3,7 +3,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-pub async fn start(connection: &mut PgConnection, job: &str, trigger: &str) -> Result<i64, sqlx::Error> {
+pub async fn start(
+    connection: &mut PgConnection,
+    job: &str,
+    trigger: &str,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("INSERT INTO job_runs (job, trigger) VALUES ($1, $2) RETURNING id")
         .bind(job)
         .bind(trigger)
@@ -47,7 +51,9 @@ pub async fn latest(connection: &mut PgConnection) -> Result<Vec<JobRunRow>, sql
 }
 
 /// Failed runs per job, for `job list`.
-pub async fn failures_by_job(connection: &mut PgConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
+pub async fn failures_by_job(
+    connection: &mut PgConnection,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT job, count(*) FROM job_runs WHERE outcome = 'failed' GROUP BY job")
         .fetch_all(connection)
         .await

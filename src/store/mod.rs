@@ -13,8 +13,8 @@ pub mod organizations;
 use std::str::FromStr;
 
 use secrecy::ExposeSecret;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::{ConfigError, DatabaseSettings};
 
@@ -44,7 +44,10 @@ pub fn lazy_pool(settings: &DatabaseSettings) -> Result<PgPool, ConfigError> {
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     let pool = lazy_pool(settings)?;
     ping(&pool).await.map_err(|error| {
-        anyhow::anyhow!("cannot reach the database at {}: {error}", redacted_url(settings))
+        anyhow::anyhow!(
+            "cannot reach the database at {}: {error}",
+            redacted_url(settings)
+        )
     })?;
     Ok(pool)
 }
@@ -66,11 +69,17 @@ pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
 pub enum SchemaStatus {
     Current,
     /// Migrations this binary has that the database has not applied yet.
-    Behind { pending: usize },
+    Behind {
+        pending: usize,
+    },
     /// The database has migrations this binary does not know: a newer version migrated it.
-    Ahead { unknown: Vec<i64> },
+    Ahead {
+        unknown: Vec<i64>,
+    },
     /// An applied migration differs from this binary's copy (it was edited).
-    Modified { version: i64 },
+    Modified {
+        version: i64,
+    },
 }
 
 pub async fn schema_status(pool: &PgPool) -> Result<SchemaStatus, sqlx::Error> {
@@ -85,8 +94,10 @@ pub async fn schema_status(pool: &PgPool) -> Result<SchemaStatus, sqlx::Error> {
     } else {
         Vec::new()
     };
-    let known: Vec<&sqlx::migrate::Migration> =
-        MIGRATOR.iter().filter(|migration| !migration.migration_type.is_down_migration()).collect();
+    let known: Vec<&sqlx::migrate::Migration> = MIGRATOR
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .collect();
     let unknown: Vec<i64> = applied
         .iter()
         .filter(|(version, _, _)| !known.iter().any(|migration| migration.version == *version))
@@ -97,13 +108,20 @@ pub async fn schema_status(pool: &PgPool) -> Result<SchemaStatus, sqlx::Error> {
     }
     let mut pending = 0;
     for migration in known {
-        match applied.iter().find(|(version, _, _)| *version == migration.version) {
+        match applied
+            .iter()
+            .find(|(version, _, _)| *version == migration.version)
+        {
             Some((_, checksum, true)) if checksum[..] == migration.checksum[..] => {}
             Some((version, _, true)) => return Ok(SchemaStatus::Modified { version: *version }),
             _ => pending += 1,
         }
     }
-    Ok(if pending == 0 { SchemaStatus::Current } else { SchemaStatus::Behind { pending } })
+    Ok(if pending == 0 {
+        SchemaStatus::Current
+    } else {
+        SchemaStatus::Behind { pending }
+    })
 }
 
 /// Applies pending migrations (sqlx takes an advisory lock, so concurrent runs are safe).

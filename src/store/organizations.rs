@@ -94,16 +94,20 @@ pub async fn find_for_update(
 ) -> Result<Option<OrganizationRow>, sqlx::Error> {
     match reference {
         OrgRef::Id(id) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1 FOR UPDATE")))
-                .bind(id)
-                .fetch_optional(connection)
-                .await
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{SELECT} WHERE id = $1 FOR UPDATE"
+            )))
+            .bind(id)
+            .fetch_optional(connection)
+            .await
         }
         OrgRef::Name(name) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE name = $1 FOR UPDATE")))
-                .bind(name)
-                .fetch_optional(connection)
-                .await
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{SELECT} WHERE name = $1 FOR UPDATE"
+            )))
+            .bind(name)
+            .fetch_optional(connection)
+            .await
         }
     }
 }
@@ -113,11 +117,13 @@ pub async fn find_by_tenant_and_client(
     tenant_id: Uuid,
     client_id: Uuid,
 ) -> Result<Option<OrganizationRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE tenant_id = $1 AND client_id = $2")))
-        .bind(tenant_id)
-        .bind(client_id)
-        .fetch_optional(connection)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE tenant_id = $1 AND client_id = $2"
+    )))
+    .bind(tenant_id)
+    .bind(client_id)
+    .fetch_optional(connection)
+    .await
 }
 
 pub async fn list(connection: &mut PgConnection) -> Result<Vec<OrganizationSummary>, sqlx::Error> {

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 const BUILD_INFO: &str = "kodo_access_build_info";
@@ -33,11 +35,27 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 }
 
 fn describe() {
-    describe_gauge!(BUILD_INFO, "Version of the running kodo-access, as a label; always 1.");
-    describe_gauge!(DATABASE_UP, "1 when the last database probe succeeded, else 0.");
-    describe_gauge!(ORGANIZATIONS, "Registered organizations, by whether monitoring is enabled.");
-    describe_counter!(JOB_RUNS, "Finished runs of periodic jobs, by job and outcome.");
-    describe_histogram!(JOB_DURATION, Unit::Seconds, "Duration of periodic job runs, by job.");
+    describe_gauge!(
+        BUILD_INFO,
+        "Version of the running kodo-access, as a label; always 1."
+    );
+    describe_gauge!(
+        DATABASE_UP,
+        "1 when the last database probe succeeded, else 0."
+    );
+    describe_gauge!(
+        ORGANIZATIONS,
+        "Registered organizations, by whether monitoring is enabled."
+    );
+    describe_counter!(
+        JOB_RUNS,
+        "Finished runs of periodic jobs, by job and outcome."
+    );
+    describe_histogram!(
+        JOB_DURATION,
+        Unit::Seconds,
+        "Duration of periodic job runs, by job."
+    );
     describe_gauge!(
         JOB_LAST_SUCCESS,
         Unit::Seconds,

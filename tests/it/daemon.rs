@@ -24,14 +24,20 @@ impl NotifySocket {
         tokio::spawn(async move {
             let mut buffer = vec![0u8; 4096];
             while let Ok(length) = socket.recv(&mut buffer).await {
-                sink.lock().unwrap().push(String::from_utf8_lossy(&buffer[..length]).into_owned());
+                sink.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buffer[..length]).into_owned());
             }
         });
         NotifySocket { path, messages }
     }
 
     fn received(&self, line: &str) -> bool {
-        self.messages.lock().unwrap().iter().any(|message| message.lines().any(|l| l == line))
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|message| message.lines().any(|l| l == line))
     }
 }
 
@@ -41,12 +47,25 @@ async fn speaks_sd_notify_and_exits_cleanly_on_sigterm(pool: PgPool) {
     let notify = NotifySocket::bind(&env);
     let daemon = Daemon::start(
         &env,
-        &[("NOTIFY_SOCKET", notify.path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")],
+        &[
+            ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
     );
     daemon.wait_ready().await;
-    eventually(Duration::from_secs(10), "READY=1", || async { notify.received("READY=1") }).await;
+    eventually(Duration::from_secs(10), "READY=1", || async {
+        notify.received("READY=1")
+    })
+    .await;
     eventually(Duration::from_secs(5), "WATCHDOG=1 pings", || async {
-        notify.messages.lock().unwrap().iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2
+        notify
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.contains("WATCHDOG=1"))
+            .count()
+            >= 2
     })
     .await;
     assert_eq!(daemon.get("/healthz").await.unwrap(), (200, "ok\n".into()));
@@ -54,7 +73,10 @@ async fn speaks_sd_notify_and_exits_cleanly_on_sigterm(pool: PgPool) {
 
     let (code, log) = daemon.terminate().await;
     assert_eq!(code, 0, "exit status after SIGTERM; log:\n{log}");
-    eventually(Duration::from_secs(2), "STOPPING=1", || async { notify.received("STOPPING=1") }).await;
+    eventually(Duration::from_secs(2), "STOPPING=1", || async {
+        notify.received("STOPPING=1")
+    })
+    .await;
     assert!(log.contains("SIGTERM received"), "{log}");
     assert!(log.contains("stopped"), "{log}");
 }
@@ -66,14 +88,21 @@ async fn sigint_also_stops_it_and_json_logs_are_json(pool: PgPool) {
     daemon.wait_ready().await;
     daemon.signal("INT");
     let mut daemon = daemon;
-    let status = tokio::time::timeout(Duration::from_secs(15), daemon.child.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), daemon.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(status.code(), Some(0));
     let log = daemon.log();
     assert!(log.lines().count() >= 4, "{log}");
     for line in log.lines() {
-        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        assert!(event["level"].is_string() && event["message"].is_string(), "{line}");
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(
+            event["level"].is_string() && event["message"].is_string(),
+            "{line}"
+        );
     }
     assert!(log.contains("SIGINT received"));
 }
@@ -81,30 +110,44 @@ async fn sigint_also_stops_it_and_json_logs_are_json(pool: PgPool) {
 #[sqlx::test]
 async fn scheduled_jobs_run_and_metrics_pass_promtool(pool: PgPool) {
     let env = TestEnv::with_extra(&pool, "[jobs.housekeeping]\nschedule = \"* * * * * *\"\n");
-    env.add_org("contoso", TENANT_A, CLIENT_A, "Abc8Q~x").success();
-    env.add_org("fabrikam", TENANT_B, CLIENT_B, "Def8Q~y").success();
+    env.add_org("contoso", TENANT_A, CLIENT_A, "Abc8Q~x")
+        .success();
+    env.add_org("fabrikam", TENANT_B, CLIENT_B, "Def8Q~y")
+        .success();
     env.run(&["org", "disable", "fabrikam"]).success();
     let daemon = Daemon::start(&env, &[]);
     daemon.wait_ready().await;
-    eventually(Duration::from_secs(10), "a scheduled housekeeping run", || async {
-        let runs: i64 = sqlx::query_scalar(
+    eventually(
+        Duration::from_secs(10),
+        "a scheduled housekeeping run",
+        || async {
+            let runs: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM job_runs WHERE trigger = 'schedule' AND outcome = 'succeeded'",
         )
         .fetch_one(&pool)
         .await
         .unwrap();
-        runs >= 1
-    })
+            runs >= 1
+        },
+    )
     .await;
 
     let (status, metrics) = daemon.get("/metrics").await.unwrap();
     assert_eq!(status, 200);
-    assert!(metrics.contains("kodo_access_organizations{enabled=\"true\"} 1"), "{metrics}");
-    assert!(metrics.contains("kodo_access_organizations{enabled=\"false\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("kodo_access_organizations{enabled=\"true\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kodo_access_organizations{enabled=\"false\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("kodo_access_database_up 1"), "{metrics}");
     let succeeded = metrics
         .lines()
-        .find(|l| l.starts_with("kodo_access_job_runs_total{job=\"housekeeping\",outcome=\"succeeded\"}"))
+        .find(|l| {
+            l.starts_with("kodo_access_job_runs_total{job=\"housekeeping\",outcome=\"succeeded\"}")
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
@@ -119,10 +162,22 @@ async fn scheduled_jobs_run_and_metrics_pass_promtool(pool: PgPool) {
         .spawn()
         .expect("promtool is installed (scripts/test installs the prometheus package)");
     use std::io::Write;
-    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
     let output = promtool.wait_with_output().unwrap();
-    let findings = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && findings.trim().is_empty(), "promtool findings:\n{findings}\n{metrics}");
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && findings.trim().is_empty(),
+        "promtool findings:\n{findings}\n{metrics}"
+    );
 
     let (code, log) = daemon.terminate().await;
     assert_eq!(code, 0, "{log}");
@@ -143,22 +198,35 @@ async fn rides_out_a_database_outage_and_logs_it_once(pool: PgPool) {
 
     // Started while the database is unreachable: alive, not ready.
     let daemon = Daemon::start(&env, &[]);
-    eventually(Duration::from_secs(10), "/healthz", || async { daemon.get("/healthz").await.is_some() }).await;
+    eventually(Duration::from_secs(10), "/healthz", || async {
+        daemon.get("/healthz").await.is_some()
+    })
+    .await;
     assert_eq!(daemon.get("/readyz").await.unwrap().0, 503);
 
     let proxy = Proxy::start(proxy_port, upstream.clone()).await;
     daemon.wait_ready().await;
 
     proxy.cut().await;
-    eventually(Duration::from_secs(10), "/readyz to report the outage", || async {
-        matches!(daemon.get("/readyz").await, Some((503, _)))
-    })
+    eventually(
+        Duration::from_secs(10),
+        "/readyz to report the outage",
+        || async { matches!(daemon.get("/readyz").await, Some((503, _))) },
+    )
     .await;
     let (_, metrics) = daemon.get("/metrics").await.unwrap();
     assert!(metrics.contains("kodo_access_database_up 0"), "{metrics}");
     // Many probes fail during the outage (one every 200 ms); the log says so once.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(daemon.log().matches("database unreachable, not ready").count(), 1, "{}", daemon.log());
+    assert_eq!(
+        daemon
+            .log()
+            .matches("database unreachable, not ready")
+            .count(),
+        1,
+        "{}",
+        daemon.log()
+    );
 
     let _proxy = Proxy::start(proxy_port, upstream).await;
     daemon.wait_ready().await;
@@ -171,12 +239,23 @@ async fn rides_out_a_database_outage_and_logs_it_once(pool: PgPool) {
 async fn waits_unready_until_the_schema_is_migrated(pool: PgPool) {
     let env = TestEnv::new(&pool);
     let daemon = Daemon::start(&env, &[]);
-    eventually(Duration::from_secs(10), "the schema problem in the log", || async {
-        daemon.log().contains("database schema is behind by 1 migration(s): run `kodo-access migrate`")
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the schema problem in the log",
+        || async {
+            daemon
+                .log()
+                .contains("database schema is behind by 1 migration(s): run `kodo-access migrate`")
+        },
+    )
     .await;
     assert_eq!(daemon.get("/readyz").await.unwrap().0, 503);
-    assert!(env.run(&["migrate"]).success().stdout.contains("database schema is current"));
+    assert!(
+        env.run(&["migrate"])
+            .success()
+            .stdout
+            .contains("database schema is current")
+    );
     daemon.wait_ready().await;
     // Migrating again is harmless.
     env.run(&["migrate"]).success();

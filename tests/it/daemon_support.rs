@@ -54,7 +54,11 @@ impl Daemon {
                 log.push('\n');
             }
         });
-        Daemon { child, log, port: env.http_port }
+        Daemon {
+            child,
+            log,
+            port: env.http_port,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -74,15 +78,20 @@ impl Daemon {
     }
 
     pub async fn wait_ready(&self) {
-        crate::support::eventually(Duration::from_secs(20), "the daemon to be ready", || async {
-            matches!(self.get("/readyz").await, Some((200, _)))
-        })
+        crate::support::eventually(
+            Duration::from_secs(20),
+            "the daemon to be ready",
+            || async { matches!(self.get("/readyz").await, Some((200, _))) },
+        )
         .await;
     }
 
     pub fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("daemon still running").to_string();
-        let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -106,7 +115,9 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(port: u16, upstream: String) -> Proxy {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind proxy port");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind proxy port");
         let cut = CancellationToken::new();
         let token = cut.clone();
         tokio::spawn(async move {

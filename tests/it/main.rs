@@ -2,6 +2,7 @@
 //! promtool and systemd-analyze. DATABASE_URL must point at a role with CREATEDB
 //! (scripts/test sets it).
 
+mod config;
 mod daemon;
 mod daemon_support;
 mod jobs;

@@ -35,15 +35,25 @@ impl Outcome {
     }
     #[track_caller]
     pub fn fails_with(&self, code: i32, message: &str) -> &Self {
-        assert_eq!(self.code, code, "expected exit status {code}, got {self:#?}");
-        assert!(self.stderr.contains(message), "expected stderr to contain {message:?}, got {self:#?}");
+        assert_eq!(
+            self.code, code,
+            "expected exit status {code}, got {self:#?}"
+        );
+        assert!(
+            self.stderr.contains(message),
+            "expected stderr to contain {message:?}, got {self:#?}"
+        );
         self
     }
 }
 
 /// The URL of the per-test database that `#[sqlx::test]` created for `pool`.
 pub fn database_url(pool: &PgPool) -> (String, String) {
-    let name = pool.connect_options().get_database().expect("test database name").to_string();
+    let name = pool
+        .connect_options()
+        .get_database()
+        .expect("test database name")
+        .to_string();
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by scripts/test");
     let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
     url.set_path(&format!("/{name}"));
@@ -51,7 +61,11 @@ pub fn database_url(pool: &PgPool) -> (String, String) {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl TestEnv {
@@ -73,8 +87,15 @@ impl TestEnv {
         let config_path = dir.path().join("config.toml");
         let http_port = free_port();
         let _ = database_name;
-        let env = TestEnv { dir, database_url, config_path, key_path, http_port };
-        env.run(&["key", "generate", "--out", env.key_path.to_str().unwrap()]).success();
+        let env = TestEnv {
+            dir,
+            database_url,
+            config_path,
+            key_path,
+            http_port,
+        };
+        env.run(&["key", "generate", "--out", env.key_path.to_str().unwrap()])
+            .success();
         env.write_config(extra);
         env
     }
@@ -85,7 +106,10 @@ impl TestEnv {
 
     /// Writes the configuration with `current` as the master key and `previous` keys.
     pub fn write_config_with_keys(&self, current: &Path, previous: &[&Path], extra: &str) {
-        let previous: Vec<String> = previous.iter().map(|p| format!("\"{}\"", p.display())).collect();
+        let previous: Vec<String> = previous
+            .iter()
+            .map(|p| format!("\"{}\"", p.display()))
+            .collect();
         let config = format!(
             "[database]\nurl = \"{}\"\nhealth_interval = \"200ms\"\nconnect_timeout = \"2s\"\n\n[crypto]\nmaster_key_file = \"{}\"\nprevious_key_files = [{}]\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n[daemon]\nshutdown_timeout = \"5s\"\n\n{extra}\n",
             self.database_url,
@@ -125,7 +149,12 @@ impl TestEnv {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn kodo-access");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let output = child.wait_with_output().unwrap();
         Outcome {
             code: output.status.code().unwrap_or(-1),
@@ -137,7 +166,16 @@ impl TestEnv {
     /// Registers an organization through the CLI, secret on standard input.
     pub fn add_org(&self, name: &str, tenant: &str, client: &str, secret: &str) -> Outcome {
         self.run_with_stdin(
-            &["org", "add", "--name", name, "--tenant-id", tenant, "--client-id", client],
+            &[
+                "org",
+                "add",
+                "--name",
+                name,
+                "--tenant-id",
+                tenant,
+                "--client-id",
+                client,
+            ],
             secret,
         )
     }

@@ -1,0 +1,137 @@
+//! `kodo-access config check` as an operator meets it.
+
+use crate::support::*;
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> Outcome {
+    let output = std::process::Command::new(BINARY)
+        .args(args)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("KODO_ACCESS_CONFIG")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn bad_configuration_names_the_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let cases = [
+        (
+            "[database]\nmax_connection = 5\n",
+            "unknown field `max_connection`",
+        ),
+        (
+            "[database]\nmax_connections = -1\n",
+            "database.max_connections",
+        ),
+        ("[http]\nlisten = \"nowhere\"\n", "http.listen"),
+        (
+            "[jobs.housekeeping]\nschedule = \"every day\"\n",
+            "jobs.housekeeping.schedule",
+        ),
+        ("[database\n", "invalid configuration"),
+    ];
+    for (content, expected) in cases {
+        std::fs::write(&path, content).unwrap();
+        run(
+            &["--config", path.to_str().unwrap(), "config", "check"],
+            &[],
+        )
+        .fails_with(2, expected);
+    }
+    run(
+        &["--config", "/nonexistent/config.toml", "config", "check"],
+        &[],
+    )
+    .fails_with(2, "does not exist");
+    run(
+        &["config", "check"],
+        &[("KODO_ACCESS__DAEMON__SHUTDOWN_TIMEOUT", "0s")],
+    )
+    .fails_with(
+        2,
+        "daemon.shutdown_timeout: expected a duration greater than zero",
+    );
+}
+
+#[test]
+fn config_check_reads_systemd_credentials_and_prints_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    let key = credentials.join("master-key");
+    let generated = run(&["key", "generate", "--out", key.to_str().unwrap()], &[]);
+    let key_id = generated
+        .success()
+        .stdout
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .to_string();
+    write_file(
+        &credentials.join("database-password"),
+        "pg-Pa55word-xyz\n",
+        0o400,
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[database]\nurl = \"postgres://kodo:inline-Pa55@db.example/kodo\"\npassword_credential = \"database-password\"\n",
+    )
+    .unwrap();
+    let key_content = std::fs::read_to_string(&key).unwrap();
+    let outcome = run(
+        &["--config", config.to_str().unwrap(), "config", "check"],
+        &[("CREDENTIALS_DIRECTORY", credentials.to_str().unwrap())],
+    );
+    outcome.success();
+    assert!(
+        outcome.stdout.contains(&format!("master key: {key_id}")),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome
+            .stdout
+            .contains("<redacted: systemd credential database-password>"),
+        "{outcome:?}"
+    );
+    for secret in ["pg-Pa55word-xyz", "inline-Pa55", key_content.trim()] {
+        assert!(
+            !outcome.stdout.contains(secret) && !outcome.stderr.contains(secret),
+            "leaked {secret}"
+        );
+    }
+    // The same configuration outside systemd: the credential is missing, and it says so.
+    std::fs::write(
+        &config,
+        "[database]\npassword_credential = \"database-password\"\n",
+    )
+    .unwrap();
+    run(&["--config", config.to_str().unwrap(), "config", "check"], &[])
+        .fails_with(2, "database.password_credential: systemd credential \"database-password\" requested but $CREDENTIALS_DIRECTORY is not set");
+}
+
+#[test]
+fn the_shipped_example_configuration_is_valid() {
+    // Its secrets live in /etc; check everything else.
+    let outcome = run(
+        &[
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"),
+            "config",
+            "check",
+        ],
+        &[],
+    );
+    outcome.fails_with(2, "/etc/kodo-access/database-password");
+    assert!(
+        !outcome.stderr.contains("invalid configuration key"),
+        "{outcome:?}"
+    );
+}
