@@ -14,6 +14,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -51,8 +52,27 @@ struct RawSettings {
     http: RawHttp,
     daemon: RawDaemon,
     jobs: RawJobs,
+    microsoft: RawMicrosoft,
     #[serde(default)]
     clouds: BTreeMap<String, RawCloud>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawMicrosoft {
+    #[serde(with = "humantime_serde")]
+    connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    request_timeout: Duration,
+    retry_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    retry_max_elapsed: Duration,
+    #[serde(with = "humantime_serde")]
+    retry_min_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    retry_max_delay: Duration,
+    ca_file: Option<PathBuf>,
+    permissions_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -123,6 +143,9 @@ struct RawCloud {
     graph: String,
     exchange: String,
     sharepoint_suffix: String,
+    graph_resource: Option<String>,
+    exchange_resource: Option<String>,
+    sharepoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
@@ -141,6 +164,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub daemon: DaemonSettings,
     pub jobs: JobSettings,
+    pub microsoft: MicrosoftSettings,
     pub clouds: BTreeMap<String, CloudSettings>,
     /// The file that was read, if any (for `config check`).
     pub source_file: Option<PathBuf>,
@@ -192,13 +216,35 @@ pub struct HousekeepingSettings {
     pub job_run_retention: Duration,
 }
 
+/// How kodo-access talks to Microsoft.
+#[derive(Debug, Clone)]
+pub struct MicrosoftSettings {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub retry: crate::microsoft::RetryPolicy,
+    /// An extra trusted root (a private CA in front of Microsoft, or the simulator's).
+    pub ca_file: Option<PathBuf>,
+    pub manifest: Arc<crate::microsoft::permissions::Manifest>,
+    pub permissions_file: Option<PathBuf>,
+}
+
 /// The endpoints of one Microsoft cloud (built in or defined in configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudSettings {
+    /// Entra ID, e.g. https://login.microsoftonline.com.
     pub authority: Url,
+    /// Where Graph requests go.
     pub graph: Url,
+    /// Where Exchange Online requests go.
     pub exchange: Url,
     pub sharepoint_suffix: String,
+    /// The identifiers tokens are requested for (`{resource}/.default`). The same as the
+    /// endpoints in Microsoft's clouds; a simulated cloud keeps Microsoft's identifiers
+    /// while its endpoints point elsewhere.
+    pub graph_resource: Url,
+    pub exchange_resource: Url,
+    /// Where SharePoint REST requests go, when not `https://{sharepoint_host}`.
+    pub sharepoint: Option<Url>,
 }
 
 /// Where a secret comes from. Reading it is deferred to the command that needs it.
@@ -443,15 +489,59 @@ impl Settings {
                     "invalid configuration key {key}: {name} is a built-in cloud and cannot be redefined"
                 )));
             }
+            let graph = endpoint(&format!("{key}.graph"), &cloud.graph)?;
+            let exchange = endpoint(&format!("{key}.exchange"), &cloud.exchange)?;
+            let resource = |name: &str, value: Option<String>, default: &Url| match value {
+                Some(value) => Url::parse(&value).map_err(|error| {
+                    config_error(format!("invalid configuration key {key}.{name}: {error} (expected a URL)"))
+                }),
+                None => Ok(default.clone()),
+            };
             let cloud = CloudSettings {
                 authority: endpoint(&format!("{key}.authority"), &cloud.authority)?,
-                graph: endpoint(&format!("{key}.graph"), &cloud.graph)?,
-                exchange: endpoint(&format!("{key}.exchange"), &cloud.exchange)?,
+                graph_resource: resource("graph_resource", cloud.graph_resource, &graph)?,
+                exchange_resource: resource("exchange_resource", cloud.exchange_resource, &exchange)?,
+                sharepoint: match cloud.sharepoint {
+                    Some(value) => Some(endpoint(&format!("{key}.sharepoint"), &value)?),
+                    None => None,
+                },
+                graph,
+                exchange,
                 sharepoint_suffix: cloud.sharepoint_suffix,
             };
             clouds.insert(name, cloud);
         }
+        let microsoft = {
+            let raw = raw.microsoft;
+            positive("microsoft.connect_timeout", raw.connect_timeout)?;
+            positive("microsoft.request_timeout", raw.request_timeout)?;
+            if raw.retry_attempts == 0 {
+                return Err(config_error(
+                    "invalid configuration key microsoft.retry_attempts: expected at least 1 (1 means no retry)",
+                ));
+            }
+            let manifest = match &raw.permissions_file {
+                Some(path) => crate::microsoft::permissions::Manifest::load(path).map_err(|message| {
+                    config_error(format!("invalid configuration key microsoft.permissions_file: {message}"))
+                })?,
+                None => crate::microsoft::permissions::Manifest::builtin(),
+            };
+            MicrosoftSettings {
+                connect_timeout: raw.connect_timeout,
+                request_timeout: raw.request_timeout,
+                retry: crate::microsoft::RetryPolicy {
+                    max_attempts: raw.retry_attempts,
+                    max_elapsed: raw.retry_max_elapsed,
+                    min_delay: raw.retry_min_delay,
+                    max_delay: raw.retry_max_delay,
+                },
+                ca_file: raw.ca_file.map(|path| absolute("microsoft.ca_file", path)).transpose()?,
+                manifest: Arc::new(manifest),
+                permissions_file: raw.permissions_file,
+            }
+        };
         Ok(Settings {
+            microsoft,
             log: LogSettings {
                 level: raw.log.level,
                 format: raw.log.format,
@@ -518,11 +608,34 @@ impl Settings {
                 "delivered_alert_retention": format_duration(self.jobs.housekeeping.delivered_alert_retention).to_string(),
                 "job_run_retention": format_duration(self.jobs.housekeeping.job_run_retention).to_string(),
             }},
+            "microsoft": {
+                "connect_timeout": format_duration(self.microsoft.connect_timeout),
+                "request_timeout": format_duration(self.microsoft.request_timeout),
+                "retry_attempts": self.microsoft.retry.max_attempts,
+                "retry_max_elapsed": format_duration(self.microsoft.retry.max_elapsed),
+                "retry_min_delay": format_duration(self.microsoft.retry.min_delay),
+                "retry_max_delay": format_duration(self.microsoft.retry.max_delay),
+                "ca_file": self.microsoft.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<none>".into()),
+                "permissions_file": self.microsoft.permissions_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<built in>".into()),
+            },
+            "microsoft": {
+                "connect_timeout": format_duration(self.microsoft.connect_timeout),
+                "request_timeout": format_duration(self.microsoft.request_timeout),
+                "retry_attempts": self.microsoft.retry.max_attempts,
+                "retry_max_elapsed": format_duration(self.microsoft.retry.max_elapsed),
+                "retry_min_delay": format_duration(self.microsoft.retry.min_delay),
+                "retry_max_delay": format_duration(self.microsoft.retry.max_delay),
+                "ca_file": self.microsoft.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<none>".into()),
+                "permissions_file": self.microsoft.permissions_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<built in>".into()),
+            },
             "clouds": self.clouds.iter().map(|(name, cloud)| (name.clone(), serde_json::json!({
                 "authority": cloud.authority.as_str(),
                 "graph": cloud.graph.as_str(),
                 "exchange": cloud.exchange.as_str(),
                 "sharepoint_suffix": cloud.sharepoint_suffix,
+                "graph_resource": cloud.graph_resource.as_str(),
+                "exchange_resource": cloud.exchange_resource.as_str(),
+                "sharepoint": cloud.sharepoint.as_ref().map(|u| u.as_str().to_string()).unwrap_or_else(|| "https://{sharepoint_host}".into()),
             }))).collect::<serde_json::Map<_, _>>(),
         });
         let mut text = String::new();
@@ -652,13 +765,19 @@ fn endpoint(key: &str, value: &str) -> Result<Url, ConfigError> {
 
 fn builtin_clouds() -> BTreeMap<String, CloudSettings> {
     // Reference: Microsoft's national cloud endpoints (shared/reference/microsoft-365.md §9).
-    let cloud =
-        |authority: &str, graph: &str, exchange: &str, sharepoint_suffix: &str| CloudSettings {
+    let cloud = |authority: &str, graph: &str, exchange: &str, sharepoint_suffix: &str| {
+        let graph = Url::parse(graph).expect("built-in URL");
+        let exchange = Url::parse(exchange).expect("built-in URL");
+        CloudSettings {
             authority: Url::parse(authority).expect("built-in URL"),
-            graph: Url::parse(graph).expect("built-in URL"),
-            exchange: Url::parse(exchange).expect("built-in URL"),
+            graph_resource: graph.clone(),
+            exchange_resource: exchange.clone(),
+            graph,
+            exchange,
             sharepoint_suffix: sharepoint_suffix.to_string(),
-        };
+            sharepoint: None,
+        }
+    };
     BTreeMap::from([
         (
             "global".to_string(),

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod microsoft;
 pub mod notify;
 pub mod registry;
 pub mod scheduler;

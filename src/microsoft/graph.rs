@@ -1,0 +1,351 @@
+//! The Microsoft Graph calls kodo-access makes, typed. Applications are addressed by
+//! `appId` (`applications(appId='…')`), never by guessing object ids (reference §4).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use url::Url;
+use uuid::Uuid;
+
+use super::MicrosoftClient;
+use super::cloud::{Endpoints, Resource};
+use super::errors::{GraphError, classify_graph_error, retry_after};
+use super::token::AccessToken;
+use crate::domain::TenantId;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordCredential {
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    pub hint: Option<String>,
+    pub start_date_time: Option<DateTime<Utc>>,
+    pub end_date_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Application {
+    pub id: String,
+    pub app_id: String,
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub password_credentials: Vec<PasswordCredential>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppRole {
+    pub id: Uuid,
+    pub value: Option<String>,
+    #[serde(default)]
+    pub is_enabled: Option<bool>,
+    #[serde(default)]
+    pub allowed_member_types: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePrincipal {
+    pub id: String,
+    pub app_id: String,
+    pub display_name: Option<String>,
+    pub account_enabled: Option<bool>,
+    #[serde(default)]
+    pub app_roles: Vec<AppRole>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppRoleAssignment {
+    pub id: String,
+    pub app_role_id: Uuid,
+    pub principal_id: Option<String>,
+    pub resource_id: String,
+    pub resource_display_name: Option<String>,
+}
+
+/// A secret created by `addPassword`: the only time Microsoft reveals its text.
+pub struct NewPassword {
+    pub key_id: Uuid,
+    pub hint: Option<String>,
+    pub display_name: Option<String>,
+    pub start_date_time: Option<DateTime<Utc>>,
+    pub end_date_time: Option<DateTime<Utc>>,
+    pub secret_text: SecretString,
+}
+
+impl std::fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewPassword")
+            .field("key_id", &self.key_id)
+            .field("hint", &self.hint)
+            .field("end_date_time", &self.end_date_time)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewPasswordBody {
+    key_id: Uuid,
+    hint: Option<String>,
+    display_name: Option<String>,
+    start_date_time: Option<DateTime<Utc>>,
+    end_date_time: Option<DateTime<Utc>>,
+    secret_text: SecretString,
+}
+
+#[derive(Deserialize)]
+struct Page<T> {
+    value: Vec<T>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+}
+
+/// What SharePoint REST said to an app-only token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharePointProbe {
+    Accepted,
+    /// 401 to a token obtained with a client secret: SharePoint wants a certificate.
+    CertificateRequired { status: u16, detail: String },
+    Refused { status: u16, detail: String },
+}
+
+/// Resource service principals' `appRoles`, per tenant and resource, so that a check
+/// does not fetch 300 Graph roles every time.
+#[derive(Default)]
+pub struct AppRoleCache {
+    entries: Mutex<HashMap<(TenantId, Resource), (Instant, Arc<Vec<AppRole>>)>>,
+}
+
+const APP_ROLE_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+impl AppRoleCache {
+    fn get(&self, key: &(TenantId, Resource)) -> Option<Arc<Vec<AppRole>>> {
+        let entries = self.entries.lock().expect("cache lock");
+        entries
+            .get(key)
+            .filter(|(stored, _)| stored.elapsed() < APP_ROLE_CACHE_TTL)
+            .map(|(_, roles)| roles.clone())
+    }
+
+    fn put(&self, key: (TenantId, Resource), roles: Arc<Vec<AppRole>>) {
+        self.entries.lock().expect("cache lock").insert(key, (Instant::now(), roles));
+    }
+}
+
+fn app_id_key(app_id: &str) -> String {
+    // appIds are GUIDs; quote them as OData string literals.
+    format!("(appId='{}')", app_id.replace('\'', "''"))
+}
+
+impl MicrosoftClient {
+    async fn graph_send<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Option<T>, GraphError> {
+        self.retry
+            .run(|| async {
+                let response = request()
+                    .send()
+                    .await
+                    .map_err(|error| GraphError::transport(operation, &error))?;
+                let status = response.status().as_u16();
+                let wait = retry_after(response.headers());
+                let body = response
+                    .text()
+                    .await
+                    .map_err(|error| GraphError::transport(operation, &error))?;
+                if !(200..300).contains(&status) {
+                    return Err(classify_graph_error(operation, status, &body, wait));
+                }
+                if status == 204 || body.trim().is_empty() {
+                    return Ok(None);
+                }
+                serde_json::from_str(&body).map(Some).map_err(|error| {
+                    GraphError::unexpected(operation, format!("unexpected answer shape: {error}"))
+                })
+            })
+            .await
+    }
+
+    async fn graph_get<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        token: &AccessToken,
+        url: Url,
+    ) -> Result<T, GraphError> {
+        self.graph_send(operation, || self.http.get(url.clone()).bearer_auth(token.bearer()))
+            .await?
+            .ok_or_else(|| GraphError::unexpected(operation, "empty answer".into()))
+    }
+
+    /// The application object with its password credentials.
+    pub async fn get_application(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+    ) -> Result<Application, GraphError> {
+        let url = endpoints.graph_url(&format!(
+            "applications{}?$select=id,appId,displayName,passwordCredentials",
+            app_id_key(&endpoints.client_id.to_string())
+        ));
+        self.graph_get("get application", token, url).await
+    }
+
+    /// A service principal in the tenant by its appId (the app's own, or a resource's).
+    pub async fn get_service_principal(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+        app_id: &str,
+    ) -> Result<ServicePrincipal, GraphError> {
+        let url = endpoints.graph_url(&format!(
+            "servicePrincipals{}?$select=id,appId,displayName,accountEnabled,appRoles",
+            app_id_key(app_id)
+        ));
+        self.graph_get("get service principal", token, url).await
+    }
+
+    /// Every app-role assignment granted to the service principal, all pages.
+    pub async fn list_app_role_assignments(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+        service_principal_id: &str,
+    ) -> Result<Vec<AppRoleAssignment>, GraphError> {
+        const OPERATION: &str = "list appRoleAssignments";
+        let mut url = endpoints.graph_url(&format!(
+            "servicePrincipals/{service_principal_id}/appRoleAssignments?$top=100"
+        ));
+        let mut assignments = Vec::new();
+        for _ in 0..100 {
+            let page: Page<AppRoleAssignment> = self.graph_get(OPERATION, token, url.clone()).await?;
+            assignments.extend(page.value);
+            let Some(next) = page.next_link else { return Ok(assignments) };
+            // Follow a link only to the Graph host we were configured with: the bearer
+            // token must never be sent anywhere else.
+            let next = Url::parse(&next)
+                .ok()
+                .filter(|next| next.origin() == endpoints.graph_base().origin())
+                .ok_or_else(|| {
+                    GraphError::unexpected(OPERATION, "@odata.nextLink points outside Graph".into())
+                })?;
+            url = next;
+        }
+        Err(GraphError::unexpected(OPERATION, "more than 100 pages of assignments".into()))
+    }
+
+    /// The app roles a resource defines in this tenant (cached per tenant and resource).
+    pub async fn resource_app_roles(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+        resource: Resource,
+    ) -> Result<Arc<Vec<AppRole>>, GraphError> {
+        let key = (endpoints.tenant_id, resource);
+        if let Some(roles) = self.app_roles.get(&key) {
+            return Ok(roles);
+        }
+        let principal = self.get_service_principal(endpoints, token, resource.app_id()).await?;
+        let roles = Arc::new(principal.app_roles);
+        self.app_roles.put(key, roles.clone());
+        Ok(roles)
+    }
+
+    /// A cheap real Graph call that needs a backup permission (`User.Read.All`).
+    pub async fn probe_graph(&self, endpoints: &Endpoints, token: &AccessToken) -> Result<(), GraphError> {
+        let url = endpoints.graph_url("users?$top=1&$select=id");
+        let _: serde_json::Value = self.graph_get("list users", token, url).await?;
+        Ok(())
+    }
+
+    /// Adds a client secret to the organization's own application.
+    pub async fn add_password(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+        display_name: &str,
+        end: DateTime<Utc>,
+    ) -> Result<NewPassword, GraphError> {
+        const OPERATION: &str = "addPassword";
+        let url = endpoints.graph_url(&format!(
+            "applications{}/addPassword",
+            app_id_key(&endpoints.client_id.to_string())
+        ));
+        let body = serde_json::json!({
+            "passwordCredential": { "displayName": display_name, "endDateTime": end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) }
+        });
+        // addPassword is not idempotent: a retry after a lost answer creates a second
+        // secret. Only answers that prove nothing was created (429, 503) are retried;
+        // the rotation journal (issue 5) recognises leftovers by display name.
+        let created: NewPasswordBody = self
+            .graph_send(OPERATION, || self.http.post(url.clone()).bearer_auth(token.bearer()).json(&body))
+            .await?
+            .ok_or_else(|| GraphError::unexpected(OPERATION, "empty answer".into()))?;
+        Ok(NewPassword {
+            key_id: created.key_id,
+            hint: created.hint,
+            display_name: created.display_name,
+            start_date_time: created.start_date_time,
+            end_date_time: created.end_date_time,
+            secret_text: created.secret_text,
+        })
+    }
+
+    /// Removes one client secret from the organization's own application by its keyId.
+    pub async fn remove_password(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+        key_id: Uuid,
+    ) -> Result<(), GraphError> {
+        let url = endpoints.graph_url(&format!(
+            "applications{}/removePassword",
+            app_id_key(&endpoints.client_id.to_string())
+        ));
+        let body = serde_json::json!({ "keyId": key_id });
+        let _: Option<serde_json::Value> = self
+            .graph_send("removePassword", || self.http.post(url.clone()).bearer_auth(token.bearer()).json(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Calls SharePoint REST with a SharePoint token, to learn whether SharePoint
+    /// accepts it (it refuses tokens obtained with a client secret).
+    pub async fn probe_sharepoint(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+    ) -> Result<SharePointProbe, GraphError> {
+        const OPERATION: &str = "SharePoint REST probe";
+        let url = endpoints.sharepoint_probe_url().ok_or_else(|| {
+            GraphError::unexpected(OPERATION, "the organization has no SharePoint host".into())
+        })?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token.bearer())
+            .header(reqwest::header::ACCEPT, "application/json;odata=nometadata")
+            .send()
+            .await
+            .map_err(|error| GraphError::transport(OPERATION, &error))?;
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        let detail: String = body.chars().take(200).collect();
+        Ok(match status {
+            200..=299 => SharePointProbe::Accepted,
+            401 if !token.claims.authenticated_with_certificate() => {
+                SharePointProbe::CertificateRequired { status, detail }
+            }
+            _ => SharePointProbe::Refused { status, detail },
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! App-only tokens: the v2 client-credentials grant, one resource per request.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::claims::Claims;
+use super::cloud::{Endpoints, Resource};
+use super::errors::{TokenError, TokenFailure, classify_token_error, retry_after};
+use super::MicrosoftClient;
+
+/// A token for one resource. The token itself stays secret; its claims are not.
+pub struct AccessToken {
+    pub resource: Resource,
+    token: SecretString,
+    pub expires_in: Duration,
+    pub claims: Claims,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("resource", &self.resource)
+            .field("expires_in", &self.expires_in)
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccessToken {
+    /// The bearer value, exposed only where a request is built.
+    pub(crate) fn bearer(&self) -> &str {
+        self.token.expose_secret()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    access_token: SecretString,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl MicrosoftClient {
+    /// Requests an app-only token for `resource` with the client secret, retrying what
+    /// is transient within the client's retry policy.
+    pub async fn token(
+        &self,
+        endpoints: &Endpoints,
+        secret: &SecretString,
+        resource: Resource,
+    ) -> Result<AccessToken, TokenError> {
+        self.retry.run(|| self.token_once(endpoints, secret, resource)).await
+    }
+
+    /// One token request, no retry.
+    pub async fn token_once(
+        &self,
+        endpoints: &Endpoints,
+        secret: &SecretString,
+        resource: Resource,
+    ) -> Result<AccessToken, TokenError> {
+        let scope = endpoints.scope(resource).ok_or_else(|| TokenError {
+            kind: TokenFailure::Configuration,
+            http_status: None,
+            error: None,
+            codes: Vec::new(),
+            description: Some("the organization has no SharePoint host configured".into()),
+            trace_id: None,
+            correlation_id: None,
+            retry_after: None,
+        })?;
+        let client_id = endpoints.client_id.to_string();
+        let form = [
+            ("client_id", client_id.as_str()),
+            ("scope", scope.as_str()),
+            ("client_secret", secret.expose_secret()),
+            ("grant_type", "client_credentials"),
+        ];
+        let response = self
+            .http
+            .post(endpoints.token_url())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|error| TokenError::transport(&error))?;
+        let status = response.status().as_u16();
+        let wait = retry_after(response.headers());
+        let body = response.text().await.map_err(|error| TokenError::transport(&error))?;
+        if status != 200 {
+            return Err(classify_token_error(status, &body, wait));
+        }
+        let parsed: TokenResponse = serde_json::from_str(&body).map_err(|_| TokenError {
+            kind: TokenFailure::Unknown,
+            http_status: Some(status),
+            error: None,
+            codes: Vec::new(),
+            description: Some("the token endpoint answered 200 without an access_token".into()),
+            trace_id: None,
+            correlation_id: None,
+            retry_after: None,
+        })?;
+        let claims = Claims::read(parsed.access_token.expose_secret()).map_err(|message| TokenError {
+            kind: TokenFailure::Unknown,
+            http_status: Some(status),
+            error: None,
+            codes: Vec::new(),
+            description: Some(message),
+            trace_id: None,
+            correlation_id: None,
+            retry_after: None,
+        })?;
+        Ok(AccessToken {
+            resource,
+            token: parsed.access_token,
+            expires_in: Duration::from_secs(parsed.expires_in.unwrap_or(3599)),
+            claims,
+        })
+    }
+}
