@@ -14,5 +14,6 @@ pub mod microsoft;
 pub mod notify;
 pub mod registry;
 pub mod scheduler;
+pub mod simulator;
 pub mod store;
 pub mod telemetry;

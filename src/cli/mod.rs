@@ -51,6 +51,21 @@ pub enum Command {
     /// List the periodic jobs or run one now.
     #[command(subcommand)]
     Job(jobs::JobCommand),
+    /// Run the simulated Microsoft 365 cloud (Entra ID, Graph, SharePoint) until SIGTERM.
+    Simulate {
+        /// Tenants, apps, secrets and permissions to start with (TOML or JSON).
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+        /// Address to listen on (port 0 picks a free one; the URL is printed).
+        #[arg(long, default_value = "127.0.0.1:8400")]
+        listen: std::net::SocketAddr,
+        /// Serve HTTPS with a generated CA (written to --ca-out) and leaf certificate.
+        #[arg(long, requires = "ca_out")]
+        tls: bool,
+        /// Where to write the CA certificate (PEM) that clients must trust.
+        #[arg(long, value_name = "PATH")]
+        ca_out: Option<PathBuf>,
+    },
     /// Show the audit log, newest first.
     Audit {
         /// Only this organization (name or id).
@@ -106,6 +121,10 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Key(keys::KeyCommand::Generate { out }) => keys::generate(out),
+        Command::Simulate { scenario, listen, tls, ca_out } => {
+            crate::telemetry::init_logging("info", cli.log_format.unwrap_or(LogFormat::Text));
+            simulate(scenario.as_deref(), *listen, tls.then(|| ca_out.clone()).flatten()).await
+        }
         Command::Run => crate::app::run(settings(&cli)?).await,
         Command::Migrate => {
             let settings = settings(&cli)?;
@@ -169,4 +188,46 @@ fn table(header: &[&str]) -> comfy_table::Table {
         .load_preset(comfy_table::presets::NOTHING)
         .set_header(header.to_vec());
     table
+}
+
+async fn simulate(
+    scenario: Option<&std::path::Path>,
+    listen: std::net::SocketAddr,
+    tls_ca_out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use crate::simulator::{self, SimulatorOptions};
+    let scenario = match scenario {
+        Some(path) => simulator::load_scenario(path).map_err(InputError)?,
+        None => Default::default(),
+    };
+    let tenants = scenario.tenants.len();
+    let running = simulator::start(
+        SimulatorOptions { listen, scenario, tls_ca_out },
+        crate::microsoft::permissions::Manifest::builtin(),
+    )
+    .await
+    .map_err(|error| InputError(format!("{error:#}")))?;
+    // The first line of standard output is the URL, for scripts.
+    println!("{}", running.base_url);
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    tracing::info!(url = %running.base_url, tenants, "simulated Microsoft 365 cloud listening; admin API under /_sim/");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut terminate), Ok(mut interrupt)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        token.cancel();
+    });
+    running.serve_until(shutdown).await;
+    tracing::info!("simulated cloud stopped");
+    Ok(())
 }

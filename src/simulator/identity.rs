@@ -1,0 +1,284 @@
+//! The simulated Entra ID: the v2 token endpoint (client credentials with a secret),
+//! OpenID discovery and JWKS at Entra's paths, and errors in Entra's exact shape.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::model::World;
+use crate::microsoft::Resource;
+
+/// Signs access tokens (RS256) and publishes the public key.
+pub struct Signer {
+    pub kid: String,
+    encoding: EncodingKey,
+    pub decoding: DecodingKey,
+    pub jwk: serde_json::Value,
+}
+
+impl Signer {
+    pub fn generate() -> anyhow::Result<Signer> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
+        let encoding = EncodingKey::from_rsa_pem(key.serialize_pem().as_bytes())?;
+        let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, Algorithm::RS256)?;
+        let jsonwebtoken::jwk::AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
+            anyhow::bail!("generated key is not RSA");
+        };
+        let decoding = DecodingKey::from_rsa_components(&rsa.n, &rsa.e)?;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(rsa.n.as_bytes());
+        let kid: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+        let jwk = serde_json::json!({
+            "kty": "RSA", "use": "sig", "kid": kid, "x5t": kid, "n": rsa.n, "e": rsa.e,
+            "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+        });
+        Ok(Signer { kid, encoding, decoding, jwk })
+    }
+
+    fn sign(&self, claims: &AccessClaims) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("signing with a valid key")
+    }
+}
+
+/// The claims of a v1 app-only access token, as Microsoft's resources receive them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub aud: String,
+    pub iss: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub appid: String,
+    pub appidacr: String,
+    pub idp: String,
+    pub idtyp: String,
+    pub oid: String,
+    pub sub: String,
+    pub tid: String,
+    pub ver: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    pub uti: String,
+}
+
+/// An error from the token endpoint, in Entra's shape (reference §1).
+pub fn entra_error(status: StatusCode, error: &str, code: u64, message: &str) -> Response {
+    let trace_id = Uuid::new_v4();
+    let correlation_id = Uuid::new_v4();
+    let timestamp = Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string();
+    let body = serde_json::json!({
+        "error": error,
+        "error_description": format!(
+            "AADSTS{code}: {message} Trace ID: {trace_id} Correlation ID: {correlation_id} Timestamp: {timestamp}"
+        ),
+        "error_codes": [code],
+        "timestamp": timestamp,
+        "trace_id": trace_id,
+        "correlation_id": correlation_id,
+        "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+    });
+    (status, [("content-type", "application/json; charset=utf-8")], body.to_string()).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenForm {
+    pub grant_type: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// Which resource a scope names, and the audience its tokens carry.
+fn resolve_scope(world: &World, tenant: Uuid, scope: &str) -> Option<(Resource, String)> {
+    let identifier = scope.strip_suffix("/.default")?.trim_end_matches('/');
+    let lower = identifier.to_ascii_lowercase();
+    for resource in Resource::ALL {
+        if lower == resource.app_id() {
+            return Some((resource, identifier.to_string()));
+        }
+    }
+    match lower.as_str() {
+        "https://graph.microsoft.com" | "https://graph.microsoft.us" | "https://dod-graph.microsoft.us"
+        | "https://microsoftgraph.chinacloudapi.cn" => Some((Resource::Graph, identifier.to_string())),
+        "https://outlook.office365.com" | "https://outlook.office365.us" | "https://webmail.apps.mil"
+        | "https://partner.outlook.cn" => Some((Resource::Exchange, identifier.to_string())),
+        other => {
+            let host = other.strip_prefix("https://")?;
+            let tenant = world.tenants.get(&tenant)?;
+            (tenant.sharepoint_host.as_deref().map(str::to_ascii_lowercase).as_deref() == Some(host))
+                .then(|| (Resource::SharePoint, identifier.to_string()))
+        }
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    Some((decode(user)?, decode(password)?))
+}
+
+/// The client-credentials grant. Returns the response and the tenant it concerned.
+pub fn token(world: &World, signer: &Signer, tenant_name: &str, headers: &HeaderMap, form: TokenForm) -> (Response, Option<Uuid>) {
+    use StatusCode as S;
+    let Some(tenant) = world.find_tenant(tenant_name) else {
+        return (
+            entra_error(S::BAD_REQUEST, "invalid_request", 90002, &format!(
+                "Tenant '{tenant_name}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+            )),
+            None,
+        );
+    };
+    let tenant_id = tenant.id;
+    let reply = |response| (response, Some(tenant_id));
+    if form.grant_type.as_deref() != Some("client_credentials") {
+        return reply(entra_error(S::BAD_REQUEST, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."));
+    }
+    let basic = basic_credentials(headers);
+    let client_id = form.client_id.clone().or_else(|| basic.as_ref().map(|(user, _)| user.clone()));
+    let Some(client_id) = client_id.filter(|id| !id.is_empty()) else {
+        return reply(entra_error(S::BAD_REQUEST, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'."));
+    };
+    let secret = form.client_secret.clone().or_else(|| basic.map(|(_, password)| password));
+    let Some(scope) = form.scope.as_deref().filter(|scope| !scope.trim().is_empty()) else {
+        return reply(entra_error(S::BAD_REQUEST, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'."));
+    };
+    let scopes: Vec<&str> = scope.split_whitespace().collect();
+    if scopes.iter().any(|scope| !scope.ends_with("/.default")) {
+        return reply(entra_error(S::BAD_REQUEST, "invalid_scope", 1002012, &format!(
+            "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+        )));
+    }
+    if scopes.len() > 1 {
+        return reply(entra_error(S::BAD_REQUEST, "invalid_scope", 700022, "The provided value for the input parameter scope is not valid because it contains more than one resource."));
+    }
+    let Some((resource, audience)) = resolve_scope(world, tenant_id, scopes[0]) else {
+        return reply(entra_error(S::BAD_REQUEST, "invalid_resource", 500011, &format!(
+            "The resource principal named {} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+            scopes[0].trim_end_matches("/.default"), tenant.domain
+        )));
+    };
+    let application = Uuid::try_parse(&client_id).ok().and_then(|id| tenant.application(id));
+    let Some(application) = application else {
+        return reply(entra_error(S::BAD_REQUEST, "unauthorized_client", 700016, &format!(
+            "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+            tenant.domain
+        )));
+    };
+    let Some(principal) = &application.service_principal else {
+        return reply(entra_error(S::BAD_REQUEST, "invalid_client", 7000229, &format!(
+            "The client application {client_id} is missing service principal in the tenant {tenant_id}."
+        )));
+    };
+    if !principal.account_enabled {
+        return reply(entra_error(S::BAD_REQUEST, "unauthorized_client", 7000112, &format!(
+            "Application '{client_id}'({}) is disabled.", application.display_name
+        )));
+    }
+    let Some(secret) = secret.filter(|secret| !secret.is_empty()) else {
+        return reply(entra_error(S::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."));
+    };
+    let now = tenant.now();
+    let matching = application.credentials.iter().find(|credential| credential.secret == secret);
+    let invalid = || entra_error(S::UNAUTHORIZED, "invalid_client", 7000215, &format!(
+        "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+    ));
+    let Some(credential) = matching else { return reply(invalid()) };
+    if credential.end <= now {
+        return reply(entra_error(S::UNAUTHORIZED, "invalid_client", 7000222, &format!(
+            "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+        )));
+    }
+    if credential.usable_from > Utc::now() {
+        // Not replicated yet: Entra does not know this secret in this region.
+        return reply(invalid());
+    }
+    let roles: Vec<String> = principal
+        .assignments
+        .iter()
+        .filter(|assignment| assignment.resource == resource)
+        .filter_map(|assignment| world.catalogue.role_by_id(resource, assignment.app_role_id))
+        .map(|role| role.value.clone())
+        .collect();
+    let issued = Utc::now().timestamp();
+    let issuer = format!("https://sts.windows.net/{tenant_id}/");
+    let claims = AccessClaims {
+        aud: audience,
+        iss: issuer.clone(),
+        iat: issued,
+        nbf: issued,
+        exp: issued + 3599,
+        appid: application.app_id.to_string(),
+        appidacr: "1".into(),
+        idp: issuer,
+        idtyp: "app".into(),
+        oid: principal.object_id.to_string(),
+        sub: principal.object_id.to_string(),
+        tid: tenant_id.to_string(),
+        ver: "1.0".into(),
+        // Without consent, Entra still issues the token, with no roles claim at all.
+        roles: (!roles.is_empty()).then_some(roles),
+        uti: Uuid::new_v4().simple().to_string(),
+    };
+    let body = serde_json::json!({
+        "token_type": "Bearer",
+        "expires_in": 3599,
+        "ext_expires_in": 3599,
+        "access_token": signer.sign(&claims),
+    });
+    reply((S::OK, [("content-type", "application/json; charset=utf-8")], body.to_string()).into_response())
+}
+
+/// The OpenID configuration at `/{tenant}/v2.0/.well-known/openid-configuration`.
+pub fn discovery(base: &str, tenant: Uuid) -> serde_json::Value {
+    serde_json::json!({
+        "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "jwks_uri": format!("{base}/{tenant}/discovery/v2.0/keys"),
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": format!("{base}/{tenant}/v2.0"),
+        "request_uri_parameter_supported": false,
+        "userinfo_endpoint": format!("{base}/oidc/userinfo"),
+        "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
+        "device_authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/devicecode"),
+        "http_logout_supported": true,
+        "frontchannel_logout_supported": true,
+        "end_session_endpoint": format!("{base}/{tenant}/oauth2/v2.0/logout"),
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "acr", "nonce", "tid", "ver", "roles"],
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+    })
+}
+
+/// Verifies a bearer token this cloud issued, for one of `audiences`.
+pub fn verify(signer: &Signer, headers: &HeaderMap, audiences: &[String]) -> Result<AccessClaims, &'static str> {
+    let value = headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or("no Authorization header")?;
+    let token = value.strip_prefix("Bearer ").ok_or("not a bearer token")?;
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
+    validation.set_audience(audiences);
+    validation.validate_nbf = true;
+    validation.leeway = 0;
+    jsonwebtoken::decode::<AccessClaims>(token, &signer.decoding, &validation)
+        .map(|data| data.claims)
+        .map_err(|error| match error.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "Lifetime validation failed, the token is expired.",
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => "Invalid audience.",
+            _ => "Access token validation failure.",
+        })
+}

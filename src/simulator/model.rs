@@ -1,0 +1,539 @@
+//! The simulated cloud's state: tenants, applications with their secrets, service
+//! principals and their app-role assignments, policies, faults and counters; and the
+//! scenario file that seeds them. Pure data and rules; the HTTP faces are elsewhere.
+//!
+//! Secrets live here in memory in the clear, as they do inside Entra ID; they leave only
+//! once, in the `addPassword` answer, and never through the admin API.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::microsoft::Resource;
+use crate::microsoft::permissions::{Manifest, NeededFor};
+
+/// App roles each resource defines beyond the manifest (reference §7, "extra").
+const EXTRA_ROLES: &[(Resource, &str, &str)] = &[
+    (Resource::Graph, "Application.ReadWrite.All", "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9"),
+    (Resource::Graph, "Directory.Read.All", "7ab1d382-f21e-4acd-a863-ba3e13f7da61"),
+    (Resource::Graph, "AuditLog.Read.All", "b0afded3-3588-46d8-8b3d-9842eff778da"),
+    (Resource::Graph, "Policy.Read.All", "246dd0d5-5bd0-4def-940b-0421030a5b68"),
+    (Resource::Graph, "SharePointTenantSettings.Read.All", "83d4163d-a2d8-4d3b-9695-4ae3ca98f888"),
+    (Resource::Exchange, "Exchange.ManageAsApp", "dc50a0fb-09a3-484d-be87-e023b12c6440"),
+    (Resource::SharePoint, "User.Read.All", "df021288-bdef-4463-88db-98f22de89214"),
+    (Resource::SharePoint, "Sites.Selected", "20d37865-089c-4dee-8c41-6967602d4ac8"),
+];
+
+/// One app role a resource defines.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleDefinition {
+    pub id: Uuid,
+    pub value: String,
+}
+
+/// The app roles of Graph, Exchange Online and SharePoint Online, with their real ids.
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    pub roles: BTreeMap<Resource, Vec<RoleDefinition>>,
+    pub manifest: Manifest,
+}
+
+impl Catalogue {
+    pub fn new(manifest: Manifest) -> Catalogue {
+        let mut roles: BTreeMap<Resource, Vec<RoleDefinition>> = BTreeMap::new();
+        for resource in &manifest.resources {
+            for permission in &resource.permissions {
+                roles.entry(resource.key).or_default().push(RoleDefinition {
+                    id: permission.id,
+                    value: permission.name.clone(),
+                });
+            }
+        }
+        for (resource, value, id) in EXTRA_ROLES {
+            let list = roles.entry(*resource).or_default();
+            let id: Uuid = id.parse().expect("static GUID");
+            if !list.iter().any(|role| role.id == id) {
+                list.push(RoleDefinition { id, value: value.to_string() });
+            }
+        }
+        Catalogue { roles, manifest }
+    }
+
+    pub fn role_by_name(&self, resource: Resource, name: &str) -> Option<&RoleDefinition> {
+        self.roles.get(&resource)?.iter().find(|role| role.value == name)
+    }
+
+    pub fn role_by_id(&self, resource: Resource, id: Uuid) -> Option<&RoleDefinition> {
+        self.roles.get(&resource)?.iter().find(|role| role.id == id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    pub secret: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Before this (real) time the secret is refused: Microsoft's propagation delay.
+    pub usable_from: DateTime<Utc>,
+}
+
+impl Credential {
+    pub fn hint(&self) -> String {
+        self.secret.chars().take(3).collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Assignment {
+    pub id: String,
+    pub resource: Resource,
+    pub app_role_id: Uuid,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServicePrincipal {
+    pub object_id: Uuid,
+    pub account_enabled: bool,
+    pub assignments: Vec<Assignment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Application {
+    pub object_id: Uuid,
+    pub app_id: Uuid,
+    pub display_name: String,
+    /// Whether the app's service principal owns the application object, which
+    /// `Application.ReadWrite.OwnedBy` needs for the app to manage its own secrets.
+    pub owns_itself: bool,
+    pub credentials: Vec<Credential>,
+    pub service_principal: Option<ServicePrincipal>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// The tenant's app-management policy forbids password credentials.
+    #[serde(default)]
+    pub secrets_blocked: bool,
+    /// The longest lifetime the policy allows for a new secret, in days.
+    #[serde(default)]
+    pub max_lifetime_days: Option<u32>,
+}
+
+/// Ways to make the cloud misbehave, per tenant or for every tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every answer.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Fraction (0 to 1) of requests answered with a 503.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// At most this many requests per window of `retry_after_secs`; past it, 429 with
+    /// `Retry-After` set to the rest of the window (as Graph and Entra throttle).
+    #[serde(default)]
+    pub request_budget: Option<u64>,
+    /// The throttling window, and the Retry-After of 503 answers, in seconds.
+    #[serde(default = "default_retry_after")]
+    pub retry_after_secs: u64,
+    /// How long a secret created by addPassword is refused (7000215) before it works.
+    #[serde(default)]
+    pub propagation_delay_secs: u64,
+    /// Moves this tenant's clock (for secret expiry): positive ages secrets.
+    #[serde(default)]
+    pub clock_offset_secs: i64,
+}
+
+fn default_retry_after() -> u64 {
+    1
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency_ms: 0,
+            error_rate: 0.0,
+            request_budget: None,
+            retry_after_secs: default_retry_after(),
+            propagation_delay_secs: 0,
+            clock_offset_secs: 0,
+        }
+    }
+}
+
+/// A throttling window: requests counted since it began.
+#[derive(Debug, Clone, Default)]
+pub struct BudgetWindow {
+    pub started: Option<std::time::Instant>,
+    pub used: u64,
+}
+
+impl BudgetWindow {
+    /// Counts a request; returns the wait to announce when the budget is spent.
+    pub fn take(&mut self, budget: u64, window: std::time::Duration) -> Option<std::time::Duration> {
+        let now = std::time::Instant::now();
+        match self.started {
+            Some(started) if now.duration_since(started) < window => {}
+            _ => {
+                self.started = Some(now);
+                self.used = 0;
+            }
+        }
+        if self.used >= budget {
+            let elapsed = now.duration_since(self.started.expect("set above"));
+            return Some(window.saturating_sub(elapsed));
+        }
+        self.used += 1;
+        None
+    }
+}
+
+impl Faults {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.error_rate) || self.error_rate.is_nan() {
+            return Err(format!("error_rate must be between 0 and 1, not {}", self.error_rate));
+        }
+        if self.latency_ms > 60_000 {
+            return Err("latency_ms must be at most 60000".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub domain: String,
+    pub sharepoint_host: Option<String>,
+    pub applications: Vec<Application>,
+    pub policy: Policy,
+    pub faults: Faults,
+    /// Requests counted against `faults.request_budget`.
+    pub budget: BudgetWindow,
+}
+
+impl Tenant {
+    /// The tenant's clock: real time plus its offset.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(self.faults.clock_offset_secs)
+    }
+
+    pub fn application(&self, app_id: Uuid) -> Option<&Application> {
+        self.applications.iter().find(|app| app.app_id == app_id)
+    }
+
+    pub fn application_mut(&mut self, app_id: Uuid) -> Option<&mut Application> {
+        self.applications.iter_mut().find(|app| app.app_id == app_id)
+    }
+
+    /// The object id of a resource's service principal in this tenant (stable).
+    pub fn resource_principal_id(&self, resource: Resource) -> Uuid {
+        Uuid::new_v5(&self.id, resource.app_id().as_bytes())
+    }
+}
+
+/// One recorded request, for tests and benchmarks.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    pub at_ms: i64,
+    pub endpoint: String,
+    pub tenant: Option<Uuid>,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counters {
+    /// "endpoint tenant" -> count.
+    pub requests: BTreeMap<String, u64>,
+    /// application appId -> count.
+    pub add_password: BTreeMap<Uuid, u64>,
+    pub remove_password: BTreeMap<Uuid, u64>,
+    pub total: u64,
+    /// The latest requests, oldest first (bounded).
+    pub recent: VecDeque<RequestRecord>,
+}
+
+const RECENT_LIMIT: usize = 2000;
+
+impl Counters {
+    pub fn record(&mut self, endpoint: &str, tenant: Option<Uuid>, status: u16) {
+        let key = match tenant {
+            Some(tenant) => format!("{endpoint} {tenant}"),
+            None => endpoint.to_string(),
+        };
+        *self.requests.entry(key).or_default() += 1;
+        self.total += 1;
+        if self.recent.len() == RECENT_LIMIT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(RequestRecord {
+            at_ms: Utc::now().timestamp_millis(),
+            endpoint: endpoint.to_string(),
+            tenant,
+            status,
+        });
+    }
+}
+
+/// Everything the simulated cloud knows.
+#[derive(Debug)]
+pub struct World {
+    pub tenants: BTreeMap<Uuid, Tenant>,
+    pub faults: Faults,
+    pub counters: Counters,
+    pub catalogue: Catalogue,
+    /// Requests counted against the global `faults.request_budget`.
+    pub global_budget: BudgetWindow,
+}
+
+impl World {
+    pub fn new(catalogue: Catalogue) -> World {
+        World {
+            tenants: BTreeMap::new(),
+            faults: Faults::default(),
+            counters: Counters::default(),
+            catalogue,
+            global_budget: BudgetWindow::default(),
+        }
+    }
+
+    /// A tenant by GUID or verified domain, as the token endpoint's path names it.
+    pub fn find_tenant(&self, name: &str) -> Option<&Tenant> {
+        match Uuid::try_parse(name) {
+            Ok(id) => self.tenants.get(&id),
+            Err(_) => self.tenants.values().find(|tenant| tenant.domain.eq_ignore_ascii_case(name)),
+        }
+    }
+
+    pub fn add_tenant(&mut self, spec: TenantSpec) -> Result<Uuid, String> {
+        let tenant = spec.build(&self.catalogue)?;
+        if self.tenants.contains_key(&tenant.id) {
+            return Err(format!("tenant {} already exists", tenant.id));
+        }
+        let id = tenant.id;
+        self.tenants.insert(id, tenant);
+        Ok(id)
+    }
+
+    /// The faults in force for a tenant: its own where set, else the global ones.
+    pub fn faults_for(&self, tenant: Option<Uuid>) -> Faults {
+        tenant
+            .and_then(|id| self.tenants.get(&id))
+            .filter(|tenant| tenant.faults != Faults::default())
+            .map(|tenant| tenant.faults.clone())
+            .unwrap_or_else(|| self.faults.clone())
+    }
+}
+
+/// A scenario file: the tenants the cloud starts with, and optional global faults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub tenants: Vec<TenantSpec>,
+    #[serde(default)]
+    pub faults: Option<Faults>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub id: Uuid,
+    pub domain: Option<String>,
+    pub sharepoint_host: Option<String>,
+    #[serde(default)]
+    pub apps: Vec<AppSpec>,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub faults: Option<Faults>,
+}
+
+/// Which permissions an app is granted: "all" (backup and rotation), "backup",
+/// "none", or a list of "resource:Permission" (resource: graph, exchange, sharepoint).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PermissionSpec {
+    Preset(String),
+    List(Vec<String>),
+}
+
+impl Default for PermissionSpec {
+    fn default() -> Self {
+        PermissionSpec::Preset("all".into())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSpec {
+    pub app_id: Uuid,
+    #[serde(default = "default_display_name")]
+    pub display_name: String,
+    #[serde(default = "yes")]
+    pub owns_itself: bool,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub permissions: PermissionSpec,
+    /// Permissions taken away from `permissions` ("resource:Permission").
+    #[serde(default)]
+    pub missing: Vec<String>,
+    #[serde(default)]
+    pub secrets: Vec<SecretSpec>,
+}
+
+fn default_display_name() -> String {
+    "KODO for Cloud backup".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSpec {
+    pub value: String,
+    pub key_id: Option<Uuid>,
+    pub display_name: Option<String>,
+    /// An absolute expiry, or…
+    pub expires: Option<DateTime<Utc>>,
+    /// …days from now (negative: already expired). Default 180.
+    pub expires_in_days: Option<i64>,
+}
+
+impl SecretSpec {
+    pub fn build(&self, now: DateTime<Utc>) -> Result<Credential, String> {
+        if self.value.len() < 3 || self.value.chars().any(char::is_whitespace) {
+            return Err("a secret value needs at least 3 characters and no whitespace".into());
+        }
+        let end = match (self.expires, self.expires_in_days) {
+            (Some(_), Some(_)) => return Err("give either expires or expires_in_days, not both".into()),
+            (Some(end), None) => end,
+            (None, days) => now + chrono::Duration::days(days.unwrap_or(180)),
+        };
+        Ok(Credential {
+            key_id: self.key_id.unwrap_or_else(Uuid::new_v4),
+            display_name: self.display_name.clone(),
+            secret: self.value.clone(),
+            start: now.min(end),
+            end,
+            usable_from: Utc::now(),
+        })
+    }
+}
+
+/// "graph:User.Read.All" -> (Graph, role).
+pub fn parse_permission(catalogue: &Catalogue, text: &str) -> Result<(Resource, Uuid), String> {
+    let (resource, name) = text
+        .split_once(':')
+        .ok_or_else(|| format!("permission {text:?} must look like graph:User.Read.All"))?;
+    let resource = Resource::parse(resource)
+        .ok_or_else(|| format!("permission {text:?}: unknown resource {resource:?} (graph, exchange, sharepoint)"))?;
+    let role = catalogue
+        .role_by_name(resource, name)
+        .ok_or_else(|| format!("permission {text:?}: {} defines no app role {name:?}", resource.as_str()))?;
+    Ok((resource, role.id))
+}
+
+pub fn permission_set(
+    catalogue: &Catalogue,
+    spec: &PermissionSpec,
+    missing: &[String],
+) -> Result<Vec<(Resource, Uuid)>, String> {
+    let mut granted: Vec<(Resource, Uuid)> = match spec {
+        PermissionSpec::Preset(preset) => match preset.as_str() {
+            "all" => catalogue.manifest.required(&[NeededFor::Backup, NeededFor::Rotation]).into_iter().collect(),
+            "backup" => catalogue.manifest.required(&[NeededFor::Backup]).into_iter().collect(),
+            "none" => Vec::new(),
+            other => return Err(format!("permissions {other:?}: expected \"all\", \"backup\", \"none\" or a list")),
+        },
+        PermissionSpec::List(list) => {
+            list.iter().map(|text| parse_permission(catalogue, text)).collect::<Result<_, _>>()?
+        }
+    };
+    for text in missing {
+        let key = parse_permission(catalogue, text)?;
+        granted.retain(|candidate| *candidate != key);
+    }
+    Ok(granted)
+}
+
+pub fn assignments(granted: &[(Resource, Uuid)]) -> Vec<Assignment> {
+    granted
+        .iter()
+        .map(|(resource, role)| Assignment {
+            id: assignment_id(),
+            resource: *resource,
+            app_role_id: *role,
+            created: Utc::now(),
+        })
+        .collect()
+}
+
+/// Graph's appRoleAssignment ids are opaque base64url strings.
+fn assignment_id() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Uuid::new_v4().as_bytes())
+}
+
+impl TenantSpec {
+    fn build(self, catalogue: &Catalogue) -> Result<Tenant, String> {
+        let now = Utc::now();
+        if let Some(faults) = &self.faults {
+            faults.validate().map_err(|e| format!("tenant {}: {e}", self.id))?;
+        }
+        let mut applications = Vec::new();
+        for app in self.apps {
+            let context = |e: String| format!("tenant {}, app {}: {e}", self.id, app.app_id);
+            let granted = permission_set(catalogue, &app.permissions, &app.missing).map_err(context)?;
+            let credentials = app
+                .secrets
+                .iter()
+                .map(|secret| secret.build(now))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(context)?;
+            applications.push(Application {
+                object_id: Uuid::new_v4(),
+                app_id: app.app_id,
+                display_name: app.display_name,
+                owns_itself: app.owns_itself,
+                credentials,
+                service_principal: Some(ServicePrincipal {
+                    object_id: Uuid::new_v4(),
+                    account_enabled: app.enabled,
+                    assignments: assignments(&granted),
+                }),
+            });
+        }
+        let short = self.id.simple().to_string()[..8].to_string();
+        Ok(Tenant {
+            id: self.id,
+            domain: self.domain.unwrap_or_else(|| format!("tenant-{short}.onmicrosoft.com")),
+            sharepoint_host: self.sharepoint_host,
+            applications,
+            policy: self.policy,
+            faults: self.faults.unwrap_or_default(),
+            budget: BudgetWindow::default(),
+        })
+    }
+}
+
+impl Scenario {
+    /// Parses a scenario in TOML or JSON (by extension, else by trying both).
+    pub fn parse(path_hint: &str, text: &str) -> Result<Scenario, String> {
+        let json = path_hint.ends_with(".json") || text.trim_start().starts_with('{');
+        if json {
+            serde_json::from_str(text).map_err(|error| format!("invalid scenario (JSON): {error}"))
+        } else {
+            toml::from_str(text).map_err(|error| format!("invalid scenario (TOML): {error}"))
+        }
+    }
+}
