@@ -221,9 +221,20 @@ impl MicrosoftClient {
         token: &AccessToken,
         service_principal_id: &str,
     ) -> Result<Vec<AppRoleAssignment>, GraphError> {
+        self.list_app_role_assignments_paged(endpoints, token, service_principal_id, 100).await
+    }
+
+    /// As [`MicrosoftClient::list_app_role_assignments`], asking for `page_size` per page.
+    pub async fn list_app_role_assignments_paged(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+        service_principal_id: &str,
+        page_size: u32,
+    ) -> Result<Vec<AppRoleAssignment>, GraphError> {
         const OPERATION: &str = "list appRoleAssignments";
         let mut url = endpoints.graph_url(&format!(
-            "servicePrincipals/{service_principal_id}/appRoleAssignments?$top=100"
+            "servicePrincipals/{service_principal_id}/appRoleAssignments?$top={page_size}"
         ));
         let mut assignments = Vec::new();
         for _ in 0..100 {
