@@ -493,14 +493,20 @@ impl Settings {
             let exchange = endpoint(&format!("{key}.exchange"), &cloud.exchange)?;
             let resource = |name: &str, value: Option<String>, default: &Url| match value {
                 Some(value) => Url::parse(&value).map_err(|error| {
-                    config_error(format!("invalid configuration key {key}.{name}: {error} (expected a URL)"))
+                    config_error(format!(
+                        "invalid configuration key {key}.{name}: {error} (expected a URL)"
+                    ))
                 }),
                 None => Ok(default.clone()),
             };
             let cloud = CloudSettings {
                 authority: endpoint(&format!("{key}.authority"), &cloud.authority)?,
                 graph_resource: resource("graph_resource", cloud.graph_resource, &graph)?,
-                exchange_resource: resource("exchange_resource", cloud.exchange_resource, &exchange)?,
+                exchange_resource: resource(
+                    "exchange_resource",
+                    cloud.exchange_resource,
+                    &exchange,
+                )?,
                 sharepoint: match cloud.sharepoint {
                     Some(value) => Some(endpoint(&format!("{key}.sharepoint"), &value)?),
                     None => None,
@@ -521,9 +527,13 @@ impl Settings {
                 ));
             }
             let manifest = match &raw.permissions_file {
-                Some(path) => crate::microsoft::permissions::Manifest::load(path).map_err(|message| {
-                    config_error(format!("invalid configuration key microsoft.permissions_file: {message}"))
-                })?,
+                Some(path) => {
+                    crate::microsoft::permissions::Manifest::load(path).map_err(|message| {
+                        config_error(format!(
+                            "invalid configuration key microsoft.permissions_file: {message}"
+                        ))
+                    })?
+                }
                 None => crate::microsoft::permissions::Manifest::builtin(),
             };
             MicrosoftSettings {
@@ -535,7 +545,10 @@ impl Settings {
                     min_delay: raw.retry_min_delay,
                     max_delay: raw.retry_max_delay,
                 },
-                ca_file: raw.ca_file.map(|path| absolute("microsoft.ca_file", path)).transpose()?,
+                ca_file: raw
+                    .ca_file
+                    .map(|path| absolute("microsoft.ca_file", path))
+                    .transpose()?,
                 manifest: Arc::new(manifest),
                 permissions_file: raw.permissions_file,
             }

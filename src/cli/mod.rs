@@ -121,9 +121,19 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Key(keys::KeyCommand::Generate { out }) => keys::generate(out),
-        Command::Simulate { scenario, listen, tls, ca_out } => {
+        Command::Simulate {
+            scenario,
+            listen,
+            tls,
+            ca_out,
+        } => {
             crate::telemetry::init_logging("info", cli.log_format.unwrap_or(LogFormat::Text));
-            simulate(scenario.as_deref(), *listen, tls.then(|| ca_out.clone()).flatten()).await
+            simulate(
+                scenario.as_deref(),
+                *listen,
+                tls.then(|| ca_out.clone()).flatten(),
+            )
+            .await
         }
         Command::Run => crate::app::run(settings(&cli)?).await,
         Command::Migrate => {
@@ -202,7 +212,11 @@ async fn simulate(
     };
     let tenants = scenario.tenants.len();
     let running = simulator::start(
-        SimulatorOptions { listen, scenario, tls_ca_out },
+        SimulatorOptions {
+            listen,
+            scenario,
+            tls_ca_out,
+        },
         crate::microsoft::permissions::Manifest::builtin(),
     )
     .await
@@ -216,9 +230,10 @@ async fn simulate(
     let token = shutdown.clone();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut terminate), Ok(mut interrupt)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let (Ok(mut terminate), Ok(mut interrupt)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             return;
         };
         tokio::select! {

@@ -51,7 +51,9 @@ impl Claims {
     pub fn audience(&self) -> Option<String> {
         match &self.aud {
             Some(serde_json::Value::String(aud)) => Some(aud.clone()),
-            Some(serde_json::Value::Array(values)) => values.first().and_then(|v| v.as_str()).map(String::from),
+            Some(serde_json::Value::Array(values)) => {
+                values.first().and_then(|v| v.as_str()).map(String::from)
+            }
             _ => None,
         }
     }
@@ -82,7 +84,10 @@ mod tests {
         assert_eq!(v1.roles(), ["User.Read.All", "Mail.ReadWrite"]);
         assert_eq!(v1.client_id(), Some("c"));
         assert!(!v1.authenticated_with_certificate());
-        assert_eq!(v1.audience().as_deref(), Some("https://graph.microsoft.com"));
+        assert_eq!(
+            v1.audience().as_deref(),
+            Some("https://graph.microsoft.com")
+        );
         let v2 = Claims::read(&token(serde_json::json!({"aud": "00000003-0000-0000-c000-000000000000", "azp": "c2", "azpacr": "2", "exp": 1900000000}))).unwrap();
         assert_eq!(v2.client_id(), Some("c2"));
         assert!(v2.authenticated_with_certificate());

@@ -7,7 +7,9 @@ use crate::config::CloudSettings;
 use crate::domain::{ClientId, SharePointHost, TenantId};
 
 /// A resource an app-only token is requested for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Resource {
     Graph,
@@ -36,11 +38,15 @@ impl Resource {
     }
 
     pub fn from_app_id(app_id: &str) -> Option<Resource> {
-        Resource::ALL.into_iter().find(|resource| resource.app_id().eq_ignore_ascii_case(app_id))
+        Resource::ALL
+            .into_iter()
+            .find(|resource| resource.app_id().eq_ignore_ascii_case(app_id))
     }
 
     pub fn parse(name: &str) -> Option<Resource> {
-        Resource::ALL.into_iter().find(|resource| resource.as_str() == name)
+        Resource::ALL
+            .into_iter()
+            .find(|resource| resource.as_str() == name)
     }
 }
 
@@ -69,15 +75,28 @@ fn join(base: &Url, path: &str) -> Url {
 impl Endpoints {
     /// `{authority}/{tenant}/oauth2/v2.0/token`: always tenant-specific, never /common.
     pub fn token_url(&self) -> Url {
-        join(&self.cloud.authority, &format!("{}/oauth2/v2.0/token", self.tenant_id))
+        join(
+            &self.cloud.authority,
+            &format!("{}/oauth2/v2.0/token", self.tenant_id),
+        )
     }
 
     /// The `scope` for a resource's app-only token: its identifier plus `/.default`.
     /// `None` for SharePoint when the organization has no SharePoint host.
     pub fn scope(&self, resource: Resource) -> Option<String> {
         let identifier = match resource {
-            Resource::Graph => self.cloud.graph_resource.as_str().trim_end_matches('/').to_string(),
-            Resource::Exchange => self.cloud.exchange_resource.as_str().trim_end_matches('/').to_string(),
+            Resource::Graph => self
+                .cloud
+                .graph_resource
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
+            Resource::Exchange => self
+                .cloud
+                .exchange_resource
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
             Resource::SharePoint => format!("https://{}", self.sharepoint_host.as_ref()?.as_str()),
         };
         Some(format!("{identifier}/.default"))
@@ -85,7 +104,10 @@ impl Endpoints {
 
     /// A Graph v1.0 URL, e.g. `graph_url("applications(appId='…')")`.
     pub fn graph_url(&self, path: &str) -> Url {
-        join(&self.cloud.graph, &format!("v1.0/{}", path.trim_start_matches('/')))
+        join(
+            &self.cloud.graph,
+            &format!("v1.0/{}", path.trim_start_matches('/')),
+        )
     }
 
     pub fn graph_base(&self) -> &Url {
@@ -105,8 +127,12 @@ impl Endpoints {
 
     /// Where a tenant admin grants consent to everything the app requires.
     pub fn admin_consent_url(&self) -> Url {
-        let mut url = join(&self.cloud.authority, &format!("{}/adminconsent", self.tenant_id));
-        url.query_pairs_mut().append_pair("client_id", &self.client_id.to_string());
+        let mut url = join(
+            &self.cloud.authority,
+            &format!("{}/adminconsent", self.tenant_id),
+        );
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.client_id.to_string());
         url
     }
 }
@@ -117,7 +143,10 @@ mod tests {
 
     fn endpoints(cloud: &str) -> Endpoints {
         let settings = crate::config::Settings::load_with_environment(
-            &crate::config::ConfigLocation { path: "/nonexistent".into(), explicit: false },
+            &crate::config::ConfigLocation {
+                path: "/nonexistent".into(),
+                explicit: false,
+            },
             vec![],
         )
         .unwrap();
@@ -132,19 +161,55 @@ mod tests {
     #[test]
     fn national_cloud_urls() {
         let global = endpoints("global");
-        assert_eq!(global.token_url().as_str(), "https://login.microsoftonline.com/6f1c3f2e-4c55-4a8b-9d2e-0b7c1a2d3e4f/oauth2/v2.0/token");
-        assert_eq!(global.scope(Resource::Graph).unwrap(), "https://graph.microsoft.com/.default");
-        assert_eq!(global.scope(Resource::Exchange).unwrap(), "https://outlook.office365.com/.default");
-        assert_eq!(global.graph_url("servicePrincipals(appId='x')").as_str(), "https://graph.microsoft.com/v1.0/servicePrincipals(appId='x')");
-        assert_eq!(global.graph_url("users?$top=1&$select=id").as_str(), "https://graph.microsoft.com/v1.0/users?$top=1&$select=id");
+        assert_eq!(
+            global.token_url().as_str(),
+            "https://login.microsoftonline.com/6f1c3f2e-4c55-4a8b-9d2e-0b7c1a2d3e4f/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            global.scope(Resource::Graph).unwrap(),
+            "https://graph.microsoft.com/.default"
+        );
+        assert_eq!(
+            global.scope(Resource::Exchange).unwrap(),
+            "https://outlook.office365.com/.default"
+        );
+        assert_eq!(
+            global.graph_url("servicePrincipals(appId='x')").as_str(),
+            "https://graph.microsoft.com/v1.0/servicePrincipals(appId='x')"
+        );
+        assert_eq!(
+            global.graph_url("users?$top=1&$select=id").as_str(),
+            "https://graph.microsoft.com/v1.0/users?$top=1&$select=id"
+        );
         let usgov = endpoints("usgov");
-        assert_eq!(usgov.token_url().host_str(), Some("login.microsoftonline.us"));
-        assert_eq!(usgov.scope(Resource::Graph).unwrap(), "https://graph.microsoft.us/.default");
-        assert_eq!(usgov.scope(Resource::SharePoint).unwrap(), "https://contoso.sharepoint.us/.default");
-        assert_eq!(usgov.sharepoint_probe_url().unwrap().as_str(), "https://contoso.sharepoint.us/_api/web?$select=Title");
-        assert_eq!(endpoints("usdod").graph_url("x").host_str(), Some("dod-graph.microsoft.us"));
+        assert_eq!(
+            usgov.token_url().host_str(),
+            Some("login.microsoftonline.us")
+        );
+        assert_eq!(
+            usgov.scope(Resource::Graph).unwrap(),
+            "https://graph.microsoft.us/.default"
+        );
+        assert_eq!(
+            usgov.scope(Resource::SharePoint).unwrap(),
+            "https://contoso.sharepoint.us/.default"
+        );
+        assert_eq!(
+            usgov.sharepoint_probe_url().unwrap().as_str(),
+            "https://contoso.sharepoint.us/_api/web?$select=Title"
+        );
+        assert_eq!(
+            endpoints("usdod").graph_url("x").host_str(),
+            Some("dod-graph.microsoft.us")
+        );
         let china = endpoints("china");
-        assert_eq!(china.token_url().host_str(), Some("login.partner.microsoftonline.cn"));
-        assert_eq!(china.admin_consent_url().as_str(), "https://login.partner.microsoftonline.cn/6f1c3f2e-4c55-4a8b-9d2e-0b7c1a2d3e4f/adminconsent?client_id=0d9a8b7c-6e5f-4a3b-8c2d-1e0f9a8b7c6d");
+        assert_eq!(
+            china.token_url().host_str(),
+            Some("login.partner.microsoftonline.cn")
+        );
+        assert_eq!(
+            china.admin_consent_url().as_str(),
+            "https://login.partner.microsoftonline.cn/6f1c3f2e-4c55-4a8b-9d2e-0b7c1a2d3e4f/adminconsent?client_id=0d9a8b7c-6e5f-4a3b-8c2d-1e0f9a8b7c6d"
+        );
     }
 }

@@ -82,8 +82,8 @@ fn classify_code(code: u64) -> Option<TokenFailure> {
         500011 | 650052 => ResourceUnavailable,
         50196 | 90055 => Throttled,
         90024 | 50033 | 90006 | 90033 | 90090 | 50000 => Transient,
-        7000218 | 90014 | 900144 | 1002012 | 70011 | 700022 | 700023 | 50194 | 9001023
-        | 90124 | 90130 | 90023 | 900023 => Configuration,
+        7000218 | 90014 | 900144 | 1002012 | 70011 | 700022 | 700023 | 50194 | 9001023 | 90124
+        | 90130 | 90023 | 900023 => Configuration,
         _ => return None,
     })
 }
@@ -191,7 +191,10 @@ pub fn transport_description(error: &reqwest::Error) -> String {
 pub fn classify_token_error(status: u16, body: &str, retry_after: Option<Duration>) -> TokenError {
     let parsed: Option<TokenErrorBody> = serde_json::from_str(body).ok();
     let parsed_body = parsed.clone().unwrap_or_default();
-    let by_code = parsed_body.error_codes.iter().find_map(|code| classify_code(*code));
+    let by_code = parsed_body
+        .error_codes
+        .iter()
+        .find_map(|code| classify_code(*code));
     let kind = if status == 429 {
         TokenFailure::Throttled
     } else if let Some(kind) = by_code {
@@ -219,7 +222,9 @@ pub fn classify_token_error(status: u16, body: &str, retry_after: Option<Duratio
         error: parsed_body.error,
         codes: parsed_body.error_codes,
         description: parsed_body.error_description.or_else(|| {
-            parsed.is_none().then(|| format!("unparsable answer: {}", truncate(body, 200)))
+            parsed
+                .is_none()
+                .then(|| format!("unparsable answer: {}", truncate(body, 200)))
         }),
         trace_id: parsed_body.trace_id,
         correlation_id: parsed_body.correlation_id,
@@ -474,7 +479,10 @@ mod tests {
             let classified = classify_token_error(status, &entra(error, code), None);
             assert_eq!(classified.kind, expected, "{status} {error} {code}");
             assert_eq!(classified.codes, vec![code]);
-            assert_eq!(classified.trace_id.as_deref(), Some("0f5a1c2e-aaaa-bbbb-cccc-000000000001"));
+            assert_eq!(
+                classified.trace_id.as_deref(),
+                Some("0f5a1c2e-aaaa-bbbb-cccc-000000000001")
+            );
         }
     }
 
@@ -487,7 +495,10 @@ mod tests {
             "error_codes": [7000215],
         })
         .to_string();
-        assert_eq!(classify_token_error(401, &body, None).kind, TokenFailure::SecretInvalid);
+        assert_eq!(
+            classify_token_error(401, &body, None).kind,
+            TokenFailure::SecretInvalid
+        );
     }
 
     #[test]
@@ -495,11 +506,17 @@ mod tests {
         let throttled = classify_token_error(429, "", Some(Duration::from_secs(7)));
         assert_eq!(throttled.kind, TokenFailure::Throttled);
         assert_eq!(throttled.retry_after, Some(Duration::from_secs(7)));
-        assert_eq!(classify_token_error(429, "", None).retry_after, Some(Duration::from_secs(60)));
+        assert_eq!(
+            classify_token_error(429, "", None).retry_after,
+            Some(Duration::from_secs(60))
+        );
         let html = classify_token_error(502, "<html>Bad Gateway</html>", None);
         assert_eq!(html.kind, TokenFailure::Transient);
         assert!(html.description.unwrap().contains("Bad Gateway"));
-        assert_eq!(classify_token_error(418, "teapot", None).kind, TokenFailure::Unknown);
+        assert_eq!(
+            classify_token_error(418, "teapot", None).kind,
+            TokenFailure::Unknown
+        );
     }
 
     #[test]
@@ -520,19 +537,34 @@ mod tests {
             (401, "InvalidAuthenticationToken", Unauthorized),
             (403, "Authorization_RequestDenied", Forbidden),
             (404, "Request_ResourceNotFound", NotFound),
-            (400, "CredentialInvalidLifetimeAsPerAppPolicy", LifetimeTooLong),
-            (400, "CredentialTypeNotAllowedAsPerAppPolicy", SecretsNotAllowed),
+            (
+                400,
+                "CredentialInvalidLifetimeAsPerAppPolicy",
+                LifetimeTooLong,
+            ),
+            (
+                400,
+                "CredentialTypeNotAllowedAsPerAppPolicy",
+                SecretsNotAllowed,
+            ),
             (400, "Request_BadRequest", BadRequest),
             (429, "TooManyRequests", Throttled),
             (503, "serviceNotAvailable", Transient),
             (504, "UnknownError", Transient),
         ];
         for &(status, code, expected) in cases {
-            let error = classify_graph_error("test", status, &graph(code), Some(Duration::from_secs(3)));
+            let error =
+                classify_graph_error("test", status, &graph(code), Some(Duration::from_secs(3)));
             assert_eq!(error.kind, expected, "{status} {code}");
             assert_eq!(error.code.as_deref(), Some(code));
-            assert_eq!(error.request_id.as_deref(), Some("9b0c1d2e-0000-0000-0000-000000000003"));
+            assert_eq!(
+                error.request_id.as_deref(),
+                Some("9b0c1d2e-0000-0000-0000-000000000003")
+            );
         }
-        assert_eq!(classify_graph_error("t", 429, "", None).retry_after, Some(Duration::from_secs(10)));
+        assert_eq!(
+            classify_graph_error("t", 429, "", None).retry_after,
+            Some(Duration::from_secs(10))
+        );
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use url::Url;
 use uuid::Uuid;
 
@@ -113,16 +113,26 @@ struct Page<T> {
 pub enum SharePointProbe {
     Accepted,
     /// 401 to a token obtained with a client secret: SharePoint wants a certificate.
-    CertificateRequired { status: u16, detail: String },
-    Refused { status: u16, detail: String },
+    CertificateRequired {
+        status: u16,
+        detail: String,
+    },
+    Refused {
+        status: u16,
+        detail: String,
+    },
 }
 
 /// Resource service principals' `appRoles`, per tenant and resource, so that a check
 /// does not fetch 300 Graph roles every time.
 #[derive(Default)]
 pub struct AppRoleCache {
-    entries: Mutex<HashMap<(TenantId, Resource), (Instant, Arc<Vec<AppRole>>)>>,
+    entries: Mutex<HashMap<CacheKey, CacheEntry>>,
 }
+
+type CacheKey = (TenantId, Resource);
+/// When the roles were fetched, and the roles.
+type CacheEntry = (Instant, Arc<Vec<AppRole>>);
 
 const APP_ROLE_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -136,7 +146,10 @@ impl AppRoleCache {
     }
 
     fn put(&self, key: (TenantId, Resource), roles: Arc<Vec<AppRole>>) {
-        self.entries.lock().expect("cache lock").insert(key, (Instant::now(), roles));
+        self.entries
+            .lock()
+            .expect("cache lock")
+            .insert(key, (Instant::now(), roles));
     }
 }
 
@@ -182,9 +195,11 @@ impl MicrosoftClient {
         token: &AccessToken,
         url: Url,
     ) -> Result<T, GraphError> {
-        self.graph_send(operation, || self.http.get(url.clone()).bearer_auth(token.bearer()))
-            .await?
-            .ok_or_else(|| GraphError::unexpected(operation, "empty answer".into()))
+        self.graph_send(operation, || {
+            self.http.get(url.clone()).bearer_auth(token.bearer())
+        })
+        .await?
+        .ok_or_else(|| GraphError::unexpected(operation, "empty answer".into()))
     }
 
     /// The application object with its password credentials.
@@ -221,7 +236,8 @@ impl MicrosoftClient {
         token: &AccessToken,
         service_principal_id: &str,
     ) -> Result<Vec<AppRoleAssignment>, GraphError> {
-        self.list_app_role_assignments_paged(endpoints, token, service_principal_id, 100).await
+        self.list_app_role_assignments_paged(endpoints, token, service_principal_id, 100)
+            .await
     }
 
     /// As [`MicrosoftClient::list_app_role_assignments`], asking for `page_size` per page.
@@ -238,9 +254,12 @@ impl MicrosoftClient {
         ));
         let mut assignments = Vec::new();
         for _ in 0..100 {
-            let page: Page<AppRoleAssignment> = self.graph_get(OPERATION, token, url.clone()).await?;
+            let page: Page<AppRoleAssignment> =
+                self.graph_get(OPERATION, token, url.clone()).await?;
             assignments.extend(page.value);
-            let Some(next) = page.next_link else { return Ok(assignments) };
+            let Some(next) = page.next_link else {
+                return Ok(assignments);
+            };
             // Follow a link only to the Graph host we were configured with: the bearer
             // token must never be sent anywhere else.
             let next = Url::parse(&next)
@@ -251,7 +270,10 @@ impl MicrosoftClient {
                 })?;
             url = next;
         }
-        Err(GraphError::unexpected(OPERATION, "more than 100 pages of assignments".into()))
+        Err(GraphError::unexpected(
+            OPERATION,
+            "more than 100 pages of assignments".into(),
+        ))
     }
 
     /// The app roles a resource defines in this tenant (cached per tenant and resource).
@@ -265,14 +287,20 @@ impl MicrosoftClient {
         if let Some(roles) = self.app_roles.get(&key) {
             return Ok(roles);
         }
-        let principal = self.get_service_principal(endpoints, token, resource.app_id()).await?;
+        let principal = self
+            .get_service_principal(endpoints, token, resource.app_id())
+            .await?;
         let roles = Arc::new(principal.app_roles);
         self.app_roles.put(key, roles.clone());
         Ok(roles)
     }
 
     /// A cheap real Graph call that needs a backup permission (`User.Read.All`).
-    pub async fn probe_graph(&self, endpoints: &Endpoints, token: &AccessToken) -> Result<(), GraphError> {
+    pub async fn probe_graph(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+    ) -> Result<(), GraphError> {
         let url = endpoints.graph_url("users?$top=1&$select=id");
         let _: serde_json::Value = self.graph_get("list users", token, url).await?;
         Ok(())
@@ -298,7 +326,12 @@ impl MicrosoftClient {
         // secret. Only answers that prove nothing was created (429, 503) are retried;
         // the rotation journal (issue 5) recognises leftovers by display name.
         let created: NewPasswordBody = self
-            .graph_send(OPERATION, || self.http.post(url.clone()).bearer_auth(token.bearer()).json(&body))
+            .graph_send(OPERATION, || {
+                self.http
+                    .post(url.clone())
+                    .bearer_auth(token.bearer())
+                    .json(&body)
+            })
             .await?
             .ok_or_else(|| GraphError::unexpected(OPERATION, "empty answer".into()))?;
         Ok(NewPassword {
@@ -324,7 +357,12 @@ impl MicrosoftClient {
         ));
         let body = serde_json::json!({ "keyId": key_id });
         let _: Option<serde_json::Value> = self
-            .graph_send("removePassword", || self.http.post(url.clone()).bearer_auth(token.bearer()).json(&body))
+            .graph_send("removePassword", || {
+                self.http
+                    .post(url.clone())
+                    .bearer_auth(token.bearer())
+                    .json(&body)
+            })
             .await?;
         Ok(())
     }

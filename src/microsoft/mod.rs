@@ -39,8 +39,9 @@ impl MicrosoftClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .https_only(false);
         if let Some(path) = &settings.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|error| anyhow::anyhow!("cannot read microsoft.ca_file {}: {error}", path.display()))?;
+            let pem = std::fs::read(path).map_err(|error| {
+                anyhow::anyhow!("cannot read microsoft.ca_file {}: {error}", path.display())
+            })?;
             for certificate in reqwest::Certificate::from_pem_bundle(&pem)? {
                 builder = builder.add_root_certificate(certificate);
             }
@@ -54,6 +55,9 @@ impl MicrosoftClient {
 
     /// The same client with another retry policy (e.g. none, to observe one answer).
     pub fn with_retry(&self, retry: RetryPolicy) -> MicrosoftClient {
-        MicrosoftClient { retry, ..self.clone() }
+        MicrosoftClient {
+            retry,
+            ..self.clone()
+        }
     }
 }

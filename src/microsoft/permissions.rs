@@ -57,9 +57,14 @@ impl Manifest {
     }
 
     pub fn load(path: &Path) -> Result<Manifest, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| format!("cannot read permissions manifest {}: {error}", path.display()))?;
-        Manifest::parse(&text).map_err(|error| format!("permissions manifest {}: {error}", path.display()))
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            format!(
+                "cannot read permissions manifest {}: {error}",
+                path.display()
+            )
+        })?;
+        Manifest::parse(&text)
+            .map_err(|error| format!("permissions manifest {}: {error}", path.display()))
     }
 
     pub fn parse(text: &str) -> Result<Manifest, String> {
@@ -77,7 +82,10 @@ impl Manifest {
             let mut seen = BTreeSet::new();
             for permission in &resource.permissions {
                 if !seen.insert(permission.id) {
-                    return Err(format!("{} lists app role {} twice", resource.name, permission.id));
+                    return Err(format!(
+                        "{} lists app role {} twice",
+                        resource.name, permission.id
+                    ));
                 }
             }
         }
@@ -110,7 +118,9 @@ impl Manifest {
     }
 
     pub fn resource(&self, resource: Resource) -> Option<&ResourcePermissions> {
-        self.resources.iter().find(|candidate| candidate.key == resource)
+        self.resources
+            .iter()
+            .find(|candidate| candidate.key == resource)
     }
 }
 
@@ -125,21 +135,41 @@ mod tests {
         // The seed's 46 rows: 40 Microsoft Graph (Calendars.ReadWrite moved there), 1 Exchange, 5 SharePoint.
         assert_eq!(backup.len(), 46);
         let count = |resource| backup.iter().filter(|(r, _)| *r == resource).count();
-        assert_eq!((count(Resource::Graph), count(Resource::Exchange), count(Resource::SharePoint)), (40, 1, 5));
-        let calendars = (Resource::Graph, "ef54d2bf-783f-4e0f-bca1-3210c0444d99".parse().unwrap());
+        assert_eq!(
+            (
+                count(Resource::Graph),
+                count(Resource::Exchange),
+                count(Resource::SharePoint)
+            ),
+            (40, 1, 5)
+        );
+        let calendars = (
+            Resource::Graph,
+            "ef54d2bf-783f-4e0f-bca1-3210c0444d99".parse().unwrap(),
+        );
         assert_eq!(manifest.name(&calendars), Some("Calendars.ReadWrite"));
         let rotation = manifest.required(&[NeededFor::Rotation]);
-        let owned_by = (Resource::Graph, "18a4783c-866b-4cc7-a460-3d5e5662c884".parse().unwrap());
+        let owned_by = (
+            Resource::Graph,
+            "18a4783c-866b-4cc7-a460-3d5e5662c884".parse().unwrap(),
+        );
         assert_eq!(rotation.into_iter().collect::<Vec<_>>(), vec![owned_by]);
         // Same GUID, different resources: both required, told apart by resource.
         let user_rw: Uuid = "741f803b-c850-494e-b5df-cde7c675a1ca".parse().unwrap();
-        assert!(backup.contains(&(Resource::Graph, user_rw)) && backup.contains(&(Resource::SharePoint, user_rw)));
+        assert!(
+            backup.contains(&(Resource::Graph, user_rw))
+                && backup.contains(&(Resource::SharePoint, user_rw))
+        );
     }
 
     #[test]
     fn bad_manifests_are_refused() {
         let wrong_app = "[[resources]]\nkey = \"graph\"\nname = \"x\"\napp_id = \"00000002-0000-0ff1-ce00-000000000000\"\npermissions = []\n";
-        assert!(Manifest::parse(wrong_app).unwrap_err().contains("graph is 00000003"));
+        assert!(
+            Manifest::parse(wrong_app)
+                .unwrap_err()
+                .contains("graph is 00000003")
+        );
         assert!(Manifest::parse("[[resources]]\nkey = \"azuread\"\n").is_err());
     }
 }

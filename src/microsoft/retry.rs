@@ -109,7 +109,11 @@ impl RetryPolicy {
             if attempts >= self.max_attempts || started.elapsed() + wait > self.max_elapsed {
                 return Err(error);
             }
-            tracing::debug!(attempt = attempts, wait_ms = wait.as_millis() as u64, "retrying: {error}");
+            tracing::debug!(
+                attempt = attempts,
+                wait_ms = wait.as_millis() as u64,
+                "retrying: {error}"
+            );
             tokio::time::sleep(wait).await;
             attempts += 1;
         }
@@ -148,21 +152,39 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn never_retries_what_will_not_change() {
-        assert_eq!(attempts_until_given_up(RetryPolicy::default(), RetryHint::Never).await, 1);
+        assert_eq!(
+            attempts_until_given_up(RetryPolicy::default(), RetryHint::Never).await,
+            1
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn transient_failures_are_bounded_by_attempts() {
-        assert_eq!(attempts_until_given_up(RetryPolicy::default(), RetryHint::Backoff).await, 4);
+        assert_eq!(
+            attempts_until_given_up(RetryPolicy::default(), RetryHint::Backoff).await,
+            4
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn retry_after_is_waited_for_exactly_and_bounded_by_time() {
         let started = tokio::time::Instant::now();
-        let policy = RetryPolicy { max_elapsed: Duration::from_secs(100), ..RetryPolicy::default() };
-        assert_eq!(attempts_until_given_up(policy, RetryHint::After(Duration::from_secs(30))).await, 4);
+        let policy = RetryPolicy {
+            max_elapsed: Duration::from_secs(100),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            attempts_until_given_up(policy, RetryHint::After(Duration::from_secs(30))).await,
+            4
+        );
         assert_eq!(started.elapsed(), Duration::from_secs(90));
-        let short = RetryPolicy { max_elapsed: Duration::from_secs(45), ..RetryPolicy::default() };
-        assert_eq!(attempts_until_given_up(short, RetryHint::After(Duration::from_secs(30))).await, 2);
+        let short = RetryPolicy {
+            max_elapsed: Duration::from_secs(45),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            attempts_until_given_up(short, RetryHint::After(Duration::from_secs(30))).await,
+            2
+        );
     }
 }

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::MicrosoftClient;
 use super::claims::Claims;
 use super::cloud::{Endpoints, Resource};
 use super::errors::{TokenError, TokenFailure, classify_token_error, retry_after};
-use super::MicrosoftClient;
 
 /// A token for one resource. The token itself stays secret; its claims are not.
 pub struct AccessToken {
@@ -50,7 +50,9 @@ impl MicrosoftClient {
         secret: &SecretString,
         resource: Resource,
     ) -> Result<AccessToken, TokenError> {
-        self.retry.run(|| self.token_once(endpoints, secret, resource)).await
+        self.retry
+            .run(|| self.token_once(endpoints, secret, resource))
+            .await
     }
 
     /// One token request, no retry.
@@ -86,7 +88,10 @@ impl MicrosoftClient {
             .map_err(|error| TokenError::transport(&error))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let body = response.text().await.map_err(|error| TokenError::transport(&error))?;
+        let body = response
+            .text()
+            .await
+            .map_err(|error| TokenError::transport(&error))?;
         if status != 200 {
             return Err(classify_token_error(status, &body, wait));
         }
@@ -100,16 +105,17 @@ impl MicrosoftClient {
             correlation_id: None,
             retry_after: None,
         })?;
-        let claims = Claims::read(parsed.access_token.expose_secret()).map_err(|message| TokenError {
-            kind: TokenFailure::Unknown,
-            http_status: Some(status),
-            error: None,
-            codes: Vec::new(),
-            description: Some(message),
-            trace_id: None,
-            correlation_id: None,
-            retry_after: None,
-        })?;
+        let claims =
+            Claims::read(parsed.access_token.expose_secret()).map_err(|message| TokenError {
+                kind: TokenFailure::Unknown,
+                http_status: Some(status),
+                error: None,
+                codes: Vec::new(),
+                description: Some(message),
+                trace_id: None,
+                correlation_id: None,
+                retry_after: None,
+            })?;
         Ok(AccessToken {
             resource,
             token: parsed.access_token,

@@ -62,23 +62,57 @@ pub fn router() -> Router<Arc<SimulatorState>> {
         .route("/_sim/tenants/{tenant}/policy", put(tenant_policy))
         .route("/_sim/tenants/{tenant}/apps", post(add_app))
         .route("/_sim/tenants/{tenant}/apps/{app}", delete(delete_app))
-        .route("/_sim/tenants/{tenant}/apps/{app}/service-principal", delete(delete_service_principal))
-        .route("/_sim/tenants/{tenant}/apps/{app}/disable", post(disable_app))
+        .route(
+            "/_sim/tenants/{tenant}/apps/{app}/service-principal",
+            delete(delete_service_principal),
+        )
+        .route(
+            "/_sim/tenants/{tenant}/apps/{app}/disable",
+            post(disable_app),
+        )
         .route("/_sim/tenants/{tenant}/apps/{app}/enable", post(enable_app))
-        .route("/_sim/tenants/{tenant}/apps/{app}/ownership", put(ownership))
-        .route("/_sim/tenants/{tenant}/apps/{app}/consent/revoke", post(revoke_consent))
-        .route("/_sim/tenants/{tenant}/apps/{app}/consent/grant", post(grant_consent))
-        .route("/_sim/tenants/{tenant}/apps/{app}/secrets", post(add_secret))
-        .route("/_sim/tenants/{tenant}/apps/{app}/secrets/{key}", delete(remove_secret))
-        .route("/_sim/tenants/{tenant}/apps/{app}/secrets/{key}/expire", post(expire_secret))
+        .route(
+            "/_sim/tenants/{tenant}/apps/{app}/ownership",
+            put(ownership),
+        )
+        .route(
+            "/_sim/tenants/{tenant}/apps/{app}/consent/revoke",
+            post(revoke_consent),
+        )
+        .route(
+            "/_sim/tenants/{tenant}/apps/{app}/consent/grant",
+            post(grant_consent),
+        )
+        .route(
+            "/_sim/tenants/{tenant}/apps/{app}/secrets",
+            post(add_secret),
+        )
+        .route(
+            "/_sim/tenants/{tenant}/apps/{app}/secrets/{key}",
+            delete(remove_secret),
+        )
+        .route(
+            "/_sim/tenants/{tenant}/apps/{app}/secrets/{key}/expire",
+            post(expire_secret),
+        )
 }
 
-fn with_app<T>(world: &mut World, tenant: &str, app: &str, change: impl FnOnce(&mut model::Application, &model::Catalogue) -> Result<T, AdminError>) -> Result<T, AdminError> {
+fn with_app<T>(
+    world: &mut World,
+    tenant: &str,
+    app: &str,
+    change: impl FnOnce(&mut model::Application, &model::Catalogue) -> Result<T, AdminError>,
+) -> Result<T, AdminError> {
     let tenant_id = uuid("tenant", tenant)?;
     let app_id = uuid("app", app)?;
     let catalogue = world.catalogue.clone();
-    let tenant = world.tenants.get_mut(&tenant_id).ok_or_else(|| missing(format!("no tenant {tenant_id}")))?;
-    let app = tenant.application_mut(app_id).ok_or_else(|| missing(format!("no app {app_id} in tenant {tenant_id}")))?;
+    let tenant = world
+        .tenants
+        .get_mut(&tenant_id)
+        .ok_or_else(|| missing(format!("no tenant {tenant_id}")))?;
+    let app = tenant
+        .application_mut(app_id)
+        .ok_or_else(|| missing(format!("no app {app_id} in tenant {tenant_id}")))?;
     change(app, &catalogue)
 }
 
@@ -132,13 +166,28 @@ async fn global_faults(State(state): Shared, body: Bytes) -> Reply {
 
 async fn add_tenant(State(state): Shared, body: Bytes) -> Reply {
     let spec: TenantSpec = parse(&body)?;
-    let id = state.world.lock().expect("world lock").add_tenant(spec).map_err(bad)?;
-    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id }))).into_response())
+    let id = state
+        .world
+        .lock()
+        .expect("world lock")
+        .add_tenant(spec)
+        .map_err(bad)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "id": id })),
+    )
+        .into_response())
 }
 
 async fn delete_tenant(State(state): Shared, Path(tenant): Path<String>) -> Reply {
     let id = uuid("tenant", &tenant)?;
-    state.world.lock().expect("world lock").tenants.remove(&id).ok_or_else(|| missing(format!("no tenant {id}")))?;
+    state
+        .world
+        .lock()
+        .expect("world lock")
+        .tenants
+        .remove(&id)
+        .ok_or_else(|| missing(format!("no tenant {id}")))?;
     ok(serde_json::json!({ "deleted": id }))
 }
 
@@ -147,7 +196,10 @@ async fn tenant_faults(State(state): Shared, Path(tenant): Path<String>, body: B
     let faults: Faults = parse(&body)?;
     faults.validate().map_err(bad)?;
     let mut world = state.world.lock().expect("world lock");
-    let tenant = world.tenants.get_mut(&id).ok_or_else(|| missing(format!("no tenant {id}")))?;
+    let tenant = world
+        .tenants
+        .get_mut(&id)
+        .ok_or_else(|| missing(format!("no tenant {id}")))?;
     tenant.faults = faults;
     tenant.budget = Default::default();
     ok(serde_json::json!({ "faults": tenant.faults }))
@@ -157,7 +209,10 @@ async fn tenant_policy(State(state): Shared, Path(tenant): Path<String>, body: B
     let id = uuid("tenant", &tenant)?;
     let policy: Policy = parse(&body)?;
     let mut world = state.world.lock().expect("world lock");
-    let tenant = world.tenants.get_mut(&id).ok_or_else(|| missing(format!("no tenant {id}")))?;
+    let tenant = world
+        .tenants
+        .get_mut(&id)
+        .ok_or_else(|| missing(format!("no tenant {id}")))?;
     tenant.policy = policy;
     ok(serde_json::json!({ "policy": tenant.policy }))
 }
@@ -167,13 +222,25 @@ async fn add_app(State(state): Shared, Path(tenant): Path<String>, body: Bytes) 
     let spec: AppSpec = parse(&body)?;
     let mut world = state.world.lock().expect("world lock");
     let catalogue = world.catalogue.clone();
-    let tenant = world.tenants.get_mut(&id).ok_or_else(|| missing(format!("no tenant {id}")))?;
+    let tenant = world
+        .tenants
+        .get_mut(&id)
+        .ok_or_else(|| missing(format!("no tenant {id}")))?;
     if tenant.application(spec.app_id).is_some() {
-        return Err(bad(format!("app {} already exists in tenant {id}", spec.app_id)));
+        return Err(bad(format!(
+            "app {} already exists in tenant {id}",
+            spec.app_id
+        )));
     }
-    let granted = model::permission_set(&catalogue, &spec.permissions, &spec.missing).map_err(bad)?;
+    let granted =
+        model::permission_set(&catalogue, &spec.permissions, &spec.missing).map_err(bad)?;
     let now = tenant.now();
-    let credentials = spec.secrets.iter().map(|s| s.build(now)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+    let credentials = spec
+        .secrets
+        .iter()
+        .map(|s| s.build(now))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
     tenant.applications.push(model::Application {
         object_id: Uuid::new_v4(),
         app_id: spec.app_id,
@@ -186,35 +253,57 @@ async fn add_app(State(state): Shared, Path(tenant): Path<String>, body: Bytes) 
             assignments: model::assignments(&granted),
         }),
     });
-    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({ "app_id": spec.app_id }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "app_id": spec.app_id })),
+    )
+        .into_response())
 }
 
 async fn delete_app(State(state): Shared, Path((tenant, app)): Path<(String, String)>) -> Reply {
     let tenant_id = uuid("tenant", &tenant)?;
     let app_id = uuid("app", &app)?;
     let mut world = state.world.lock().expect("world lock");
-    let tenant = world.tenants.get_mut(&tenant_id).ok_or_else(|| missing(format!("no tenant {tenant_id}")))?;
+    let tenant = world
+        .tenants
+        .get_mut(&tenant_id)
+        .ok_or_else(|| missing(format!("no tenant {tenant_id}")))?;
     let before = tenant.applications.len();
-    tenant.applications.retain(|candidate| candidate.app_id != app_id);
+    tenant
+        .applications
+        .retain(|candidate| candidate.app_id != app_id);
     if tenant.applications.len() == before {
         return Err(missing(format!("no app {app_id} in tenant {tenant_id}")));
     }
     ok(serde_json::json!({ "deleted": app_id }))
 }
 
-async fn delete_service_principal(State(state): Shared, Path((tenant, app)): Path<(String, String)>) -> Reply {
+async fn delete_service_principal(
+    State(state): Shared,
+    Path((tenant, app)): Path<(String, String)>,
+) -> Reply {
     let mut world = state.world.lock().expect("world lock");
     with_app(&mut world, &tenant, &app, |app, _| {
-        app.service_principal.take().ok_or_else(|| missing("the app has no service principal"))?;
+        app.service_principal
+            .take()
+            .ok_or_else(|| missing("the app has no service principal"))?;
         Ok(())
     })?;
     ok(serde_json::json!({ "deleted": "service principal" }))
 }
 
-async fn set_enabled(state: Arc<SimulatorState>, tenant: String, app: String, enabled: bool) -> Reply {
+async fn set_enabled(
+    state: Arc<SimulatorState>,
+    tenant: String,
+    app: String,
+    enabled: bool,
+) -> Reply {
     let mut world = state.world.lock().expect("world lock");
     with_app(&mut world, &tenant, &app, |app, _| {
-        let principal = app.service_principal.as_mut().ok_or_else(|| missing("the app has no service principal"))?;
+        let principal = app
+            .service_principal
+            .as_mut()
+            .ok_or_else(|| missing("the app has no service principal"))?;
         principal.account_enabled = enabled;
         Ok(())
     })?;
@@ -229,7 +318,11 @@ async fn enable_app(State(state): Shared, Path((tenant, app)): Path<(String, Str
     set_enabled(state, tenant, app, true).await
 }
 
-async fn ownership(State(state): Shared, Path((tenant, app)): Path<(String, String)>, body: Bytes) -> Reply {
+async fn ownership(
+    State(state): Shared,
+    Path((tenant, app)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -255,11 +348,25 @@ struct ConsentBody {
     resource: Option<String>,
 }
 
-fn consent_selection(body: &Bytes, catalogue: &model::Catalogue) -> Result<(Option<Vec<(Resource, Uuid)>>, Option<Resource>), AdminError> {
-    let parsed: ConsentBody = if body.is_empty() { ConsentBody::default() } else { parse(body)? };
+/// Which permissions (all when `None`) of which resource (all when `None`).
+type ConsentSelection = (Option<Vec<(Resource, Uuid)>>, Option<Resource>);
+
+fn consent_selection(
+    body: &Bytes,
+    catalogue: &model::Catalogue,
+) -> Result<ConsentSelection, AdminError> {
+    let parsed: ConsentBody = if body.is_empty() {
+        ConsentBody::default()
+    } else {
+        parse(body)?
+    };
     let resource = match parsed.resource.as_deref() {
         None => None,
-        Some(name) => Some(Resource::parse(name).ok_or_else(|| bad(format!("unknown resource {name:?} (graph, exchange, sharepoint)")))?),
+        Some(name) => Some(Resource::parse(name).ok_or_else(|| {
+            bad(format!(
+                "unknown resource {name:?} (graph, exchange, sharepoint)"
+            ))
+        })?),
     };
     let selection = match &parsed.permissions {
         None => None,
@@ -268,15 +375,24 @@ fn consent_selection(body: &Bytes, catalogue: &model::Catalogue) -> Result<(Opti
     Ok((selection, resource))
 }
 
-async fn revoke_consent(State(state): Shared, Path((tenant, app)): Path<(String, String)>, body: Bytes) -> Reply {
+async fn revoke_consent(
+    State(state): Shared,
+    Path((tenant, app)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
     let mut world = state.world.lock().expect("world lock");
     let (selection, resource) = consent_selection(&body, &world.catalogue)?;
     let removed = with_app(&mut world, &tenant, &app, |app, _| {
-        let principal = app.service_principal.as_mut().ok_or_else(|| missing("the app has no service principal"))?;
+        let principal = app
+            .service_principal
+            .as_mut()
+            .ok_or_else(|| missing("the app has no service principal"))?;
         let before = principal.assignments.len();
         principal.assignments.retain(|assignment| {
             let in_resource = resource.is_none_or(|resource| assignment.resource == resource);
-            let selected = selection.as_ref().is_none_or(|keys| keys.contains(&(assignment.resource, assignment.app_role_id)));
+            let selected = selection
+                .as_ref()
+                .is_none_or(|keys| keys.contains(&(assignment.resource, assignment.app_role_id)));
             !(in_resource && selected)
         });
         Ok(before - principal.assignments.len())
@@ -284,19 +400,32 @@ async fn revoke_consent(State(state): Shared, Path((tenant, app)): Path<(String,
     ok(serde_json::json!({ "revoked": removed }))
 }
 
-async fn grant_consent(State(state): Shared, Path((tenant, app)): Path<(String, String)>, body: Bytes) -> Reply {
+async fn grant_consent(
+    State(state): Shared,
+    Path((tenant, app)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
     let mut world = state.world.lock().expect("world lock");
     let (selection, resource) = consent_selection(&body, &world.catalogue)?;
     let selection = match selection {
         Some(selection) => selection,
-        None => model::permission_set(&world.catalogue, &model::PermissionSpec::default(), &[]).map_err(bad)?,
+        None => model::permission_set(&world.catalogue, &model::PermissionSpec::default(), &[])
+            .map_err(bad)?,
     };
     let granted = with_app(&mut world, &tenant, &app, |app, _| {
-        let principal = app.service_principal.as_mut().ok_or_else(|| missing("the app has no service principal"))?;
+        let principal = app
+            .service_principal
+            .as_mut()
+            .ok_or_else(|| missing("the app has no service principal"))?;
         let new: Vec<(Resource, Uuid)> = selection
             .iter()
             .filter(|(r, _)| resource.is_none_or(|resource| *r == resource))
-            .filter(|(r, id)| !principal.assignments.iter().any(|a| a.resource == *r && a.app_role_id == *id))
+            .filter(|(r, id)| {
+                !principal
+                    .assignments
+                    .iter()
+                    .any(|a| a.resource == *r && a.app_role_id == *id)
+            })
             .copied()
             .collect();
         principal.assignments.extend(model::assignments(&new));
@@ -305,24 +434,41 @@ async fn grant_consent(State(state): Shared, Path((tenant, app)): Path<(String, 
     ok(serde_json::json!({ "granted": granted }))
 }
 
-async fn add_secret(State(state): Shared, Path((tenant, app)): Path<(String, String)>, body: Bytes) -> Reply {
+async fn add_secret(
+    State(state): Shared,
+    Path((tenant, app)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
     let spec: SecretSpec = parse(&body)?;
     let mut world = state.world.lock().expect("world lock");
     let tenant_id = uuid("tenant", &tenant)?;
-    let now = world.tenants.get(&tenant_id).map(|t| t.now()).unwrap_or_else(Utc::now);
+    let now = world
+        .tenants
+        .get(&tenant_id)
+        .map(|t| t.now())
+        .unwrap_or_else(Utc::now);
     let credential = spec.build(now).map_err(bad)?;
     let (key_id, hint) = (credential.key_id, credential.hint());
     with_app(&mut world, &tenant, &app, |app, _| {
         if app.credentials.iter().any(|c| c.key_id == key_id) {
-            return Err(bad(format!("the app already has a secret with key id {key_id}")));
+            return Err(bad(format!(
+                "the app already has a secret with key id {key_id}"
+            )));
         }
         app.credentials.push(credential);
         Ok(())
     })?;
-    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({ "key_id": key_id, "hint": hint }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "key_id": key_id, "hint": hint })),
+    )
+        .into_response())
 }
 
-async fn remove_secret(State(state): Shared, Path((tenant, app, key)): Path<(String, String, String)>) -> Reply {
+async fn remove_secret(
+    State(state): Shared,
+    Path((tenant, app, key)): Path<(String, String, String)>,
+) -> Reply {
     let key_id = uuid("key id", &key)?;
     let mut world = state.world.lock().expect("world lock");
     with_app(&mut world, &tenant, &app, |app, _| {
@@ -336,13 +482,24 @@ async fn remove_secret(State(state): Shared, Path((tenant, app, key)): Path<(Str
     ok(serde_json::json!({ "removed": key_id }))
 }
 
-async fn expire_secret(State(state): Shared, Path((tenant, app, key)): Path<(String, String, String)>) -> Reply {
+async fn expire_secret(
+    State(state): Shared,
+    Path((tenant, app, key)): Path<(String, String, String)>,
+) -> Reply {
     let key_id = uuid("key id", &key)?;
     let mut world = state.world.lock().expect("world lock");
     let tenant_id = uuid("tenant", &tenant)?;
-    let now = world.tenants.get(&tenant_id).map(|t| t.now()).unwrap_or_else(Utc::now);
+    let now = world
+        .tenants
+        .get(&tenant_id)
+        .map(|t| t.now())
+        .unwrap_or_else(Utc::now);
     with_app(&mut world, &tenant, &app, |app, _| {
-        let credential = app.credentials.iter_mut().find(|c| c.key_id == key_id).ok_or_else(|| missing(format!("no secret with key id {key_id}")))?;
+        let credential = app
+            .credentials
+            .iter_mut()
+            .find(|c| c.key_id == key_id)
+            .ok_or_else(|| missing(format!("no secret with key id {key_id}")))?;
         credential.end = now - chrono::Duration::seconds(1);
         credential.start = credential.start.min(credential.end);
         Ok(())

@@ -33,7 +33,12 @@ pub fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
             }
         }
     });
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response {
@@ -41,32 +46,58 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
 }
 
 fn denied() -> Response {
-    graph_error(StatusCode::FORBIDDEN, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+    graph_error(
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    )
 }
 
 fn not_found(id: &str) -> Response {
     graph_error(
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
-        &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
+        &format!(
+            "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
+        ),
     )
 }
 
 fn has_any(claims: &AccessClaims, roles: &[&str]) -> bool {
-    claims.roles.as_deref().unwrap_or_default().iter().any(|role| roles.contains(&role.as_str()))
+    claims
+        .roles
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|role| roles.contains(&role.as_str()))
 }
 
 /// Read access to an application or service principal: directory-wide read, or
 /// OwnedBy on an object the caller owns (its own, once it owns itself).
 fn may_read(claims: &AccessClaims, caller: &Application, target_app_id: Uuid) -> bool {
-    has_any(claims, &["Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"])
-        || (has_any(claims, &["Application.ReadWrite.OwnedBy"]) && caller.app_id == target_app_id && caller.owns_itself)
+    has_any(
+        claims,
+        &[
+            "Application.Read.All",
+            "Application.ReadWrite.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ],
+    ) || (has_any(claims, &["Application.ReadWrite.OwnedBy"])
+        && caller.app_id == target_app_id
+        && caller.owns_itself)
 }
 
 /// Managing credentials: Application.ReadWrite.All, or OwnedBy on an app it owns.
-fn may_manage_credentials(claims: &AccessClaims, caller: &Application, target_app_id: Uuid) -> bool {
+fn may_manage_credentials(
+    claims: &AccessClaims,
+    caller: &Application,
+    target_app_id: Uuid,
+) -> bool {
     has_any(claims, &["Application.ReadWrite.All"])
-        || (has_any(claims, &["Application.ReadWrite.OwnedBy"]) && caller.app_id == target_app_id && caller.owns_itself)
+        || (has_any(claims, &["Application.ReadWrite.OwnedBy"])
+            && caller.app_id == target_app_id
+            && caller.owns_itself)
 }
 
 fn credential_json(credential: &Credential, secret_text: Option<&str>) -> serde_json::Value {
@@ -83,12 +114,17 @@ fn credential_json(credential: &Credential, secret_text: Option<&str>) -> serde_
 
 /// `applications(appId='…')` → the appId.
 fn app_id_key(segment: &str, entity: &str) -> Option<Result<Uuid, String>> {
-    let inner = segment.strip_prefix(entity)?.strip_prefix("(appId='")?.strip_suffix("')")?;
+    let inner = segment
+        .strip_prefix(entity)?
+        .strip_prefix("(appId='")?
+        .strip_suffix("')")?;
     Some(Uuid::try_parse(inner).map_err(|_| inner.to_string()))
 }
 
 fn query_value(query: &str, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 pub struct GraphRequest<'a> {
@@ -103,22 +139,57 @@ pub struct GraphRequest<'a> {
 }
 
 /// Handles one Graph request. Returns the response, the tenant and an endpoint name.
-pub fn handle(world: &mut World, signer: &Signer, request: GraphRequest<'_>) -> (Response, Option<Uuid>, &'static str) {
+pub fn handle(
+    world: &mut World,
+    signer: &Signer,
+    request: GraphRequest<'_>,
+) -> (Response, Option<Uuid>, &'static str) {
     let audiences: Vec<String> = GRAPH_AUDIENCES.iter().map(|a| a.to_string()).collect();
     let claims = match verify(signer, request.headers, &audiences) {
         Ok(claims) => claims,
         Err(message) => {
-            return (graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message), None, "graph");
+            return (
+                graph_error(
+                    StatusCode::UNAUTHORIZED,
+                    "InvalidAuthenticationToken",
+                    message,
+                ),
+                None,
+                "graph",
+            );
         }
     };
-    let Some(tenant_id) = Uuid::try_parse(&claims.tid).ok().filter(|id| world.tenants.contains_key(id)) else {
-        return (graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Access token validation failure. Invalid tenant."), None, "graph");
+    let Some(tenant_id) = Uuid::try_parse(&claims.tid)
+        .ok()
+        .filter(|id| world.tenants.contains_key(id))
+    else {
+        return (
+            graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid tenant.",
+            ),
+            None,
+            "graph",
+        );
     };
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     let tenant = world.tenants.get_mut(&tenant_id).expect("checked above");
     let caller_id = Uuid::try_parse(&claims.appid).ok();
-    let Some(caller) = caller_id.and_then(|id| tenant.application(id)).filter(|app| app.service_principal.is_some()).cloned() else {
-        return (graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Access token validation failure. The client no longer exists."), Some(tenant_id), "graph");
+    let Some(caller) = caller_id
+        .and_then(|id| tenant.application(id))
+        .filter(|app| app.service_principal.is_some())
+        .cloned()
+    else {
+        return (
+            graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. The client no longer exists.",
+            ),
+            Some(tenant_id),
+            "graph",
+        );
     };
     let (response, endpoint) = route(world, tenant_id, &claims, &caller, &segments, &request);
     (response, Some(tenant_id), endpoint)
@@ -136,8 +207,17 @@ fn route(
     match segments {
         [first] if *method == Method::GET && first.starts_with("applications(") => {
             let response = match app_id_key(first, "applications") {
-                Some(Ok(app_id)) => get_application(world.tenants.get(&tenant_id).expect("tenant"), claims, caller, app_id),
-                Some(Err(bad)) => graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", &format!("Invalid object identifier '{bad}'.")),
+                Some(Ok(app_id)) => get_application(
+                    world.tenants.get(&tenant_id).expect("tenant"),
+                    claims,
+                    caller,
+                    app_id,
+                ),
+                Some(Err(bad)) => graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    &format!("Invalid object identifier '{bad}'."),
+                ),
                 None => graph_error(StatusCode::BAD_REQUEST, "BadRequest", "Bad request."),
             };
             (response, "graph get application")
@@ -145,7 +225,9 @@ fn route(
         ["applications", object_id] if *method == Method::GET => {
             let tenant = world.tenants.get(&tenant_id).expect("tenant");
             // Addressed by object id; an appId in this slot is not found (reference §4).
-            let found = Uuid::try_parse(object_id).ok().and_then(|id| tenant.applications.iter().find(|app| app.object_id == id));
+            let found = Uuid::try_parse(object_id)
+                .ok()
+                .and_then(|id| tenant.applications.iter().find(|app| app.object_id == id));
             let response = match found {
                 Some(app) => get_application(tenant, claims, caller, app.app_id),
                 None => not_found(object_id),
@@ -154,56 +236,132 @@ fn route(
         }
         [first, action] if *method == Method::POST && first.starts_with("applications(") => {
             let Some(Ok(app_id)) = app_id_key(first, "applications") else {
-                return (graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid object identifier."), "graph");
+                return (
+                    graph_error(
+                        StatusCode::BAD_REQUEST,
+                        "Request_BadRequest",
+                        "Invalid object identifier.",
+                    ),
+                    "graph",
+                );
             };
             match *action {
-                "addPassword" => (add_password(world, tenant_id, claims, caller, app_id, request.body), "graph addPassword"),
-                "removePassword" => (remove_password(world, tenant_id, claims, caller, app_id, request.body), "graph removePassword"),
-                _ => (graph_error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Resource not found for the segment '{action}'.")), "graph"),
+                "addPassword" => (
+                    add_password(world, tenant_id, claims, caller, app_id, request.body),
+                    "graph addPassword",
+                ),
+                "removePassword" => (
+                    remove_password(world, tenant_id, claims, caller, app_id, request.body),
+                    "graph removePassword",
+                ),
+                _ => (
+                    graph_error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        &format!("Resource not found for the segment '{action}'."),
+                    ),
+                    "graph",
+                ),
             }
         }
         [first] if *method == Method::GET && first.starts_with("servicePrincipals(") => {
             let response = match app_id_key(first, "servicePrincipals") {
-                Some(Ok(app_id)) => get_service_principal(world.tenants.get(&tenant_id).expect("tenant"), claims, caller, app_id, &world.catalogue),
-                _ => graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid object identifier."),
+                Some(Ok(app_id)) => get_service_principal(
+                    world.tenants.get(&tenant_id).expect("tenant"),
+                    claims,
+                    caller,
+                    app_id,
+                    &world.catalogue,
+                ),
+                _ => graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    "Invalid object identifier.",
+                ),
             };
             (response, "graph get servicePrincipal")
         }
-        ["servicePrincipals", object_id, "appRoleAssignments"] if *method == Method::GET => {
-            (list_assignments(world, tenant_id, claims, caller, object_id, request), "graph appRoleAssignments")
-        }
+        ["servicePrincipals", object_id, "appRoleAssignments"] if *method == Method::GET => (
+            list_assignments(world, tenant_id, claims, caller, object_id, request),
+            "graph appRoleAssignments",
+        ),
         ["users"] if *method == Method::GET => {
-            let response = if has_any(claims, &["User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"]) {
-                json(StatusCode::OK, serde_json::json!({
-                    "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users(id)",
-                    "value": [{ "id": Uuid::new_v5(&tenant_id, b"first-user") }],
-                }))
+            let response = if has_any(
+                claims,
+                &[
+                    "User.Read.All",
+                    "User.ReadWrite.All",
+                    "Directory.Read.All",
+                    "Directory.ReadWrite.All",
+                ],
+            ) {
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users(id)",
+                        "value": [{ "id": Uuid::new_v5(&tenant_id, b"first-user") }],
+                    }),
+                )
             } else {
                 denied()
             };
             (response, "graph users")
         }
-        _ => (graph_error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Resource not found for the segment '{}'.", segments.first().unwrap_or(&""))), "graph"),
+        _ => (
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!(
+                    "Resource not found for the segment '{}'.",
+                    segments.first().unwrap_or(&"")
+                ),
+            ),
+            "graph",
+        ),
     }
 }
 
-fn get_application(tenant: &Tenant, claims: &AccessClaims, caller: &Application, app_id: Uuid) -> Response {
-    let Some(app) = tenant.application(app_id) else { return not_found(&app_id.to_string()) };
+fn get_application(
+    tenant: &Tenant,
+    claims: &AccessClaims,
+    caller: &Application,
+    app_id: Uuid,
+) -> Response {
+    let Some(app) = tenant.application(app_id) else {
+        return not_found(&app_id.to_string());
+    };
     if !may_read(claims, caller, app_id) {
         return denied();
     }
-    json(StatusCode::OK, serde_json::json!({
-        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#applications/$entity",
-        "id": app.object_id,
-        "appId": app.app_id,
-        "displayName": app.display_name,
-        "passwordCredentials": app.credentials.iter().map(|c| credential_json(c, None)).collect::<Vec<_>>(),
-    }))
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#applications/$entity",
+            "id": app.object_id,
+            "appId": app.app_id,
+            "displayName": app.display_name,
+            "passwordCredentials": app.credentials.iter().map(|c| credential_json(c, None)).collect::<Vec<_>>(),
+        }),
+    )
 }
 
-fn get_service_principal(tenant: &Tenant, claims: &AccessClaims, caller: &Application, app_id: Uuid, catalogue: &super::model::Catalogue) -> Response {
+fn get_service_principal(
+    tenant: &Tenant,
+    claims: &AccessClaims,
+    caller: &Application,
+    app_id: Uuid,
+    catalogue: &super::model::Catalogue,
+) -> Response {
     if let Some(resource) = Resource::from_app_id(&app_id.to_string()) {
-        if !has_any(claims, &["Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"]) {
+        if !has_any(
+            claims,
+            &[
+                "Application.Read.All",
+                "Application.ReadWrite.All",
+                "Directory.Read.All",
+                "Directory.ReadWrite.All",
+            ],
+        ) {
             return denied();
         }
         let roles: Vec<serde_json::Value> = catalogue.roles.get(&resource).into_iter().flatten().map(|role| serde_json::json!({
@@ -215,49 +373,79 @@ fn get_service_principal(tenant: &Tenant, claims: &AccessClaims, caller: &Applic
             "origin": "Application",
             "value": role.value,
         })).collect();
-        return json(StatusCode::OK, serde_json::json!({
-            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals/$entity",
-            "id": tenant.resource_principal_id(resource),
-            "appId": resource.app_id(),
-            "displayName": match resource { Resource::Graph => "Microsoft Graph", Resource::Exchange => "Office 365 Exchange Online", Resource::SharePoint => "Office 365 SharePoint Online" },
-            "accountEnabled": true,
-            "appRoles": roles,
-        }));
+        return json(
+            StatusCode::OK,
+            serde_json::json!({
+                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals/$entity",
+                "id": tenant.resource_principal_id(resource),
+                "appId": resource.app_id(),
+                "displayName": match resource { Resource::Graph => "Microsoft Graph", Resource::Exchange => "Office 365 Exchange Online", Resource::SharePoint => "Office 365 SharePoint Online" },
+                "accountEnabled": true,
+                "appRoles": roles,
+            }),
+        );
     }
-    let Some(principal) = tenant.application(app_id).and_then(|app| app.service_principal.as_ref()) else {
+    let Some(principal) = tenant
+        .application(app_id)
+        .and_then(|app| app.service_principal.as_ref())
+    else {
         return not_found(&app_id.to_string());
     };
     if !may_read(claims, caller, app_id) {
         return denied();
     }
-    json(StatusCode::OK, serde_json::json!({
-        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals/$entity",
-        "id": principal.object_id,
-        "appId": app_id,
-        "displayName": tenant.application(app_id).map(|app| app.display_name.clone()),
-        "accountEnabled": principal.account_enabled,
-        "appRoles": [],
-    }))
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals/$entity",
+            "id": principal.object_id,
+            "appId": app_id,
+            "displayName": tenant.application(app_id).map(|app| app.display_name.clone()),
+            "accountEnabled": principal.account_enabled,
+            "appRoles": [],
+        }),
+    )
 }
 
-fn list_assignments(world: &World, tenant_id: Uuid, claims: &AccessClaims, caller: &Application, object_id: &str, request: &GraphRequest<'_>) -> Response {
+fn list_assignments(
+    world: &World,
+    tenant_id: Uuid,
+    claims: &AccessClaims,
+    caller: &Application,
+    object_id: &str,
+    request: &GraphRequest<'_>,
+) -> Response {
     let tenant = world.tenants.get(&tenant_id).expect("tenant");
     let found = Uuid::try_parse(object_id).ok().and_then(|id| {
-        tenant.applications.iter().find(|app| app.service_principal.as_ref().is_some_and(|sp| sp.object_id == id))
+        tenant.applications.iter().find(|app| {
+            app.service_principal
+                .as_ref()
+                .is_some_and(|sp| sp.object_id == id)
+        })
     });
-    let Some(app) = found else { return not_found(object_id) };
+    let Some(app) = found else {
+        return not_found(object_id);
+    };
     if !may_read(claims, caller, app.app_id) {
         return denied();
     }
     let principal = app.service_principal.as_ref().expect("found by principal");
-    let top = query_value(request.query, "$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(100).clamp(1, 999);
+    let top = query_value(request.query, "$top")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 999);
     let skip = query_value(request.query, "$skiptoken")
         .and_then(|token| {
             use base64::Engine;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
         })
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("offset:").and_then(|n| n.parse::<usize>().ok()))
+        .and_then(|text| {
+            text.strip_prefix("offset:")
+                .and_then(|n| n.parse::<usize>().ok())
+        })
         .unwrap_or(0);
     let page: Vec<serde_json::Value> = principal.assignments.iter().skip(skip).take(top).map(|assignment| serde_json::json!({
         "id": assignment.id,
@@ -276,7 +464,8 @@ fn list_assignments(world: &World, tenant_id: Uuid, claims: &AccessClaims, calle
     });
     if skip + top < principal.assignments.len() {
         use base64::Engine;
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{}", skip + top));
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("offset:{}", skip + top));
         body["@odata.nextLink"] = serde_json::json!(format!(
             "{}/v1.0/servicePrincipals/{object_id}/appRoleAssignments?$top={top}&$skiptoken={token}",
             request.base
@@ -289,7 +478,11 @@ fn new_secret_text() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-";
     let mut rng = rand::rng();
-    let mut pick = |n: usize| -> String { (0..n).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect() };
+    let mut pick = |n: usize| -> String {
+        (0..n)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect()
+    };
     // Entra's secrets look like "abc8Q~" followed by 34 more characters.
     format!("{}8Q~{}", pick(3), pick(34))
 }
@@ -308,7 +501,14 @@ struct AddPasswordCredential {
     end_date_time: Option<DateTime<Utc>>,
 }
 
-fn add_password(world: &mut World, tenant_id: Uuid, claims: &AccessClaims, caller: &Application, app_id: Uuid, body: &[u8]) -> Response {
+fn add_password(
+    world: &mut World,
+    tenant_id: Uuid,
+    claims: &AccessClaims,
+    caller: &Application,
+    app_id: Uuid,
+    body: &[u8],
+) -> Response {
     let tenant = world.tenants.get_mut(&tenant_id).expect("tenant");
     if tenant.application(app_id).is_none() {
         return not_found(&app_id.to_string());
@@ -317,34 +517,61 @@ fn add_password(world: &mut World, tenant_id: Uuid, claims: &AccessClaims, calle
         return denied();
     }
     let parsed: AddPasswordBody = if body.is_empty() {
-        AddPasswordBody { password_credential: None }
+        AddPasswordBody {
+            password_credential: None,
+        }
     } else {
         match serde_json::from_slice(body) {
             Ok(parsed) => parsed,
-            Err(_) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format."),
+            Err(_) => {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
+                );
+            }
         }
     };
-    let requested = parsed.password_credential.unwrap_or(AddPasswordCredential { display_name: None, start_date_time: None, end_date_time: None });
+    let requested = parsed.password_credential.unwrap_or(AddPasswordCredential {
+        display_name: None,
+        start_date_time: None,
+        end_date_time: None,
+    });
     let now = tenant.now();
     let start = requested.start_date_time.unwrap_or(now);
-    let end = requested.end_date_time.unwrap_or(start + chrono::Duration::days(730));
+    let end = requested
+        .end_date_time
+        .unwrap_or(start + chrono::Duration::days(730));
     if end <= start {
-        return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "The end date must be after the start date.");
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "The end date must be after the start date.",
+        );
     }
     let policy_id = Uuid::new_v5(&tenant_id, b"default-app-management-policy");
     if tenant.policy.secrets_blocked {
-        return graph_error(StatusCode::BAD_REQUEST, "CredentialTypeNotAllowedAsPerAppPolicy", &format!(
-            "Password credentials are not allowed as per assigned policy '{policy_id}'."
-        ));
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "CredentialTypeNotAllowedAsPerAppPolicy",
+            &format!("Password credentials are not allowed as per assigned policy '{policy_id}'."),
+        );
     }
-    if let Some(max_days) = tenant.policy.max_lifetime_days {
-        if end - start > chrono::Duration::days(max_days.into()) {
-            return graph_error(StatusCode::BAD_REQUEST, "CredentialInvalidLifetimeAsPerAppPolicy", &format!(
+    if let Some(max_days) = tenant.policy.max_lifetime_days
+        && end - start > chrono::Duration::days(max_days.into())
+    {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "CredentialInvalidLifetimeAsPerAppPolicy",
+            &format!(
                 "Credential lifetime exceeds the max value allowed as per assigned policy '{policy_id}'."
-            ));
-        }
+            ),
+        );
     }
-    let propagation = tenant.faults.propagation_delay_secs.max(world.faults.propagation_delay_secs);
+    let propagation = tenant
+        .faults
+        .propagation_delay_secs
+        .max(world.faults.propagation_delay_secs);
     let tenant = world.tenants.get_mut(&tenant_id).expect("tenant");
     let secret = new_secret_text();
     let credential = Credential {
@@ -356,14 +583,27 @@ fn add_password(world: &mut World, tenant_id: Uuid, claims: &AccessClaims, calle
         usable_from: Utc::now() + chrono::Duration::seconds(propagation as i64),
     };
     let response = credential_json(&credential, Some(&secret));
-    tenant.application_mut(app_id).expect("checked").credentials.push(credential);
+    tenant
+        .application_mut(app_id)
+        .expect("checked")
+        .credentials
+        .push(credential);
     *world.counters.add_password.entry(app_id).or_default() += 1;
     let mut body = response;
-    body["@odata.context"] = serde_json::json!("https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.passwordCredential");
+    body["@odata.context"] = serde_json::json!(
+        "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.passwordCredential"
+    );
     json(StatusCode::OK, body)
 }
 
-fn remove_password(world: &mut World, tenant_id: Uuid, claims: &AccessClaims, caller: &Application, app_id: Uuid, body: &[u8]) -> Response {
+fn remove_password(
+    world: &mut World,
+    tenant_id: Uuid,
+    claims: &AccessClaims,
+    caller: &Application,
+    app_id: Uuid,
+    body: &[u8],
+) -> Response {
     let tenant = world.tenants.get_mut(&tenant_id).expect("tenant");
     if tenant.application(app_id).is_none() {
         return not_found(&app_id.to_string());
@@ -377,15 +617,25 @@ fn remove_password(world: &mut World, tenant_id: Uuid, claims: &AccessClaims, ca
         key_id: Uuid,
     }
     let Ok(parsed) = serde_json::from_slice::<Body>(body) else {
-        return graph_error(StatusCode::BAD_REQUEST, "BadRequest", "Unable to read JSON request payload: keyId is required.");
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Unable to read JSON request payload: keyId is required.",
+        );
     };
     let app = tenant.application_mut(app_id).expect("checked");
     let before = app.credentials.len();
-    app.credentials.retain(|credential| credential.key_id != parsed.key_id);
+    app.credentials
+        .retain(|credential| credential.key_id != parsed.key_id);
     if app.credentials.len() == before {
-        return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", &format!(
-            "No password credential found with keyId '{}'.", parsed.key_id
-        ));
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            &format!(
+                "No password credential found with keyId '{}'.",
+                parsed.key_id
+            ),
+        );
     }
     *world.counters.remove_password.entry(app_id).or_default() += 1;
     StatusCode::NO_CONTENT.into_response()
@@ -397,8 +647,15 @@ pub fn sharepoint(world: &World, signer: &Signer, headers: &HeaderMap) -> (Respo
     let audiences: Vec<String> = world
         .tenants
         .values()
-        .filter_map(|tenant| tenant.sharepoint_host.as_ref().map(|host| format!("https://{host}")))
-        .chain(std::iter::once("00000003-0000-0ff1-ce00-000000000000".to_string()))
+        .filter_map(|tenant| {
+            tenant
+                .sharepoint_host
+                .as_ref()
+                .map(|host| format!("https://{host}"))
+        })
+        .chain(std::iter::once(
+            "00000003-0000-0ff1-ce00-000000000000".to_string(),
+        ))
         .collect();
     let unauthorized = |reason: &str| {
         (
@@ -419,7 +676,13 @@ pub fn sharepoint(world: &World, signer: &Signer, headers: &HeaderMap) -> (Respo
             if claims.appidacr != "2" {
                 return (unauthorized("Unsupported app only token."), tenant);
             }
-            (json(StatusCode::OK, serde_json::json!({ "Title": "Communication site" })), tenant)
+            (
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({ "Title": "Communication site" }),
+                ),
+                tenant,
+            )
         }
     }
 }

@@ -35,7 +35,12 @@ impl Signer {
             "kty": "RSA", "use": "sig", "kid": kid, "x5t": kid, "n": rsa.n, "e": rsa.e,
             "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
         });
-        Ok(Signer { kid, encoding, decoding, jwk })
+        Ok(Signer {
+            kid,
+            encoding,
+            decoding,
+            jwk,
+        })
     }
 
     fn sign(&self, claims: &AccessClaims) -> String {
@@ -83,7 +88,12 @@ pub fn entra_error(status: StatusCode, error: &str, code: u64, message: &str) ->
         "correlation_id": correlation_id,
         "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
     });
-    (status, [("content-type", "application/json; charset=utf-8")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,15 +114,26 @@ fn resolve_scope(world: &World, tenant: Uuid, scope: &str) -> Option<(Resource, 
         }
     }
     match lower.as_str() {
-        "https://graph.microsoft.com" | "https://graph.microsoft.us" | "https://dod-graph.microsoft.us"
-        | "https://microsoftgraph.chinacloudapi.cn" => Some((Resource::Graph, identifier.to_string())),
-        "https://outlook.office365.com" | "https://outlook.office365.us" | "https://webmail.apps.mil"
+        "https://graph.microsoft.com"
+        | "https://graph.microsoft.us"
+        | "https://dod-graph.microsoft.us"
+        | "https://microsoftgraph.chinacloudapi.cn" => {
+            Some((Resource::Graph, identifier.to_string()))
+        }
+        "https://outlook.office365.com"
+        | "https://outlook.office365.us"
+        | "https://webmail.apps.mil"
         | "https://partner.outlook.cn" => Some((Resource::Exchange, identifier.to_string())),
         other => {
             let host = other.strip_prefix("https://")?;
             let tenant = world.tenants.get(&tenant)?;
-            (tenant.sharepoint_host.as_deref().map(str::to_ascii_lowercase).as_deref() == Some(host))
-                .then(|| (Resource::SharePoint, identifier.to_string()))
+            (tenant
+                .sharepoint_host
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+                == Some(host))
+            .then(|| (Resource::SharePoint, identifier.to_string()))
         }
     }
 }
@@ -121,83 +142,181 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     use base64::Engine;
     let value = headers.get("authorization")?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
-    let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
     Some((decode(user)?, decode(password)?))
 }
 
 /// The client-credentials grant. Returns the response and the tenant it concerned.
-pub fn token(world: &World, signer: &Signer, tenant_name: &str, headers: &HeaderMap, form: TokenForm) -> (Response, Option<Uuid>) {
+pub fn token(
+    world: &World,
+    signer: &Signer,
+    tenant_name: &str,
+    headers: &HeaderMap,
+    form: TokenForm,
+) -> (Response, Option<Uuid>) {
     use StatusCode as S;
     let Some(tenant) = world.find_tenant(tenant_name) else {
         return (
-            entra_error(S::BAD_REQUEST, "invalid_request", 90002, &format!(
-                "Tenant '{tenant_name}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
-            )),
+            entra_error(
+                S::BAD_REQUEST,
+                "invalid_request",
+                90002,
+                &format!(
+                    "Tenant '{tenant_name}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+                ),
+            ),
             None,
         );
     };
     let tenant_id = tenant.id;
     let reply = |response| (response, Some(tenant_id));
     if form.grant_type.as_deref() != Some("client_credentials") {
-        return reply(entra_error(S::BAD_REQUEST, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."));
+        return reply(entra_error(
+            S::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        ));
     }
     let basic = basic_credentials(headers);
-    let client_id = form.client_id.clone().or_else(|| basic.as_ref().map(|(user, _)| user.clone()));
+    let client_id = form
+        .client_id
+        .clone()
+        .or_else(|| basic.as_ref().map(|(user, _)| user.clone()));
     let Some(client_id) = client_id.filter(|id| !id.is_empty()) else {
-        return reply(entra_error(S::BAD_REQUEST, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'."));
+        return reply(entra_error(
+            S::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'client_id'.",
+        ));
     };
-    let secret = form.client_secret.clone().or_else(|| basic.map(|(_, password)| password));
-    let Some(scope) = form.scope.as_deref().filter(|scope| !scope.trim().is_empty()) else {
-        return reply(entra_error(S::BAD_REQUEST, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'."));
+    let secret = form
+        .client_secret
+        .clone()
+        .or_else(|| basic.map(|(_, password)| password));
+    let Some(scope) = form
+        .scope
+        .as_deref()
+        .filter(|scope| !scope.trim().is_empty())
+    else {
+        return reply(entra_error(
+            S::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'scope'.",
+        ));
     };
     let scopes: Vec<&str> = scope.split_whitespace().collect();
     if scopes.iter().any(|scope| !scope.ends_with("/.default")) {
-        return reply(entra_error(S::BAD_REQUEST, "invalid_scope", 1002012, &format!(
-            "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
-        )));
+        return reply(entra_error(
+            S::BAD_REQUEST,
+            "invalid_scope",
+            1002012,
+            &format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        ));
     }
     if scopes.len() > 1 {
-        return reply(entra_error(S::BAD_REQUEST, "invalid_scope", 700022, "The provided value for the input parameter scope is not valid because it contains more than one resource."));
+        return reply(entra_error(
+            S::BAD_REQUEST,
+            "invalid_scope",
+            700022,
+            "The provided value for the input parameter scope is not valid because it contains more than one resource.",
+        ));
     }
     let Some((resource, audience)) = resolve_scope(world, tenant_id, scopes[0]) else {
-        return reply(entra_error(S::BAD_REQUEST, "invalid_resource", 500011, &format!(
-            "The resource principal named {} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
-            scopes[0].trim_end_matches("/.default"), tenant.domain
-        )));
+        return reply(entra_error(
+            S::BAD_REQUEST,
+            "invalid_resource",
+            500011,
+            &format!(
+                "The resource principal named {} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+                scopes[0].trim_end_matches("/.default"),
+                tenant.domain
+            ),
+        ));
     };
-    let application = Uuid::try_parse(&client_id).ok().and_then(|id| tenant.application(id));
+    let application = Uuid::try_parse(&client_id)
+        .ok()
+        .and_then(|id| tenant.application(id));
     let Some(application) = application else {
-        return reply(entra_error(S::BAD_REQUEST, "unauthorized_client", 700016, &format!(
-            "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
-            tenant.domain
-        )));
+        return reply(entra_error(
+            S::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!(
+                "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+                tenant.domain
+            ),
+        ));
     };
     let Some(principal) = &application.service_principal else {
-        return reply(entra_error(S::BAD_REQUEST, "invalid_client", 7000229, &format!(
-            "The client application {client_id} is missing service principal in the tenant {tenant_id}."
-        )));
+        return reply(entra_error(
+            S::BAD_REQUEST,
+            "invalid_client",
+            7000229,
+            &format!(
+                "The client application {client_id} is missing service principal in the tenant {tenant_id}."
+            ),
+        ));
     };
     if !principal.account_enabled {
-        return reply(entra_error(S::BAD_REQUEST, "unauthorized_client", 7000112, &format!(
-            "Application '{client_id}'({}) is disabled.", application.display_name
-        )));
+        return reply(entra_error(
+            S::BAD_REQUEST,
+            "unauthorized_client",
+            7000112,
+            &format!(
+                "Application '{client_id}'({}) is disabled.",
+                application.display_name
+            ),
+        ));
     }
     let Some(secret) = secret.filter(|secret| !secret.is_empty()) else {
-        return reply(entra_error(S::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."));
+        return reply(entra_error(
+            S::UNAUTHORIZED,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        ));
     };
     let now = tenant.now();
-    let matching = application.credentials.iter().find(|credential| credential.secret == secret);
-    let invalid = || entra_error(S::UNAUTHORIZED, "invalid_client", 7000215, &format!(
-        "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
-    ));
-    let Some(credential) = matching else { return reply(invalid()) };
+    let matching = application
+        .credentials
+        .iter()
+        .find(|credential| credential.secret == secret);
+    let invalid = || {
+        entra_error(
+            S::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            &format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+            ),
+        )
+    };
+    let Some(credential) = matching else {
+        return reply(invalid());
+    };
     if credential.end <= now {
-        return reply(entra_error(S::UNAUTHORIZED, "invalid_client", 7000222, &format!(
-            "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
-        )));
+        return reply(entra_error(
+            S::UNAUTHORIZED,
+            "invalid_client",
+            7000222,
+            &format!(
+                "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+            ),
+        ));
     }
     if credential.usable_from > Utc::now() {
         // Not replicated yet: Entra does not know this secret in this region.
@@ -236,7 +355,14 @@ pub fn token(world: &World, signer: &Signer, tenant_name: &str, headers: &Header
         "ext_expires_in": 3599,
         "access_token": signer.sign(&claims),
     });
-    reply((S::OK, [("content-type", "application/json; charset=utf-8")], body.to_string()).into_response())
+    reply(
+        (
+            S::OK,
+            [("content-type", "application/json; charset=utf-8")],
+            body.to_string(),
+        )
+            .into_response(),
+    )
 }
 
 /// The OpenID configuration at `/{tenant}/v2.0/.well-known/openid-configuration`.
@@ -267,8 +393,15 @@ pub fn discovery(base: &str, tenant: Uuid) -> serde_json::Value {
 }
 
 /// Verifies a bearer token this cloud issued, for one of `audiences`.
-pub fn verify(signer: &Signer, headers: &HeaderMap, audiences: &[String]) -> Result<AccessClaims, &'static str> {
-    let value = headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or("no Authorization header")?;
+pub fn verify(
+    signer: &Signer,
+    headers: &HeaderMap,
+    audiences: &[String],
+) -> Result<AccessClaims, &'static str> {
+    let value = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no Authorization header")?;
     let token = value.strip_prefix("Bearer ").ok_or("not a bearer token")?;
     let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
     validation.set_audience(audiences);
@@ -277,7 +410,9 @@ pub fn verify(signer: &Signer, headers: &HeaderMap, audiences: &[String]) -> Res
     jsonwebtoken::decode::<AccessClaims>(token, &signer.decoding, &validation)
         .map(|data| data.claims)
         .map_err(|error| match error.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "Lifetime validation failed, the token is expired.",
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                "Lifetime validation failed, the token is expired."
+            }
             jsonwebtoken::errors::ErrorKind::InvalidAudience => "Invalid audience.",
             _ => "Access token validation failure.",
         })

@@ -66,11 +66,15 @@ impl RunningSimulator {
 }
 
 pub fn load_scenario(path: &std::path::Path) -> Result<Scenario, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read scenario {}: {error}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read scenario {}: {error}", path.display()))?;
     Scenario::parse(&path.to_string_lossy(), &text)
 }
 
-pub async fn start(options: SimulatorOptions, manifest: crate::microsoft::permissions::Manifest) -> anyhow::Result<RunningSimulator> {
+pub async fn start(
+    options: SimulatorOptions,
+    manifest: crate::microsoft::permissions::Manifest,
+) -> anyhow::Result<RunningSimulator> {
     let mut world = World::new(Catalogue::new(manifest));
     if let Some(faults) = options.scenario.faults.clone() {
         faults.validate().map_err(anyhow::Error::msg)?;
@@ -84,7 +88,9 @@ pub async fn start(options: SimulatorOptions, manifest: crate::microsoft::permis
         signer: Signer::generate()?,
         tls: options.tls_ca_out.is_some(),
     });
-    let router = admin::router().fallback(microsoft).with_state(state.clone());
+    let router = admin::router()
+        .fallback(microsoft)
+        .with_state(state.clone());
     let listener = std::net::TcpListener::bind(options.listen)
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", options.listen))?;
     listener.set_nonblocking(true)?;
@@ -103,8 +109,14 @@ pub async fn start(options: SimulatorOptions, manifest: crate::microsoft::permis
         Some(ca_out) => {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let (ca_pem, chain_pem, key_pem) = certificates()?;
-            std::fs::write(ca_out, &ca_pem).map_err(|error| anyhow::anyhow!("cannot write the CA to {}: {error}", ca_out.display()))?;
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem(chain_pem.into_bytes(), key_pem.into_bytes()).await?;
+            std::fs::write(ca_out, &ca_pem).map_err(|error| {
+                anyhow::anyhow!("cannot write the CA to {}: {error}", ca_out.display())
+            })?;
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+                chain_pem.into_bytes(),
+                key_pem.into_bytes(),
+            )
+            .await?;
             let handle = axum_server::Handle::new();
             let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
             let token = shutdown.clone();
@@ -117,31 +129,62 @@ pub async fn start(options: SimulatorOptions, manifest: crate::microsoft::permis
             })
         }
     };
-    let scheme = if options.tls_ca_out.is_some() { "https" } else { "http" };
-    let host = if options.tls_ca_out.is_some() && address.ip().is_loopback() { "localhost".to_string() } else { address.ip().to_string() };
-    Ok(RunningSimulator { base_url: format!("{scheme}://{host}:{}", address.port()), address, state, shutdown, task })
+    let scheme = if options.tls_ca_out.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = if options.tls_ca_out.is_some() && address.ip().is_loopback() {
+        "localhost".to_string()
+    } else {
+        address.ip().to_string()
+    };
+    Ok(RunningSimulator {
+        base_url: format!("{scheme}://{host}:{}", address.port()),
+        address,
+        state,
+        shutdown,
+        task,
+    })
 }
 
 /// A CA and a leaf certificate for localhost and 127.0.0.1 signed by it (rustls refuses
 /// a self-signed CA certificate as a server certificate).
 fn certificates() -> anyhow::Result<(String, String, String)> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "kodo-access simulated cloud CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "kodo-access simulated cloud CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_key = KeyPair::generate()?;
     let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
     leaf.is_ca = IsCa::NoCa;
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    leaf.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
     let ca_pem = ca_cert.pem();
-    Ok((ca_pem.clone(), format!("{}{}", leaf_cert.pem(), ca_pem), leaf_key.serialize_pem()))
+    Ok((
+        ca_pem.clone(),
+        format!("{}{}", leaf_cert.pem(), ca_pem),
+        leaf_key.serialize_pem(),
+    ))
 }
 
 /// Everything that is not the admin API: identity, Graph and SharePoint.
@@ -154,7 +197,12 @@ async fn microsoft(State(state): State<Arc<SimulatorState>>, request: Request) -
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let scheme = if state.tls { "https" } else { "http" };
-    let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
     let base = format!("{scheme}://{host}");
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
 
@@ -167,7 +215,11 @@ async fn microsoft(State(state): State<Arc<SimulatorState>>, request: Request) -
             None => None,
         }
     };
-    let faults = state.world.lock().expect("world lock").faults_for(tenant_hint);
+    let faults = state
+        .world
+        .lock()
+        .expect("world lock")
+        .faults_for(tenant_hint);
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
@@ -178,11 +230,27 @@ async fn microsoft(State(state): State<Arc<SimulatorState>>, request: Request) -
         _ => "identity",
     };
     if let Some(response) = apply_faults(&mut world, tenant_hint, &faults, endpoint_kind) {
-        world.counters.record(&format!("{endpoint_kind} fault"), tenant_hint, response.status().as_u16());
+        world.counters.record(
+            &format!("{endpoint_kind} fault"),
+            tenant_hint,
+            response.status().as_u16(),
+        );
         return response;
     }
-    let (response, tenant, endpoint) = dispatch(&mut world, &state.signer, &parts.method, &segments, &path, &query, &parts.headers, &body, &base);
-    world.counters.record(endpoint, tenant.or(tenant_hint), response.status().as_u16());
+    let (response, tenant, endpoint) = dispatch(
+        &mut world,
+        &state.signer,
+        &parts.method,
+        &segments,
+        &path,
+        &query,
+        &parts.headers,
+        &body,
+        &base,
+    );
+    world
+        .counters
+        .record(endpoint, tenant.or(tenant_hint), response.status().as_u16());
     response
 }
 
@@ -194,14 +262,25 @@ fn bearer_tenant(headers: &HeaderMap) -> Option<Uuid> {
 }
 
 /// Throttling past the request budget, and the configured rate of 5xx answers.
-fn apply_faults(world: &mut World, tenant: Option<Uuid>, faults: &model::Faults, kind: &str) -> Option<Response> {
-    let tenant_has_own = tenant.and_then(|id| world.tenants.get(&id)).is_some_and(|t| t.faults != model::Faults::default());
+fn apply_faults(
+    world: &mut World,
+    tenant: Option<Uuid>,
+    faults: &model::Faults,
+    kind: &str,
+) -> Option<Response> {
+    let tenant_has_own = tenant
+        .and_then(|id| world.tenants.get(&id))
+        .is_some_and(|t| t.faults != model::Faults::default());
     if let Some(budget) = faults.request_budget {
-        let window = match tenant.and_then(|id| world.tenants.get_mut(&id)).filter(|_| tenant_has_own) {
+        let window = match tenant
+            .and_then(|id| world.tenants.get_mut(&id))
+            .filter(|_| tenant_has_own)
+        {
             Some(tenant) => &mut tenant.budget,
             None => &mut world.global_budget,
         };
-        if let Some(wait) = window.take(budget, Duration::from_secs(faults.retry_after_secs.max(1))) {
+        if let Some(wait) = window.take(budget, Duration::from_secs(faults.retry_after_secs.max(1)))
+        {
             // Retry-After is whole seconds: round up, so a client that honours it is in the next window.
             let seconds = wait.as_millis().div_ceil(1000).max(1) as u64;
             return Some(throttled(kind, seconds));
@@ -210,10 +289,21 @@ fn apply_faults(world: &mut World, tenant: Option<Uuid>, faults: &model::Faults,
     if faults.error_rate > 0.0 && rand::random::<f64>() < faults.error_rate {
         let retry_after = faults.retry_after_secs.to_string();
         let mut response = match kind {
-            "identity" => identity::entra_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again."),
-            _ => graph::graph_error(StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable", "The service is temporarily unavailable. Please retry later."),
+            "identity" => identity::entra_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                90033,
+                "A transient error has occurred. Please try again.",
+            ),
+            _ => graph::graph_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "serviceNotAvailable",
+                "The service is temporarily unavailable. Please retry later.",
+            ),
         };
-        response.headers_mut().insert("retry-after", retry_after.parse().expect("digits"));
+        response
+            .headers_mut()
+            .insert("retry-after", retry_after.parse().expect("digits"));
         return Some(response);
     }
     None
@@ -221,10 +311,22 @@ fn apply_faults(world: &mut World, tenant: Option<Uuid>, faults: &model::Faults,
 
 fn throttled(kind: &str, retry_after: u64) -> Response {
     let mut response = match kind {
-        "identity" => identity::entra_error(StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", 90055, "The request was throttled: too many requests for this tenant."),
-        _ => graph::graph_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Too many requests."),
+        "identity" => identity::entra_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            90055,
+            "The request was throttled: too many requests for this tenant.",
+        ),
+        _ => graph::graph_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests.",
+        ),
     };
-    response.headers_mut().insert("retry-after", retry_after.to_string().parse().expect("digits"));
+    response.headers_mut().insert(
+        "retry-after",
+        retry_after.to_string().parse().expect("digits"),
+    );
     response
 }
 

@@ -16,14 +16,46 @@ use crate::microsoft::permissions::{Manifest, NeededFor};
 
 /// App roles each resource defines beyond the manifest (reference §7, "extra").
 const EXTRA_ROLES: &[(Resource, &str, &str)] = &[
-    (Resource::Graph, "Application.ReadWrite.All", "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9"),
-    (Resource::Graph, "Directory.Read.All", "7ab1d382-f21e-4acd-a863-ba3e13f7da61"),
-    (Resource::Graph, "AuditLog.Read.All", "b0afded3-3588-46d8-8b3d-9842eff778da"),
-    (Resource::Graph, "Policy.Read.All", "246dd0d5-5bd0-4def-940b-0421030a5b68"),
-    (Resource::Graph, "SharePointTenantSettings.Read.All", "83d4163d-a2d8-4d3b-9695-4ae3ca98f888"),
-    (Resource::Exchange, "Exchange.ManageAsApp", "dc50a0fb-09a3-484d-be87-e023b12c6440"),
-    (Resource::SharePoint, "User.Read.All", "df021288-bdef-4463-88db-98f22de89214"),
-    (Resource::SharePoint, "Sites.Selected", "20d37865-089c-4dee-8c41-6967602d4ac8"),
+    (
+        Resource::Graph,
+        "Application.ReadWrite.All",
+        "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
+    ),
+    (
+        Resource::Graph,
+        "Directory.Read.All",
+        "7ab1d382-f21e-4acd-a863-ba3e13f7da61",
+    ),
+    (
+        Resource::Graph,
+        "AuditLog.Read.All",
+        "b0afded3-3588-46d8-8b3d-9842eff778da",
+    ),
+    (
+        Resource::Graph,
+        "Policy.Read.All",
+        "246dd0d5-5bd0-4def-940b-0421030a5b68",
+    ),
+    (
+        Resource::Graph,
+        "SharePointTenantSettings.Read.All",
+        "83d4163d-a2d8-4d3b-9695-4ae3ca98f888",
+    ),
+    (
+        Resource::Exchange,
+        "Exchange.ManageAsApp",
+        "dc50a0fb-09a3-484d-be87-e023b12c6440",
+    ),
+    (
+        Resource::SharePoint,
+        "User.Read.All",
+        "df021288-bdef-4463-88db-98f22de89214",
+    ),
+    (
+        Resource::SharePoint,
+        "Sites.Selected",
+        "20d37865-089c-4dee-8c41-6967602d4ac8",
+    ),
 ];
 
 /// One app role a resource defines.
@@ -55,14 +87,20 @@ impl Catalogue {
             let list = roles.entry(*resource).or_default();
             let id: Uuid = id.parse().expect("static GUID");
             if !list.iter().any(|role| role.id == id) {
-                list.push(RoleDefinition { id, value: value.to_string() });
+                list.push(RoleDefinition {
+                    id,
+                    value: value.to_string(),
+                });
             }
         }
         Catalogue { roles, manifest }
     }
 
     pub fn role_by_name(&self, resource: Resource, name: &str) -> Option<&RoleDefinition> {
-        self.roles.get(&resource)?.iter().find(|role| role.value == name)
+        self.roles
+            .get(&resource)?
+            .iter()
+            .find(|role| role.value == name)
     }
 
     pub fn role_by_id(&self, resource: Resource, id: Uuid) -> Option<&RoleDefinition> {
@@ -176,7 +214,11 @@ pub struct BudgetWindow {
 
 impl BudgetWindow {
     /// Counts a request; returns the wait to announce when the budget is spent.
-    pub fn take(&mut self, budget: u64, window: std::time::Duration) -> Option<std::time::Duration> {
+    pub fn take(
+        &mut self,
+        budget: u64,
+        window: std::time::Duration,
+    ) -> Option<std::time::Duration> {
         let now = std::time::Instant::now();
         match self.started {
             Some(started) if now.duration_since(started) < window => {}
@@ -197,7 +239,10 @@ impl BudgetWindow {
 impl Faults {
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.error_rate) || self.error_rate.is_nan() {
-            return Err(format!("error_rate must be between 0 and 1, not {}", self.error_rate));
+            return Err(format!(
+                "error_rate must be between 0 and 1, not {}",
+                self.error_rate
+            ));
         }
         if self.latency_ms > 60_000 {
             return Err("latency_ms must be at most 60000".into());
@@ -229,7 +274,9 @@ impl Tenant {
     }
 
     pub fn application_mut(&mut self, app_id: Uuid) -> Option<&mut Application> {
-        self.applications.iter_mut().find(|app| app.app_id == app_id)
+        self.applications
+            .iter_mut()
+            .find(|app| app.app_id == app_id)
     }
 
     /// The object id of a resource's service principal in this tenant (stable).
@@ -307,7 +354,10 @@ impl World {
     pub fn find_tenant(&self, name: &str) -> Option<&Tenant> {
         match Uuid::try_parse(name) {
             Ok(id) => self.tenants.get(&id),
-            Err(_) => self.tenants.values().find(|tenant| tenant.domain.eq_ignore_ascii_case(name)),
+            Err(_) => self
+                .tenants
+                .values()
+                .find(|tenant| tenant.domain.eq_ignore_ascii_case(name)),
         }
     }
 
@@ -415,7 +465,9 @@ impl SecretSpec {
             return Err("a secret value needs at least 3 characters and no whitespace".into());
         }
         let end = match (self.expires, self.expires_in_days) {
-            (Some(_), Some(_)) => return Err("give either expires or expires_in_days, not both".into()),
+            (Some(_), Some(_)) => {
+                return Err("give either expires or expires_in_days, not both".into());
+            }
             (Some(end), None) => end,
             (None, days) => now + chrono::Duration::days(days.unwrap_or(180)),
         };
@@ -435,11 +487,15 @@ pub fn parse_permission(catalogue: &Catalogue, text: &str) -> Result<(Resource, 
     let (resource, name) = text
         .split_once(':')
         .ok_or_else(|| format!("permission {text:?} must look like graph:User.Read.All"))?;
-    let resource = Resource::parse(resource)
-        .ok_or_else(|| format!("permission {text:?}: unknown resource {resource:?} (graph, exchange, sharepoint)"))?;
-    let role = catalogue
-        .role_by_name(resource, name)
-        .ok_or_else(|| format!("permission {text:?}: {} defines no app role {name:?}", resource.as_str()))?;
+    let resource = Resource::parse(resource).ok_or_else(|| {
+        format!("permission {text:?}: unknown resource {resource:?} (graph, exchange, sharepoint)")
+    })?;
+    let role = catalogue.role_by_name(resource, name).ok_or_else(|| {
+        format!(
+            "permission {text:?}: {} defines no app role {name:?}",
+            resource.as_str()
+        )
+    })?;
     Ok((resource, role.id))
 }
 
@@ -450,14 +506,27 @@ pub fn permission_set(
 ) -> Result<Vec<(Resource, Uuid)>, String> {
     let mut granted: Vec<(Resource, Uuid)> = match spec {
         PermissionSpec::Preset(preset) => match preset.as_str() {
-            "all" => catalogue.manifest.required(&[NeededFor::Backup, NeededFor::Rotation]).into_iter().collect(),
-            "backup" => catalogue.manifest.required(&[NeededFor::Backup]).into_iter().collect(),
+            "all" => catalogue
+                .manifest
+                .required(&[NeededFor::Backup, NeededFor::Rotation])
+                .into_iter()
+                .collect(),
+            "backup" => catalogue
+                .manifest
+                .required(&[NeededFor::Backup])
+                .into_iter()
+                .collect(),
             "none" => Vec::new(),
-            other => return Err(format!("permissions {other:?}: expected \"all\", \"backup\", \"none\" or a list")),
+            other => {
+                return Err(format!(
+                    "permissions {other:?}: expected \"all\", \"backup\", \"none\" or a list"
+                ));
+            }
         },
-        PermissionSpec::List(list) => {
-            list.iter().map(|text| parse_permission(catalogue, text)).collect::<Result<_, _>>()?
-        }
+        PermissionSpec::List(list) => list
+            .iter()
+            .map(|text| parse_permission(catalogue, text))
+            .collect::<Result<_, _>>()?,
     };
     for text in missing {
         let key = parse_permission(catalogue, text)?;
@@ -488,12 +557,15 @@ impl TenantSpec {
     fn build(self, catalogue: &Catalogue) -> Result<Tenant, String> {
         let now = Utc::now();
         if let Some(faults) = &self.faults {
-            faults.validate().map_err(|e| format!("tenant {}: {e}", self.id))?;
+            faults
+                .validate()
+                .map_err(|e| format!("tenant {}: {e}", self.id))?;
         }
         let mut applications = Vec::new();
         for app in self.apps {
             let context = |e: String| format!("tenant {}, app {}: {e}", self.id, app.app_id);
-            let granted = permission_set(catalogue, &app.permissions, &app.missing).map_err(context)?;
+            let granted =
+                permission_set(catalogue, &app.permissions, &app.missing).map_err(context)?;
             let credentials = app
                 .secrets
                 .iter()
@@ -516,7 +588,9 @@ impl TenantSpec {
         let short = self.id.simple().to_string()[..8].to_string();
         Ok(Tenant {
             id: self.id,
-            domain: self.domain.unwrap_or_else(|| format!("tenant-{short}.onmicrosoft.com")),
+            domain: self
+                .domain
+                .unwrap_or_else(|| format!("tenant-{short}.onmicrosoft.com")),
             sharepoint_host: self.sharepoint_host,
             applications,
             policy: self.policy,

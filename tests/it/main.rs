@@ -7,6 +7,7 @@ mod daemon;
 mod daemon_support;
 mod jobs;
 mod microsoft;
+mod msal;
 mod organizations;
 mod secrets;
 mod sim_support;

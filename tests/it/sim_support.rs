@@ -42,12 +42,19 @@ impl Sim {
     pub async fn start(scenario_toml: &str) -> Sim {
         let scenario = Scenario::parse("scenario.toml", scenario_toml).expect("valid scenario");
         let running = simulator::start(
-            SimulatorOptions { listen: "127.0.0.1:0".parse().unwrap(), scenario, tls_ca_out: None },
+            SimulatorOptions {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                scenario,
+                tls_ca_out: None,
+            },
             Manifest::builtin(),
         )
         .await
         .expect("simulator starts");
-        Sim { running, http: reqwest::Client::new() }
+        Sim {
+            running,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -77,15 +84,32 @@ impl Sim {
         }
     }
 
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let response = self.http.request(method, self.url(path)).json(&body).send().await.unwrap();
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .request(method, self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
         let (status, value) = self.admin(reqwest::Method::POST, path, body).await;
-        assert!((200..300).contains(&status), "POST {path}: {status} {value}");
+        assert!(
+            (200..300).contains(&status),
+            "POST {path}: {status} {value}"
+        );
         value
     }
 
@@ -96,13 +120,25 @@ impl Sim {
     }
 
     pub async fn delete(&self, path: &str) -> serde_json::Value {
-        let (status, value) = self.admin(reqwest::Method::DELETE, path, serde_json::Value::Null).await;
-        assert!((200..300).contains(&status), "DELETE {path}: {status} {value}");
+        let (status, value) = self
+            .admin(reqwest::Method::DELETE, path, serde_json::Value::Null)
+            .await;
+        assert!(
+            (200..300).contains(&status),
+            "DELETE {path}: {status} {value}"
+        );
         value
     }
 
     pub async fn counters(&self) -> serde_json::Value {
-        self.http.get(self.url("/_sim/counters")).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(self.url("/_sim/counters"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// How many requests the cloud received whose counter key starts with `endpoint`.

@@ -1,0 +1,207 @@
+//! Fidelity: Microsoft's own client library (MSAL for Python) and kodo-access's client
+//! both get tokens from `kodo-access simulate --tls`, as a user would run it.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kodo_access::microsoft::{Resource, RetryPolicy};
+
+use crate::sim_support::*;
+
+struct SimulateProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for SimulateProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn simulate(args: &[&str]) -> SimulateProcess {
+    let mut child = Command::new(crate::support::BINARY)
+        .arg("simulate")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    SimulateProcess {
+        child,
+        url: first_line.trim().to_string(),
+    }
+}
+
+const SCENARIO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/demo.toml");
+const DEMO_SECRET: &str = "Con8Q~contoso-demo-secret-0000000000000";
+
+#[test]
+fn msal_for_python_agrees_with_the_simulator_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let sim = simulate(&[
+        "--scenario",
+        SCENARIO,
+        "--listen",
+        "127.0.0.1:0",
+        "--tls",
+        "--ca-out",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(sim.url.starts_with("https://localhost:"), "{}", sim.url);
+    let output = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/msal/msal_check.py"
+        ))
+        .args([&sim.url, ca.to_str().unwrap(), TENANT, APP, DEMO_SECRET])
+        // These override MSAL's `verify=` on this machine (toolchain notes).
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
+        .output()
+        .expect("python3 runs (scripts/ensure-deps installs msal)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "msal_check.py failed:\n{stderr}");
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(seen["ok"], true, "{seen}");
+    assert_eq!(seen["token_type"], "Bearer");
+    assert_eq!(seen["tid"], TENANT);
+    assert_eq!(seen["appid"], APP);
+    let roles: Vec<&str> = seen["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(roles.len(), 41);
+    assert!(roles.contains(&"User.Read.All") && roles.contains(&"Application.ReadWrite.OwnedBy"));
+    assert_eq!(seen["second_from_cache"], true);
+    assert_eq!(seen["wrong_secret"]["error"], "invalid_client");
+    assert_eq!(
+        seen["wrong_secret"]["error_codes"],
+        serde_json::json!([7000215])
+    );
+    assert_eq!(seen["wrong_secret"]["has_trace_id"], true);
+    assert_eq!(seen["bad_scope"]["error"], "invalid_scope");
+    assert_eq!(
+        seen["bad_scope"]["error_codes"],
+        serde_json::json!([1002012])
+    );
+}
+
+#[tokio::test]
+async fn kodo_access_trusts_the_simulator_ca_through_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let sim = tokio::task::spawn_blocking({
+        let ca = ca.clone();
+        move || {
+            simulate(&[
+                "--scenario",
+                SCENARIO,
+                "--listen",
+                "127.0.0.1:0",
+                "--tls",
+                "--ca-out",
+                ca.to_str().unwrap(),
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    let base = url::Url::parse(&sim.url).unwrap();
+    let settings = kodo_access::config::MicrosoftSettings {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(10),
+        retry: RetryPolicy::NONE,
+        ca_file: Some(ca),
+        manifest: std::sync::Arc::new(kodo_access::microsoft::permissions::Manifest::builtin()),
+        permissions_file: None,
+    };
+    let client = kodo_access::microsoft::MicrosoftClient::new(&settings).unwrap();
+    let endpoints = kodo_access::microsoft::Endpoints {
+        cloud: kodo_access::config::CloudSettings {
+            authority: base.clone(),
+            graph: base.clone(),
+            exchange: base.clone(),
+            sharepoint_suffix: "sharepoint.com".into(),
+            graph_resource: url::Url::parse("https://graph.microsoft.com").unwrap(),
+            exchange_resource: url::Url::parse("https://outlook.office365.com").unwrap(),
+            sharepoint: Some(base),
+        },
+        tenant_id: kodo_access::domain::TenantId::parse(TENANT).unwrap(),
+        client_id: kodo_access::domain::ClientId::parse(APP).unwrap(),
+        sharepoint_host: None,
+    };
+    let token = client
+        .token(
+            &endpoints,
+            &secrecy::SecretString::from(DEMO_SECRET),
+            Resource::Graph,
+        )
+        .await
+        .unwrap();
+    assert_eq!(token.claims.tid.as_deref(), Some(TENANT));
+    // Without the CA, TLS verification fails: the client does not trust just anything.
+    let untrusting =
+        kodo_access::microsoft::MicrosoftClient::new(&kodo_access::config::MicrosoftSettings {
+            ca_file: None,
+            ..settings
+        })
+        .unwrap();
+    let error = untrusting
+        .token(
+            &endpoints,
+            &secrecy::SecretString::from(DEMO_SECRET),
+            Resource::Graph,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind, error.http_status),
+        (kodo_access::microsoft::TokenFailure::Transient, None)
+    );
+    drop(sim);
+}
+
+#[test]
+fn a_bad_scenario_file_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    for (content, expected) in [
+        ("[[tenants]]\nid = \"x\"\n", "invalid scenario (TOML)"),
+        (
+            "[[tenants]]\nid = \"6f1c3f2e-4c55-4a8b-9d2e-0b7c1a2d3e4f\"\n[[tenants.apps]]\napp_id = \"0d9a8b7c-6e5f-4a3b-8c2d-1e0f9a8b7c6d\"\npermissions = [\"graph:Nope\"]\n",
+            "defines no app role \"Nope\"",
+        ),
+        (
+            "[[tenants]]\nid = \"6f1c3f2e-4c55-4a8b-9d2e-0b7c1a2d3e4f\"\nfaults = { error_rate = 2.0 }\n",
+            "error_rate must be between 0 and 1",
+        ),
+    ] {
+        std::fs::write(&path, content).unwrap();
+        let output = Command::new(crate::support::BINARY)
+            .args([
+                "simulate",
+                "--listen",
+                "127.0.0.1:0",
+                "--scenario",
+                path.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(expected) && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}
