@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of this crate.
 
 pub mod app;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod context;

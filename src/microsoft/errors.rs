@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// What a failed token request means, sorted by what must happen next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenFailure {
     /// The secret is wrong or was removed (AADSTS7000215, 70002).
@@ -241,7 +241,7 @@ fn truncate(text: &str, limit: usize) -> String {
 }
 
 /// What a failed Graph call means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GraphFailure {
     /// 401: the token was not accepted.

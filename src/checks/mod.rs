@@ -1,0 +1,4 @@
+//! Health checks: what a check observes (`observe`), what that means (`verdict`, pure),
+//! and the thin runner that stores results and alerts (`run`).
+
+pub mod verdict;

@@ -1,0 +1,692 @@
+//! What a check's observations mean: one state per organization, with the findings
+//! behind it. A pure function of data; no IO. Unit-tested for every state.
+//!
+//! Rules that matter most (shared/reference/peers.md): a check that could not complete is
+//! `check_failed`, never `healthy`; a token is not proof of consent (the `roles` claim
+//! and Graph's appRoleAssignments are); transient trouble is never "access is gone".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::microsoft::graph::SharePointProbe;
+use crate::microsoft::permissions::{Manifest, NeededFor, PermissionKey};
+use crate::microsoft::{GraphFailure, Resource, TokenFailure};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Healthy,
+    Degraded,
+    SecretExpiring,
+    PermissionsMissing,
+    ConsentRevoked,
+    SecretInvalid,
+    SecretExpired,
+    AppMissing,
+    AppDisabled,
+    TenantNotFound,
+    BlockedByPolicy,
+    CheckFailed,
+}
+
+impl State {
+    pub const ALL: [State; 12] = [
+        State::Healthy,
+        State::Degraded,
+        State::SecretExpiring,
+        State::PermissionsMissing,
+        State::ConsentRevoked,
+        State::SecretInvalid,
+        State::SecretExpired,
+        State::AppMissing,
+        State::AppDisabled,
+        State::TenantNotFound,
+        State::BlockedByPolicy,
+        State::CheckFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Healthy => "healthy",
+            State::Degraded => "degraded",
+            State::SecretExpiring => "secret_expiring",
+            State::PermissionsMissing => "permissions_missing",
+            State::ConsentRevoked => "consent_revoked",
+            State::SecretInvalid => "secret_invalid",
+            State::SecretExpired => "secret_expired",
+            State::AppMissing => "app_missing",
+            State::AppDisabled => "app_disabled",
+            State::TenantNotFound => "tenant_not_found",
+            State::BlockedByPolicy => "blocked_by_policy",
+            State::CheckFailed => "check_failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<State> {
+        State::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+
+    /// States that say access is gone: believed only when a second look agrees.
+    pub fn needs_confirmation(self) -> bool {
+        matches!(
+            self,
+            State::ConsentRevoked
+                | State::TenantNotFound
+                | State::AppMissing
+                | State::SecretInvalid
+                | State::PermissionsMissing
+        )
+    }
+
+    /// How bad, for sorting (higher is worse).
+    pub fn badness(self) -> u8 {
+        match self {
+            State::Healthy => 0,
+            State::Degraded => 1,
+            State::CheckFailed => 2,
+            State::SecretExpiring => 3,
+            State::PermissionsMissing => 4,
+            State::BlockedByPolicy => 5,
+            State::ConsentRevoked => 6,
+            State::AppDisabled => 7,
+            State::SecretInvalid => 8,
+            State::SecretExpired => 9,
+            State::AppMissing => 10,
+            State::TenantNotFound => 11,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// One thing a check found, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable identifier, also the alert kind (e.g. `permissions_missing`).
+    pub kind: String,
+    pub severity: Severity,
+    pub message: String,
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+impl Finding {
+    fn new(kind: &str, severity: Severity, message: String, details: serde_json::Value) -> Finding {
+        Finding { kind: kind.to_string(), severity, message, details }
+    }
+}
+
+/// A failure as observed (token endpoint or Graph), kept for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: String,
+    #[serde(default)]
+    pub http_status: Option<u16>,
+    #[serde(default)]
+    pub codes: Vec<u64>,
+    #[serde(default)]
+    pub code: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum TokenObservation {
+    Issued { roles: Vec<String>, certificate: bool },
+    Refused { failure: TokenFailure, detail: Failure },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialSeen {
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    pub hint: Option<String>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum GraphObservation<T> {
+    Seen { value: T },
+    Failed { failure: GraphFailure, detail: Failure },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum ProbeObservation {
+    Accepted,
+    CertificateRequired { detail: String },
+    Refused { status: u16, detail: String },
+    Failed { failure: GraphFailure, detail: Failure },
+}
+
+impl From<SharePointProbe> for ProbeObservation {
+    fn from(probe: SharePointProbe) -> Self {
+        match probe {
+            SharePointProbe::Accepted => ProbeObservation::Accepted,
+            SharePointProbe::CertificateRequired { detail, .. } => ProbeObservation::CertificateRequired { detail },
+            SharePointProbe::Refused { status, detail } => ProbeObservation::Refused { status, detail },
+        }
+    }
+}
+
+/// What kodo-access knows of the organization's own secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OurSecret {
+    pub key_id: Option<Uuid>,
+    pub hint: Option<String>,
+    pub end: Option<DateTime<Utc>>,
+    /// Every keyId kodo-access created or holds (current, previous, pending).
+    pub known_key_ids: Vec<Uuid>,
+}
+
+/// Everything one check saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observations {
+    pub tokens: BTreeMap<Resource, TokenObservation>,
+    pub application: Option<GraphObservation<Vec<CredentialSeen>>>,
+    /// Granted (resource, app-role id) pairs from Graph's appRoleAssignments.
+    pub assignments: Option<GraphObservation<Vec<(Resource, Uuid)>>>,
+    pub sharepoint: Option<ProbeObservation>,
+    pub our_secret: OurSecret,
+    /// Resources the organization should be checked on but could not be (no SharePoint host).
+    #[serde(default)]
+    pub not_configured: Vec<Resource>,
+}
+
+/// What a check is judged against.
+#[derive(Debug, Clone)]
+pub struct CheckPolicy {
+    pub manifest: std::sync::Arc<Manifest>,
+    /// `secret_expiring` when the secret expires sooner than this.
+    pub warning_window: chrono::Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub state: State,
+    pub findings: Vec<Finding>,
+    pub secret_expires_at: Option<DateTime<Utc>>,
+    /// Microsoft's keyId of our secret, when matched by hint and not known before.
+    pub learned_key_id: Option<Uuid>,
+}
+
+/// Exchange Online begins disabling EWS (which full_access_as_app serves): 1 Oct 2026.
+fn ews_retirement() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).single().expect("valid date")
+}
+
+/// SharePoint's Azure ACS app-only (the seed's appinv.aspx step) stopped: 2 Apr 2026.
+fn acs_retirement() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 4, 2, 0, 0, 0).single().expect("valid date")
+}
+
+fn names(manifest: &Manifest, keys: &BTreeSet<PermissionKey>) -> Vec<String> {
+    keys.iter()
+        .map(|key| {
+            let name = manifest.name(key).map(str::to_string).unwrap_or_else(|| key.1.to_string());
+            format!("{}:{name}", key.0.as_str())
+        })
+        .collect()
+}
+
+/// The state an observation means. `now` is the check's time.
+pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<Utc>) -> Verdict {
+    let mut findings = Vec::new();
+    let mut incomplete = Vec::new();
+
+    // 1. Token refusals that say access is gone or blocked decide alone.
+    let gone = [
+        (TokenFailure::TenantNotFound, State::TenantNotFound),
+        (TokenFailure::AppNotFound, State::AppMissing),
+        (TokenFailure::ServicePrincipalMissing, State::AppMissing),
+        (TokenFailure::AppDisabled, State::AppDisabled),
+        (TokenFailure::SecretExpired, State::SecretExpired),
+        (TokenFailure::SecretInvalid, State::SecretInvalid),
+        (TokenFailure::BlockedByPolicy, State::BlockedByPolicy),
+    ];
+    for (failure_kind, state) in gone {
+        let refused = observations.tokens.iter().find_map(|(resource, token)| match token {
+            TokenObservation::Refused { failure, detail } if *failure == failure_kind => Some((resource, detail)),
+            _ => None,
+        });
+        if let Some((resource, detail)) = refused {
+            let message = match state {
+                State::TenantNotFound => "the tenant was not found in this cloud (deleted, or the tenant id or cloud is wrong)".to_string(),
+                State::AppMissing => "the app registration or its service principal is not in the tenant (deleted, or consent was never granted)".to_string(),
+                State::AppDisabled => "the app's service principal is disabled in the tenant".to_string(),
+                State::SecretExpired => "the client secret has expired".to_string(),
+                State::SecretInvalid => "Entra ID refuses the client secret (removed from the app, or the wrong value)".to_string(),
+                _ => "a tenant policy (Conditional Access, security defaults or tenant restrictions) blocks the app".to_string(),
+            };
+            findings.push(Finding::new(state.as_str(), Severity::Critical, message, serde_json::json!({
+                "resource": resource.as_str(), "codes": detail.codes, "http_status": detail.http_status, "error": detail.message,
+            })));
+            return Verdict { state, findings, secret_expires_at: observations.our_secret.end, learned_key_id: None };
+        }
+    }
+
+    // 2. What could not be observed.
+    for (resource, token) in &observations.tokens {
+        if let TokenObservation::Refused { failure, detail } = token {
+            match failure {
+                TokenFailure::ResourceUnavailable => findings.push(Finding::new(
+                    "resource_unavailable",
+                    Severity::Warning,
+                    format!("{} is not available in the tenant (not licensed, or the SharePoint host is wrong)", resource.as_str()),
+                    serde_json::json!({ "resource": resource.as_str(), "codes": detail.codes }),
+                )),
+                TokenFailure::WrongCloud => {
+                    findings.push(Finding::new("wrong_cloud", Severity::Critical, "the tenant belongs to another national cloud: register the organization with the right --cloud".into(), serde_json::json!({ "codes": detail.codes })));
+                    incomplete.push(format!("{} token: wrong cloud", resource.as_str()));
+                }
+                _ => incomplete.push(format!("{} token: {} ({})", resource.as_str(), failure.as_str(), detail.message)),
+            }
+        }
+    }
+    for resource in &observations.not_configured {
+        findings.push(Finding::new(
+            "resource_not_configured",
+            Severity::Info,
+            format!("{} is not checked: the organization has no SharePoint host (org set ORG --sharepoint-host)", resource.as_str()),
+            serde_json::json!({ "resource": resource.as_str() }),
+        ));
+    }
+
+    // 3. The application (a real Graph call) and our secret on it.
+    let mut secret_expires_at = observations.our_secret.end;
+    let mut learned_key_id = None;
+    match &observations.application {
+        Some(GraphObservation::Seen { value: credentials }) => {
+            let ours = secret_on_app(&observations.our_secret, credentials);
+            if let Some(ours) = ours {
+                if ours.end.is_some() {
+                    secret_expires_at = ours.end;
+                }
+                if observations.our_secret.key_id.is_none() {
+                    learned_key_id = Some(ours.key_id);
+                }
+            }
+            let unknown: Vec<&CredentialSeen> = credentials
+                .iter()
+                .filter(|credential| Some(credential.key_id) != ours.map(|o| o.key_id))
+                .filter(|credential| !observations.our_secret.known_key_ids.contains(&credential.key_id))
+                .collect();
+            if !unknown.is_empty() {
+                findings.push(Finding::new(
+                    "unknown_credential",
+                    Severity::Warning,
+                    format!("the app has {} client secret(s) kodo-access did not create or receive; check who added them", unknown.len()),
+                    serde_json::json!(unknown.iter().map(|c| serde_json::json!({"key_id": c.key_id, "display_name": c.display_name, "hint": c.hint, "expires": c.end})).collect::<Vec<_>>()),
+                ));
+            }
+        }
+        Some(GraphObservation::Failed { failure: GraphFailure::NotFound, detail }) => {
+            findings.push(Finding::new("app_missing", Severity::Critical, "Graph says the application does not exist in the tenant".into(), serde_json::json!({ "code": detail.code })));
+            return Verdict { state: State::AppMissing, findings, secret_expires_at, learned_key_id };
+        }
+        Some(GraphObservation::Failed { failure: GraphFailure::Forbidden, detail }) => findings.push(Finding::new(
+            "graph_read_denied",
+            Severity::Warning,
+            "the app may not read its own application object (grant Directory.ReadWrite.All or Application.Read.All); secret expiry and unknown credentials cannot be checked".into(),
+            serde_json::json!({ "code": detail.code }),
+        )),
+        Some(GraphObservation::Failed { failure, detail }) => incomplete.push(format!("get application: {} ({})", failure.as_str(), detail.message)),
+        None => {}
+    }
+
+    // 4. Permissions: the token's roles and Graph's appRoleAssignments, per resource.
+    let required_backup = policy.manifest.required(&[NeededFor::Backup]);
+    let required_rotation = policy.manifest.required(&[NeededFor::Rotation]);
+    let assignments: Option<BTreeSet<PermissionKey>> = match &observations.assignments {
+        Some(GraphObservation::Seen { value }) => Some(value.iter().copied().collect()),
+        Some(GraphObservation::Failed { failure: GraphFailure::Forbidden, .. }) => {
+            findings.push(Finding::new("graph_read_denied", Severity::Warning, "the app may not read its appRoleAssignments; permissions are judged from token roles alone".into(), serde_json::Value::Null));
+            None
+        }
+        Some(GraphObservation::Failed { failure, detail }) => {
+            incomplete.push(format!("appRoleAssignments: {} ({})", failure.as_str(), detail.message));
+            None
+        }
+        None => None,
+    };
+    let mut missing_backup = BTreeSet::new();
+    let mut missing_rotation = BTreeSet::new();
+    let mut revoked = Vec::new();
+    for (resource, token) in &observations.tokens {
+        let TokenObservation::Issued { roles, .. } = token else { continue };
+        let manifest_resource = policy.manifest.resource(*resource);
+        let name_of = |id: Uuid| manifest_resource.and_then(|r| r.permissions.iter().find(|p| p.id == id)).map(|p| p.name.as_str());
+        let granted: BTreeSet<PermissionKey> = match &assignments {
+            Some(assignments) => assignments.iter().filter(|(r, _)| r == resource).copied().collect(),
+            None => manifest_resource
+                .map(|r| r.permissions.iter().filter(|p| roles.contains(&p.name)).map(|p| (*resource, p.id)).collect())
+                .unwrap_or_default(),
+        };
+        let required_here: BTreeSet<PermissionKey> = required_backup.iter().filter(|(r, _)| r == resource).copied().collect();
+        if !required_here.is_empty() && granted.is_empty() && roles.is_empty() {
+            revoked.push(*resource);
+            continue;
+        }
+        missing_backup.extend(required_here.difference(&granted).copied());
+        missing_rotation.extend(required_rotation.iter().filter(|(r, _)| r == resource).filter(|key| !granted.contains(key)).copied());
+        // The token is issued from the same assignments: a difference is replication lag.
+        if assignments.is_some() {
+            let token_only: Vec<&String> = roles.iter().filter(|role| !granted.iter().any(|(_, id)| name_of(*id) == Some(role.as_str()))).filter(|role| manifest_resource.is_some_and(|r| r.permissions.iter().any(|p| &p.name == *role))).collect();
+            if !token_only.is_empty() {
+                findings.push(Finding::new("roles_disagree", Severity::Info, format!("the {} token carries roles Graph no longer lists (recent change still replicating)", resource.as_str()), serde_json::json!({ "roles": token_only })));
+            }
+        }
+        let extra: Vec<&String> = roles.iter().filter(|role| manifest_resource.is_none_or(|r| !r.permissions.iter().any(|p| &p.name == *role))).collect();
+        if !extra.is_empty() {
+            findings.push(Finding::new("permissions_extra", Severity::Info, format!("granted on {} beyond what the backup needs: {}", resource.as_str(), extra.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")), serde_json::json!({ "resource": resource.as_str(), "roles": extra })));
+        }
+    }
+    if !revoked.is_empty() {
+        let resources: Vec<&str> = revoked.iter().map(|r| r.as_str()).collect();
+        findings.push(Finding::new(
+            "consent_revoked",
+            Severity::Critical,
+            format!("admin consent is gone: no application permission left on {}", resources.join(", ")),
+            serde_json::json!({ "resources": resources }),
+        ));
+    }
+    if !missing_backup.is_empty() {
+        let missing = names(&policy.manifest, &missing_backup);
+        findings.push(Finding::new(
+            "permissions_missing",
+            Severity::Critical,
+            format!("{} required permission(s) not granted: {}", missing.len(), missing.join(", ")),
+            serde_json::json!({ "missing": missing }),
+        ));
+    }
+    if !missing_rotation.is_empty() {
+        findings.push(Finding::new(
+            "rotation_permission_missing",
+            Severity::Warning,
+            "secret rotation needs Application.ReadWrite.OwnedBy, with the app's service principal an owner of its own application object".into(),
+            serde_json::json!({ "missing": names(&policy.manifest, &missing_rotation) }),
+        ));
+    }
+
+    // 5. What the resources really accept, and the dates the operator must know.
+    match &observations.sharepoint {
+        Some(ProbeObservation::CertificateRequired { detail }) => findings.push(Finding::new(
+            "sharepoint_certificate_required",
+            Severity::Warning,
+            "SharePoint REST refuses app-only tokens obtained with a client secret: add a certificate credential for SharePoint backups".into(),
+            serde_json::json!({ "answer": detail }),
+        )),
+        Some(ProbeObservation::Refused { status, detail }) => findings.push(Finding::new("sharepoint_refused", Severity::Warning, format!("SharePoint REST answered {status}"), serde_json::json!({ "answer": detail }))),
+        Some(ProbeObservation::Failed { failure, detail }) => incomplete.push(format!("SharePoint probe: {} ({})", failure.as_str(), detail.message)),
+        Some(ProbeObservation::Accepted) | None => {}
+    }
+    let exchange_granted = matches!(observations.tokens.get(&Resource::Exchange), Some(TokenObservation::Issued { roles, .. }) if roles.iter().any(|r| r == "full_access_as_app"));
+    if exchange_granted && now >= ews_retirement() {
+        findings.push(Finding::new(
+            "ews_retirement",
+            Severity::Info,
+            "Exchange Online is disabling EWS, which full_access_as_app serves (from 1 Oct 2026, permanently 1 Apr 2027): plan mailbox backup through Graph".into(),
+            serde_json::Value::Null,
+        ));
+    }
+    if observations.tokens.contains_key(&Resource::SharePoint) && now >= acs_retirement() {
+        findings.push(Finding::new(
+            "acs_retirement",
+            Severity::Info,
+            "SharePoint app-only access granted through appinv.aspx (Azure ACS) stopped working on 2 Apr 2026: the setup guide's step 15 no longer applies".into(),
+            serde_json::Value::Null,
+        ));
+    }
+    let expiring = secret_expires_at.is_some_and(|end| end - now < policy.warning_window);
+    if let (true, Some(end)) = (expiring, secret_expires_at) {
+        let days = (end - now).num_hours() as f64 / 24.0;
+        findings.push(Finding::new("secret_expiring", Severity::Warning, format!("the client secret expires in {days:.1} days ({})", end.format("%Y-%m-%d %H:%M UTC")), serde_json::json!({ "expires": end })));
+    }
+
+    let state = if !revoked.is_empty() {
+        State::ConsentRevoked
+    } else if !incomplete.is_empty() {
+        findings.push(Finding::new("check_incomplete", Severity::Warning, format!("the check could not complete: {}", incomplete.join("; ")), serde_json::json!({ "reasons": incomplete })));
+        State::CheckFailed
+    } else if !missing_backup.is_empty() {
+        State::PermissionsMissing
+    } else if expiring {
+        State::SecretExpiring
+    } else if findings.iter().any(|f| f.severity >= Severity::Warning) {
+        State::Degraded
+    } else {
+        State::Healthy
+    };
+    Verdict { state, findings, secret_expires_at, learned_key_id }
+}
+
+/// Our secret among the app's credentials: by keyId, else by a hint only one has.
+fn secret_on_app<'a>(ours: &OurSecret, credentials: &'a [CredentialSeen]) -> Option<&'a CredentialSeen> {
+    if let Some(key_id) = ours.key_id {
+        return credentials.iter().find(|credential| credential.key_id == key_id);
+    }
+    let hint = ours.hint.as_deref()?;
+    let mut matching = credentials.iter().filter(|credential| credential.hint.as_deref() == Some(hint));
+    let first = matching.next()?;
+    matching.next().is_none().then_some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUR_KEY: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+
+    fn policy() -> CheckPolicy {
+        CheckPolicy { manifest: std::sync::Arc::new(Manifest::builtin()), warning_window: chrono::Duration::days(30) }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
+    }
+
+    fn all_granted() -> Vec<(Resource, Uuid)> {
+        policy().manifest.required(&[NeededFor::Backup, NeededFor::Rotation]).into_iter().collect()
+    }
+
+    fn roles_for(granted: &[(Resource, Uuid)], resource: Resource) -> Vec<String> {
+        let manifest = policy().manifest;
+        granted.iter().filter(|(r, _)| *r == resource).filter_map(|key| manifest.name(key).map(String::from)).collect()
+    }
+
+    /// A fully healthy organization checked on Graph and Exchange (no SharePoint probe).
+    fn healthy() -> Observations {
+        let granted = all_granted();
+        let mut tokens = BTreeMap::new();
+        for resource in [Resource::Graph, Resource::Exchange] {
+            tokens.insert(resource, TokenObservation::Issued { roles: roles_for(&granted, resource), certificate: false });
+        }
+        Observations {
+            tokens,
+            application: Some(GraphObservation::Seen { value: vec![CredentialSeen { key_id: OUR_KEY.parse().unwrap(), display_name: None, hint: Some("Abc".into()), end: Some(now() + chrono::Duration::days(200)) }] }),
+            assignments: Some(GraphObservation::Seen { value: granted }),
+            sharepoint: None,
+            our_secret: OurSecret { key_id: Some(OUR_KEY.parse().unwrap()), hint: Some("Abc".into()), end: None, known_key_ids: vec![OUR_KEY.parse().unwrap()] },
+            not_configured: vec![],
+        }
+    }
+
+    fn failure(message: &str) -> Failure {
+        Failure { kind: "x".into(), http_status: Some(400), codes: vec![], code: None, message: message.into() }
+    }
+
+    fn refused(mut observations: Observations, resource: Resource, kind: TokenFailure) -> Observations {
+        observations.tokens.insert(resource, TokenObservation::Refused { failure: kind, detail: failure("refused") });
+        observations
+    }
+
+    fn check(observations: &Observations) -> Verdict {
+        decide(observations, &policy(), now())
+    }
+
+    fn kinds(verdict: &Verdict) -> Vec<&str> {
+        verdict.findings.iter().map(|f| f.kind.as_str()).collect()
+    }
+
+    #[test]
+    fn healthy_when_everything_is_granted_and_nothing_is_odd() {
+        let verdict = check(&healthy());
+        assert_eq!(verdict.state, State::Healthy, "{:?}", verdict.findings);
+        // The EWS advisory is information, not degradation.
+        assert_eq!(kinds(&verdict), ["ews_retirement"]);
+        assert_eq!(verdict.secret_expires_at, Some(now() + chrono::Duration::days(200)));
+    }
+
+    #[test]
+    fn token_refusals_decide_the_state() {
+        let cases = [
+            (TokenFailure::TenantNotFound, State::TenantNotFound),
+            (TokenFailure::AppNotFound, State::AppMissing),
+            (TokenFailure::ServicePrincipalMissing, State::AppMissing),
+            (TokenFailure::AppDisabled, State::AppDisabled),
+            (TokenFailure::SecretExpired, State::SecretExpired),
+            (TokenFailure::SecretInvalid, State::SecretInvalid),
+            (TokenFailure::BlockedByPolicy, State::BlockedByPolicy),
+        ];
+        for (failure, expected) in cases {
+            let verdict = check(&refused(healthy(), Resource::Graph, failure));
+            assert_eq!(verdict.state, expected, "{failure:?}");
+            assert_eq!(verdict.findings[0].kind, expected.as_str());
+            assert_eq!(verdict.findings[0].severity, Severity::Critical);
+        }
+    }
+
+    #[test]
+    fn transient_trouble_is_check_failed_never_gone() {
+        for failure in [TokenFailure::Throttled, TokenFailure::Transient, TokenFailure::Unknown, TokenFailure::Configuration] {
+            let verdict = check(&refused(healthy(), Resource::Graph, failure));
+            assert_eq!(verdict.state, State::CheckFailed, "{failure:?}");
+            assert!(kinds(&verdict).contains(&"check_incomplete"));
+        }
+        let mut graph_down = healthy();
+        graph_down.assignments = Some(GraphObservation::Failed { failure: GraphFailure::Transient, detail: failure("503") });
+        assert_eq!(check(&graph_down).state, State::CheckFailed);
+        let mut app_throttled = healthy();
+        app_throttled.application = Some(GraphObservation::Failed { failure: GraphFailure::Throttled, detail: failure("429") });
+        assert_eq!(check(&app_throttled).state, State::CheckFailed);
+        let mut wrong_cloud = refused(healthy(), Resource::Graph, TokenFailure::WrongCloud);
+        wrong_cloud.tokens.remove(&Resource::Exchange);
+        let verdict = check(&wrong_cloud);
+        assert_eq!(verdict.state, State::CheckFailed);
+        assert!(kinds(&verdict).contains(&"wrong_cloud"));
+    }
+
+    #[test]
+    fn consent_revoked_when_a_resource_has_no_permission_left() {
+        let mut observations = healthy();
+        // Token issued without roles; Graph lists no Exchange assignment.
+        observations.tokens.insert(Resource::Exchange, TokenObservation::Issued { roles: vec![], certificate: false });
+        if let Some(GraphObservation::Seen { value }) = &mut observations.assignments {
+            value.retain(|(r, _)| *r != Resource::Exchange);
+        }
+        let verdict = check(&observations);
+        assert_eq!(verdict.state, State::ConsentRevoked);
+        let finding = verdict.findings.iter().find(|f| f.kind == "consent_revoked").unwrap();
+        assert_eq!(finding.details["resources"], serde_json::json!(["exchange"]));
+    }
+
+    #[test]
+    fn permissions_missing_names_them_and_token_alone_is_not_trusted() {
+        let mut observations = healthy();
+        let mail: Uuid = "e2a3a72e-5f79-4c64-b1b1-878b674786c9".parse().unwrap();
+        if let Some(GraphObservation::Seen { value }) = &mut observations.assignments {
+            value.retain(|(r, id)| !(*r == Resource::Graph && *id == mail));
+        }
+        // The token still says Mail.ReadWrite (replication lag): Graph's list decides.
+        let verdict = check(&observations);
+        assert_eq!(verdict.state, State::PermissionsMissing);
+        let finding = verdict.findings.iter().find(|f| f.kind == "permissions_missing").unwrap();
+        assert_eq!(finding.details["missing"], serde_json::json!(["graph:Mail.ReadWrite"]));
+        assert!(kinds(&verdict).contains(&"roles_disagree"));
+    }
+
+    #[test]
+    fn without_graph_read_access_token_roles_decide() {
+        let mut observations = healthy();
+        observations.assignments = Some(GraphObservation::Failed { failure: GraphFailure::Forbidden, detail: failure("403") });
+        observations.tokens.insert(Resource::Graph, TokenObservation::Issued { roles: vec!["User.Read.All".into()], certificate: false });
+        let verdict = check(&observations);
+        assert_eq!(verdict.state, State::PermissionsMissing);
+        assert!(kinds(&verdict).contains(&"graph_read_denied"));
+    }
+
+    #[test]
+    fn rotation_permission_alone_degrades() {
+        let mut observations = healthy();
+        let owned_by: Uuid = "18a4783c-866b-4cc7-a460-3d5e5662c884".parse().unwrap();
+        if let Some(GraphObservation::Seen { value }) = &mut observations.assignments {
+            value.retain(|(_, id)| *id != owned_by);
+        }
+        let verdict = check(&observations);
+        assert_eq!(verdict.state, State::Degraded);
+        assert!(kinds(&verdict).contains(&"rotation_permission_missing"));
+    }
+
+    #[test]
+    fn secret_expiring_within_the_warning_window() {
+        let mut observations = healthy();
+        observations.application = Some(GraphObservation::Seen { value: vec![CredentialSeen { key_id: OUR_KEY.parse().unwrap(), display_name: None, hint: Some("Abc".into()), end: Some(now() + chrono::Duration::days(5)) }] });
+        let verdict = check(&observations);
+        assert_eq!(verdict.state, State::SecretExpiring);
+        assert!(verdict.findings.iter().any(|f| f.kind == "secret_expiring" && f.message.contains("5.0 days")));
+    }
+
+    #[test]
+    fn unknown_credentials_and_sharepoint_certificate_degrade() {
+        let mut observations = healthy();
+        if let Some(GraphObservation::Seen { value }) = &mut observations.application {
+            value.push(CredentialSeen { key_id: Uuid::new_v4(), display_name: Some("backdoor".into()), hint: Some("Zzz".into()), end: None });
+        }
+        let verdict = check(&observations);
+        assert_eq!(verdict.state, State::Degraded);
+        assert!(kinds(&verdict).contains(&"unknown_credential"));
+
+        let mut sharepoint = healthy();
+        sharepoint.tokens.insert(Resource::SharePoint, TokenObservation::Issued { roles: roles_for(&all_granted(), Resource::SharePoint), certificate: false });
+        sharepoint.sharepoint = Some(ProbeObservation::CertificateRequired { detail: "Unsupported app only token.".into() });
+        let verdict = check(&sharepoint);
+        assert_eq!(verdict.state, State::Degraded);
+        assert!(kinds(&verdict).contains(&"sharepoint_certificate_required"));
+        assert!(kinds(&verdict).contains(&"acs_retirement"));
+    }
+
+    #[test]
+    fn our_secret_is_found_by_hint_and_its_key_id_learned() {
+        let mut observations = healthy();
+        observations.our_secret = OurSecret { key_id: None, hint: Some("Abc".into()), end: None, known_key_ids: vec![] };
+        let verdict = check(&observations);
+        assert_eq!(verdict.state, State::Healthy, "{:?}", verdict.findings);
+        assert_eq!(verdict.learned_key_id, Some(OUR_KEY.parse().unwrap()));
+    }
+
+    #[test]
+    fn graph_not_found_means_app_missing() {
+        let mut observations = healthy();
+        observations.application = Some(GraphObservation::Failed { failure: GraphFailure::NotFound, detail: failure("404") });
+        assert_eq!(check(&observations).state, State::AppMissing);
+    }
+
+    #[test]
+    fn every_state_has_a_name_and_needs_confirmation_only_when_access_is_gone() {
+        for state in State::ALL {
+            assert_eq!(State::parse(state.as_str()), Some(state));
+        }
+        assert!(State::ConsentRevoked.needs_confirmation() && State::TenantNotFound.needs_confirmation());
+        assert!(!State::CheckFailed.needs_confirmation() && !State::SecretExpired.needs_confirmation());
+    }
+}
