@@ -9,32 +9,32 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::context::Context;
 use crate::crypto::Keyring;
-use crate::health::{self, Readiness};
+use crate::health;
 use crate::scheduler::Scheduler;
 use crate::store::{self, SchemaStatus};
 use crate::{http, notify, telemetry};
 
 /// Runs the daemon until SIGTERM or SIGINT; returns when it has stopped cleanly.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let settings = Arc::new(settings);
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), "kodo-access starting");
-
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
+    run_until(settings, shutdown).await
+}
+
+/// Runs the daemon until `shutdown` is cancelled (the demo drives it this way).
+pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "kodo-access starting");
 
     let keyring = Arc::new(Keyring::load(&settings.crypto)?);
     tracing::info!(key_id = keyring.current_id(), "master key loaded");
 
     let metrics = telemetry::metrics::install()?;
     let pool = store::lazy_pool(&settings.database)?;
-    let readiness = Arc::new(Readiness::default());
-    let context = Context {
-        settings: settings.clone(),
-        pool: pool.clone(),
-        keyring,
-        readiness: readiness.clone(),
-        shutdown: shutdown.clone(),
-    };
+    let context = Context::new(settings.clone(), pool.clone(), keyring, shutdown.clone())?;
+    let readiness = context.readiness.clone();
+    let sinks = settings.alerts.sink_names();
+    tracing::info!(sinks = %if sinks.is_empty() { "log only".to_string() } else { format!("log, {}", sinks.join(", ")) }, "alert sinks");
 
     let listener = tokio::net::TcpListener::bind(settings.http.listen)
         .await

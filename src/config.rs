@@ -53,6 +53,8 @@ struct RawSettings {
     daemon: RawDaemon,
     jobs: RawJobs,
     microsoft: RawMicrosoft,
+    checks: RawChecks,
+    alerts: RawAlerts,
     #[serde(default)]
     clouds: BTreeMap<String, RawCloud>,
 }
@@ -60,6 +62,7 @@ struct RawSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawMicrosoft {
+    max_requests_in_flight: usize,
     #[serde(with = "humantime_serde")]
     connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -138,6 +141,57 @@ struct RawHousekeeping {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+struct RawChecks {
+    #[serde(with = "humantime_serde")]
+    interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pickup_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    warning_window: Duration,
+    #[serde(with = "humantime_serde")]
+    confirm_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    retry_failed_after: Duration,
+    #[serde(with = "humantime_serde")]
+    failing_alert_after: Duration,
+    max_concurrent_checks: usize,
+    max_checks_per_tenant: usize,
+    resources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    #[serde(with = "humantime_serde")]
+    delivery_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    resend_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    max_delivery_backoff: Duration,
+    #[serde(default)]
+    alertmanager: Vec<RawAlertmanager>,
+    #[serde(default)]
+    webhook: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    name: String,
+    url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    name: String,
+    url: String,
+    secret_file: Option<PathBuf>,
+    secret_credential: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 struct RawCloud {
     authority: String,
     graph: String,
@@ -165,6 +219,8 @@ pub struct Settings {
     pub daemon: DaemonSettings,
     pub jobs: JobSettings,
     pub microsoft: MicrosoftSettings,
+    pub checks: CheckSettings,
+    pub alerts: AlertSettings,
     pub clouds: BTreeMap<String, CloudSettings>,
     /// The file that was read, if any (for `config check`).
     pub source_file: Option<PathBuf>,
@@ -216,9 +272,57 @@ pub struct HousekeepingSettings {
     pub job_run_retention: Duration,
 }
 
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    pub interval: Duration,
+    pub pickup_interval: Duration,
+    pub warning_window: Duration,
+    pub confirm_delay: Duration,
+    pub retry_failed_after: Duration,
+    pub failing_alert_after: Duration,
+    pub max_concurrent_checks: usize,
+    pub max_checks_per_tenant: usize,
+    pub resources: Vec<crate::microsoft::Resource>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub delivery_interval: Duration,
+    pub resend_interval: Duration,
+    pub max_delivery_backoff: Duration,
+    pub alertmanagers: Vec<AlertmanagerSink>,
+    pub webhooks: Vec<WebhookSink>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertmanagerSink {
+    pub name: String,
+    pub url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSink {
+    pub name: String,
+    pub url: Url,
+    pub secret: SecretSource,
+}
+
+impl AlertSettings {
+    /// Every sink's outbox name: `alertmanager:NAME` or `webhook:NAME`.
+    pub fn sink_names(&self) -> Vec<String> {
+        self.alertmanagers
+            .iter()
+            .map(|sink| format!("alertmanager:{}", sink.name))
+            .chain(self.webhooks.iter().map(|sink| format!("webhook:{}", sink.name)))
+            .collect()
+    }
+}
+
 /// How kodo-access talks to Microsoft.
 #[derive(Debug, Clone)]
 pub struct MicrosoftSettings {
+    /// At most this many requests in flight, across all organizations.
+    pub max_requests_in_flight: usize,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub retry: crate::microsoft::RetryPolicy,
@@ -536,7 +640,11 @@ impl Settings {
                 }
                 None => crate::microsoft::permissions::Manifest::builtin(),
             };
+            if raw.max_requests_in_flight == 0 {
+                return Err(config_error("invalid configuration key microsoft.max_requests_in_flight: expected at least 1"));
+            }
             MicrosoftSettings {
+                max_requests_in_flight: raw.max_requests_in_flight,
                 connect_timeout: raw.connect_timeout,
                 request_timeout: raw.request_timeout,
                 retry: crate::microsoft::RetryPolicy {
@@ -553,7 +661,72 @@ impl Settings {
                 permissions_file: raw.permissions_file,
             }
         };
+        let checks = {
+            let raw = raw.checks;
+            for (key, value) in [
+                ("checks.interval", raw.interval),
+                ("checks.pickup_interval", raw.pickup_interval),
+                ("checks.warning_window", raw.warning_window),
+                ("checks.retry_failed_after", raw.retry_failed_after),
+                ("checks.failing_alert_after", raw.failing_alert_after),
+            ] {
+                positive(key, value)?;
+            }
+            if raw.max_concurrent_checks == 0 || raw.max_checks_per_tenant == 0 {
+                return Err(config_error("invalid configuration key checks.max_concurrent_checks / checks.max_checks_per_tenant: expected at least 1"));
+            }
+            let resources = parse_resources("checks.resources", &raw.resources)?;
+            CheckSettings {
+                interval: raw.interval,
+                pickup_interval: raw.pickup_interval,
+                warning_window: raw.warning_window,
+                confirm_delay: raw.confirm_delay,
+                retry_failed_after: raw.retry_failed_after,
+                failing_alert_after: raw.failing_alert_after,
+                max_concurrent_checks: raw.max_concurrent_checks,
+                max_checks_per_tenant: raw.max_checks_per_tenant,
+                resources,
+            }
+        };
+        let alerts = {
+            let raw = raw.alerts;
+            positive("alerts.delivery_interval", raw.delivery_interval)?;
+            positive("alerts.resend_interval", raw.resend_interval)?;
+            positive("alerts.max_delivery_backoff", raw.max_delivery_backoff)?;
+            let mut names = std::collections::BTreeSet::new();
+            let mut alertmanagers = Vec::new();
+            for (index, sink) in raw.alertmanager.into_iter().enumerate() {
+                let key = format!("alerts.alertmanager[{index}]");
+                sink_name(&key, &sink.name, &mut names)?;
+                let url = Url::parse(&sink.url)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https"))
+                    .ok_or_else(|| config_error(format!("invalid configuration key {key}.url: {:?} is not an http(s) URL", sink.url)))?;
+                alertmanagers.push(AlertmanagerSink { name: sink.name, url });
+            }
+            let mut webhooks = Vec::new();
+            for (index, sink) in raw.webhook.into_iter().enumerate() {
+                let key = format!("alerts.webhook[{index}]");
+                sink_name(&key, &sink.name, &mut names)?;
+                let url = Url::parse(&sink.url)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https"))
+                    .ok_or_else(|| config_error(format!("invalid configuration key {key}.url: {:?} is not an http(s) URL", sink.url)))?;
+                let secret = secret_source(&format!("{key}.secret"), sink.secret_file, sink.secret_credential, false, credentials_directory)?
+                    .ok_or_else(|| config_error(format!("invalid configuration key {key}: a webhook needs secret_file or secret_credential (its HMAC key)")))?;
+                webhooks.push(WebhookSink { name: sink.name, url, secret });
+            }
+            AlertSettings {
+                delivery_interval: raw.delivery_interval,
+                resend_interval: raw.resend_interval,
+                max_delivery_backoff: raw.max_delivery_backoff,
+                alertmanagers,
+                webhooks,
+            }
+        };
         Ok(Settings {
+            checks,
+            alerts,
             microsoft,
             log: LogSettings {
                 level: raw.log.level,
@@ -621,7 +794,26 @@ impl Settings {
                 "delivered_alert_retention": format_duration(self.jobs.housekeeping.delivered_alert_retention).to_string(),
                 "job_run_retention": format_duration(self.jobs.housekeeping.job_run_retention).to_string(),
             }},
+            "checks": {
+                "interval": format_duration(self.checks.interval),
+                "pickup_interval": format_duration(self.checks.pickup_interval),
+                "warning_window": format_duration(self.checks.warning_window),
+                "confirm_delay": format_duration(self.checks.confirm_delay),
+                "retry_failed_after": format_duration(self.checks.retry_failed_after),
+                "failing_alert_after": format_duration(self.checks.failing_alert_after),
+                "max_concurrent_checks": self.checks.max_concurrent_checks,
+                "max_checks_per_tenant": self.checks.max_checks_per_tenant,
+                "resources": self.checks.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            },
+            "alerts": {
+                "delivery_interval": format_duration(self.alerts.delivery_interval),
+                "resend_interval": format_duration(self.alerts.resend_interval),
+                "max_delivery_backoff": format_duration(self.alerts.max_delivery_backoff),
+                "alertmanager": self.alerts.alertmanagers.iter().map(|sink| serde_json::json!({"name": sink.name, "url": sink.url.as_str()})).collect::<Vec<_>>(),
+                "webhook": self.alerts.webhooks.iter().map(|sink| serde_json::json!({"name": sink.name, "url": sink.url.as_str(), "secret": format!("<redacted: {}>", sink.secret)})).collect::<Vec<_>>(),
+            },
             "microsoft": {
+                "max_requests_in_flight": self.microsoft.max_requests_in_flight,
                 "connect_timeout": format_duration(self.microsoft.connect_timeout),
                 "request_timeout": format_duration(self.microsoft.request_timeout),
                 "retry_attempts": self.microsoft.retry.max_attempts,
@@ -631,7 +823,26 @@ impl Settings {
                 "ca_file": self.microsoft.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<none>".into()),
                 "permissions_file": self.microsoft.permissions_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<built in>".into()),
             },
+            "checks": {
+                "interval": format_duration(self.checks.interval),
+                "pickup_interval": format_duration(self.checks.pickup_interval),
+                "warning_window": format_duration(self.checks.warning_window),
+                "confirm_delay": format_duration(self.checks.confirm_delay),
+                "retry_failed_after": format_duration(self.checks.retry_failed_after),
+                "failing_alert_after": format_duration(self.checks.failing_alert_after),
+                "max_concurrent_checks": self.checks.max_concurrent_checks,
+                "max_checks_per_tenant": self.checks.max_checks_per_tenant,
+                "resources": self.checks.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            },
+            "alerts": {
+                "delivery_interval": format_duration(self.alerts.delivery_interval),
+                "resend_interval": format_duration(self.alerts.resend_interval),
+                "max_delivery_backoff": format_duration(self.alerts.max_delivery_backoff),
+                "alertmanager": self.alerts.alertmanagers.iter().map(|sink| serde_json::json!({"name": sink.name, "url": sink.url.as_str()})).collect::<Vec<_>>(),
+                "webhook": self.alerts.webhooks.iter().map(|sink| serde_json::json!({"name": sink.name, "url": sink.url.as_str(), "secret": format!("<redacted: {}>", sink.secret)})).collect::<Vec<_>>(),
+            },
             "microsoft": {
+                "max_requests_in_flight": self.microsoft.max_requests_in_flight,
                 "connect_timeout": format_duration(self.microsoft.connect_timeout),
                 "request_timeout": format_duration(self.microsoft.request_timeout),
                 "retry_attempts": self.microsoft.retry.max_attempts,
@@ -676,6 +887,30 @@ pub fn format_duration(duration: Duration) -> String {
         }
     }
     text
+}
+
+fn parse_resources(key: &str, names: &[String]) -> Result<Vec<crate::microsoft::Resource>, ConfigError> {
+    let mut resources = Vec::new();
+    for name in names {
+        let resource = crate::microsoft::Resource::parse(name).ok_or_else(|| {
+            config_error(format!("invalid configuration key {key}: {name:?} is not a resource (graph, exchange, sharepoint)"))
+        })?;
+        if !resources.contains(&resource) {
+            resources.push(resource);
+        }
+    }
+    Ok(resources)
+}
+
+fn sink_name(key: &str, name: &str, seen: &mut std::collections::BTreeSet<String>) -> Result<(), ConfigError> {
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if !valid {
+        return Err(config_error(format!("invalid configuration key {key}.name: {name:?} (letters, digits, '-', '_')")));
+    }
+    if !seen.insert(name.to_string()) {
+        return Err(config_error(format!("invalid configuration key {key}.name: {name:?} is used by another sink")));
+    }
+    Ok(())
 }
 
 fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {

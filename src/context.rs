@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::health::Readiness;
+use crate::microsoft::MicrosoftClient;
 
 #[derive(Clone)]
 pub struct Context {
@@ -15,6 +16,23 @@ pub struct Context {
     pub pool: PgPool,
     pub keyring: Arc<Keyring>,
     pub readiness: Arc<Readiness>,
+    /// The only client that talks to Microsoft (shared: one connection pool, one
+    /// in-flight limit, one app-role cache).
+    pub microsoft: MicrosoftClient,
+    /// For alert sinks (Alertmanager, webhooks).
+    pub http: reqwest::Client,
     /// Cancelled when the daemon is asked to stop; long work checks it between items.
     pub shutdown: CancellationToken,
+}
+
+impl Context {
+    pub fn new(settings: Arc<Settings>, pool: PgPool, keyring: Arc<Keyring>, shutdown: CancellationToken) -> anyhow::Result<Context> {
+        let microsoft = MicrosoftClient::new(&settings.microsoft)?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kodo-access/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(15))
+            .build()?;
+        Ok(Context { settings, pool, keyring, readiness: Arc::new(Readiness::default()), microsoft, http, shutdown })
+    }
 }

@@ -15,23 +15,52 @@ use crate::telemetry::metrics;
 /// Every job kodo-access knows: the one list that registers them all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum JobName {
+    /// Checks every enabled organization whose check is due.
+    Checks,
+    /// Delivers the alert outbox to every sink, retrying failed deliveries.
+    DeliverAlerts,
+    /// Re-sends active alerts to every Alertmanager.
+    ResendAlerts,
     /// Deletes check history, delivered alert notifications and job runs past their retention.
     Housekeeping,
 }
 
+/// When a job runs: on a cron schedule, or every so often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    Cron(String),
+    Every(std::time::Duration),
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Cron(expression) => f.write_str(expression),
+            Schedule::Every(interval) => write!(f, "every {}", crate::config::format_duration(*interval)),
+        }
+    }
+}
+
 impl JobName {
-    pub const ALL: &'static [JobName] = &[JobName::Housekeeping];
+    pub const ALL: &'static [JobName] = &[JobName::Checks, JobName::DeliverAlerts, JobName::ResendAlerts, JobName::Housekeeping];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            JobName::Checks => "checks",
+            JobName::DeliverAlerts => "deliver-alerts",
+            JobName::ResendAlerts => "resend-alerts",
             JobName::Housekeeping => "housekeeping",
         }
     }
 
-    /// The cron schedule configured for this job.
-    pub fn schedule(self, context: &Context) -> String {
+    /// When this job runs, from the configuration.
+    pub fn schedule(self, context: &Context) -> Schedule {
+        let settings = &context.settings;
         match self {
-            JobName::Housekeeping => context.settings.jobs.housekeeping.schedule.clone(),
+            JobName::Checks => Schedule::Every(settings.checks.pickup_interval),
+            JobName::DeliverAlerts => Schedule::Every(settings.alerts.delivery_interval),
+            JobName::ResendAlerts => Schedule::Every(settings.alerts.resend_interval),
+            JobName::Housekeeping => Schedule::Cron(settings.jobs.housekeeping.schedule.clone()),
         }
     }
 }
@@ -52,18 +81,31 @@ impl Trigger {
 }
 
 /// Runs `job` once: records the run, logs one summary line, updates the metrics.
-/// Returns the summary, or the error that ended the run.
+/// Returns the summary, or the error that ended the run. Frequent jobs that found
+/// nothing to do (an empty summary) leave no record and no log line.
 pub async fn run(context: &Context, job: JobName, trigger: Trigger) -> anyhow::Result<String> {
     let started = Instant::now();
+    let started_at = Utc::now();
+    let result = match job {
+        JobName::Checks => crate::checks::run::check_due(context).await,
+        JobName::DeliverAlerts => crate::alerts::delivery::deliver_outbox(context).await.map(|(delivered, failed)| {
+            if delivered + failed == 0 { String::new() } else { format!("delivered {delivered} notification(s), {failed} failed and will be retried") }
+        }),
+        JobName::ResendAlerts => crate::alerts::delivery::resend_active(context).await.map(|sent| {
+            if sent == 0 { String::new() } else { format!("re-sent {sent} active alert(s) to every Alertmanager") }
+        }),
+        JobName::Housekeeping => housekeeping(context).await,
+    };
+    if matches!(&result, Ok(summary) if summary.is_empty()) && trigger == Trigger::Schedule {
+        return result;
+    }
     let run_id = {
         let mut connection = context.pool.acquire().await?;
-        store::job_runs::start(&mut connection, job.as_str(), trigger.as_str()).await?
-    };
-    let result = match job {
-        JobName::Housekeeping => housekeeping(context).await,
+        store::job_runs::start(&mut connection, job.as_str(), trigger.as_str(), started_at).await?
     };
     let elapsed = started.elapsed();
     let (outcome, summary) = match &result {
+        Ok(summary) if summary.is_empty() => ("succeeded", "nothing to do".to_string()),
         Ok(summary) => ("succeeded", summary.clone()),
         Err(error) => ("failed", format!("{error:#}")),
     };

@@ -1,6 +1,7 @@
 //! kodo-access keeps Microsoft 365 app access alive across many customer tenants.
 //! See ARCHITECTURE.md for the map of this crate.
 
+pub mod alerts;
 pub mod app;
 pub mod checks;
 pub mod cli;

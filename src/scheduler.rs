@@ -11,7 +11,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::task::TaskTracker;
 
 use crate::context::Context;
-use crate::jobs::{self, JobName, Trigger};
+use crate::jobs::{self, JobName, Schedule, Trigger};
 
 /// Checks that `expression` is a cron schedule this scheduler accepts.
 pub fn validate_schedule(expression: &str) -> Result<(), String> {
@@ -33,7 +33,7 @@ impl Scheduler {
             let running = Arc::new(AtomicBool::new(false));
             let context = context.clone();
             let tracker = tracker.clone();
-            let cron_job = Job::new_async(schedule.as_str(), move |_, _| {
+            let body = move |_, _| {
                 let context = context.clone();
                 let running = running.clone();
                 let tracker = tracker.clone();
@@ -53,8 +53,12 @@ impl Scheduler {
                         let _ = jobs::run(&context, job, Trigger::Schedule).await;
                         running.store(false, Ordering::Release);
                     });
-                })
-            })?;
+                }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            };
+            let cron_job = match &schedule {
+                Schedule::Cron(expression) => Job::new_async(expression.as_str(), body)?,
+                Schedule::Every(interval) => Job::new_repeated_async(*interval, body)?,
+            };
             inner.add(cron_job).await?;
             tracing::info!(job = job.as_str(), schedule = %schedule, "job scheduled");
         }

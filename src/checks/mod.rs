@@ -1,4 +1,6 @@
 //! Health checks: what a check observes (`observe`), what that means (`verdict`, pure),
 //! and the thin runner that stores results and alerts (`run`).
 
+pub mod observe;
+pub mod run;
 pub mod verdict;

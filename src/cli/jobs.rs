@@ -45,7 +45,7 @@ pub async fn execute(settings: Settings, command: &JobCommand) -> anyhow::Result
                     .unwrap_or(0);
                 table.add_row(vec![
                     job.as_str().to_string(),
-                    job.schedule(&context),
+                    job.schedule(&context).to_string(),
                     super::format_time(last.map(|run| run.started_at)),
                     last.and_then(|run| run.outcome.clone())
                         .unwrap_or_else(|| "-".into()),

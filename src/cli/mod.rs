@@ -172,19 +172,18 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// A context for one-shot commands that run daemon code (jobs).
+/// A context for one-shot commands that run daemon code (jobs, checks).
 async fn one_shot_context(settings: Settings) -> anyhow::Result<crate::context::Context> {
     let keyring = crate::crypto::Keyring::load(&settings.crypto)?;
     let pool = crate::store::connect(&settings.database).await?;
-    let readiness = crate::health::Readiness::default();
-    readiness.set_database_up(true);
-    Ok(crate::context::Context {
-        settings: Arc::new(settings),
+    let context = crate::context::Context::new(
+        Arc::new(settings),
         pool,
-        keyring: Arc::new(keyring),
-        readiness: Arc::new(readiness),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-    })
+        Arc::new(keyring),
+        tokio_util::sync::CancellationToken::new(),
+    )?;
+    context.readiness.set_database_up(true);
+    Ok(context)
 }
 
 fn format_time(time: Option<chrono::DateTime<chrono::Utc>>) -> String {

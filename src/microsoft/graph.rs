@@ -166,10 +166,10 @@ impl MicrosoftClient {
     ) -> Result<Option<T>, GraphError> {
         self.retry
             .run(|| async {
-                let response = request()
-                    .send()
-                    .await
-                    .map_err(|error| GraphError::transport(operation, &error))?;
+                let response = self.send(request()).await.map_err(|error| {
+                    crate::telemetry::metrics::microsoft_request("graph", "transport");
+                    GraphError::transport(operation, &error)
+                })?;
                 let status = response.status().as_u16();
                 let wait = retry_after(response.headers());
                 let body = response
@@ -177,8 +177,11 @@ impl MicrosoftClient {
                     .await
                     .map_err(|error| GraphError::transport(operation, &error))?;
                 if !(200..300).contains(&status) {
-                    return Err(classify_graph_error(operation, status, &body, wait));
+                    let error = classify_graph_error(operation, status, &body, wait);
+                    crate::telemetry::metrics::microsoft_request("graph", error.kind.as_str());
+                    return Err(error);
                 }
+                crate::telemetry::metrics::microsoft_request("graph", "ok");
                 if status == 204 || body.trim().is_empty() {
                     return Ok(None);
                 }
@@ -379,14 +382,16 @@ impl MicrosoftClient {
             GraphError::unexpected(OPERATION, "the organization has no SharePoint host".into())
         })?;
         let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.bearer())
-            .header(reqwest::header::ACCEPT, "application/json;odata=nometadata")
-            .send()
+            .send(
+                self.http
+                    .get(url)
+                    .bearer_auth(token.bearer())
+                    .header(reqwest::header::ACCEPT, "application/json;odata=nometadata"),
+            )
             .await
             .map_err(|error| GraphError::transport(OPERATION, &error))?;
         let status = response.status().as_u16();
+        crate::telemetry::metrics::microsoft_request("sharepoint", if (200..300).contains(&status) { "ok" } else { "refused" });
         let body = response.text().await.unwrap_or_default();
         let detail: String = body.chars().take(200).collect();
         Ok(match status {

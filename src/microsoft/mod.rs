@@ -28,6 +28,10 @@ pub struct MicrosoftClient {
     http: reqwest::Client,
     retry: RetryPolicy,
     app_roles: Arc<graph::AppRoleCache>,
+    /// The global limit on requests in flight (`microsoft.max_requests_in_flight`). A
+    /// permit is held for one HTTP exchange only, never across a retry's wait, so a
+    /// throttled tenant slows only itself.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl MicrosoftClient {
@@ -50,7 +54,14 @@ impl MicrosoftClient {
             http: builder.build()?,
             retry: settings.retry,
             app_roles: Arc::new(graph::AppRoleCache::default()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_requests_in_flight)),
         })
+    }
+
+    /// Sends one request within the in-flight limit.
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+        let _permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
+        request.send().await
     }
 
     /// The same client with another retry policy (e.g. none, to observe one answer).

@@ -80,12 +80,12 @@ impl MicrosoftClient {
             ("grant_type", "client_credentials"),
         ];
         let response = self
-            .http
-            .post(endpoints.token_url())
-            .form(&form)
-            .send()
+            .send(self.http.post(endpoints.token_url()).form(&form))
             .await
-            .map_err(|error| TokenError::transport(&error))?;
+            .map_err(|error| {
+                crate::telemetry::metrics::microsoft_request("token", "transport");
+                TokenError::transport(&error)
+            })?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
         let body = response
@@ -93,8 +93,11 @@ impl MicrosoftClient {
             .await
             .map_err(|error| TokenError::transport(&error))?;
         if status != 200 {
-            return Err(classify_token_error(status, &body, wait));
+            let error = classify_token_error(status, &body, wait);
+            crate::telemetry::metrics::microsoft_request("token", error.kind.as_str());
+            return Err(error);
         }
+        crate::telemetry::metrics::microsoft_request("token", "ok");
         let parsed: TokenResponse = serde_json::from_str(&body).map_err(|_| TokenError {
             kind: TokenFailure::Unknown,
             http_status: Some(status),

@@ -4,7 +4,9 @@
 //! do one thing; transactions are begun and committed by the caller, in one function.
 //! Nothing outside `store/` writes SQL.
 
+pub mod alerts;
 pub mod audit;
+pub mod checks;
 pub mod credentials;
 pub mod housekeeping;
 pub mod job_runs;

@@ -14,6 +14,17 @@ const ORGANIZATIONS: &str = "kodo_access_organizations";
 const JOB_RUNS: &str = "kodo_access_job_runs_total";
 const JOB_DURATION: &str = "kodo_access_job_duration_seconds";
 const JOB_LAST_SUCCESS: &str = "kodo_access_job_last_success_timestamp_seconds";
+const MICROSOFT_REQUESTS: &str = "kodo_access_microsoft_requests_total";
+const CHECK_DURATION: &str = "kodo_access_check_duration_seconds";
+const CHECKS: &str = "kodo_access_checks_total";
+const ORGANIZATIONS_BY_STATE: &str = "kodo_access_organizations_by_state";
+const ORGANIZATION_STATE: &str = "kodo_access_organization_state";
+const SECRET_EXPIRY: &str = "kodo_access_secret_expiry_timestamp_seconds";
+const LAST_SUCCESSFUL_CHECK: &str = "kodo_access_last_successful_check_timestamp_seconds";
+const ALERTS_FIRING: &str = "kodo_access_alerts_firing";
+const OUTBOX_PENDING: &str = "kodo_access_alert_outbox_pending";
+const DELIVERY_FAILURES: &str = "kodo_access_alert_delivery_failures_total";
+const DELIVERIES: &str = "kodo_access_alert_deliveries_total";
 
 /// Installs the process-wide recorder and returns the handle that renders the exposition.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -21,6 +32,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(
             Matcher::Full(JOB_DURATION.into()),
             &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(CHECK_DURATION.into()),
+            &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
         )?
         .install_recorder()?;
     describe();
@@ -56,6 +71,17 @@ fn describe() {
         Unit::Seconds,
         "Duration of periodic job runs, by job."
     );
+    describe_counter!(MICROSOFT_REQUESTS, "Requests to Microsoft, by kind (token, graph, sharepoint) and outcome (ok or the failure class).");
+    describe_histogram!(CHECK_DURATION, Unit::Seconds, "Duration of one organization's check, confirmation included.");
+    describe_counter!(CHECKS, "Completed checks, by resulting state.");
+    describe_gauge!(ORGANIZATIONS_BY_STATE, "Enabled organizations, by current state.");
+    describe_gauge!(ORGANIZATION_STATE, "1 for each organization's current state (label state).");
+    describe_gauge!(SECRET_EXPIRY, Unit::Seconds, "Unix time the organization's current client secret expires.");
+    describe_gauge!(LAST_SUCCESSFUL_CHECK, Unit::Seconds, "Unix time of the organization's last check that completed.");
+    describe_gauge!(ALERTS_FIRING, "Alerts currently firing, by kind.");
+    describe_gauge!(OUTBOX_PENDING, "Alert notifications waiting for delivery, by sink.");
+    describe_counter!(DELIVERY_FAILURES, "Failed attempts to deliver alert notifications, by sink.");
+    describe_counter!(DELIVERIES, "Alert notifications delivered, by sink.");
     describe_gauge!(
         JOB_LAST_SUCCESS,
         Unit::Seconds,
@@ -79,5 +105,73 @@ pub fn job_finished(job: &'static str, outcome: &'static str, elapsed: Duration)
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         gauge!(JOB_LAST_SUCCESS, "job" => job).set(now.as_secs_f64());
+    }
+}
+
+pub fn microsoft_request(kind: &'static str, outcome: &'static str) {
+    counter!(MICROSOFT_REQUESTS, "kind" => kind, "outcome" => outcome).increment(1);
+}
+
+pub fn check_finished(state: &'static str, elapsed: Duration) {
+    counter!(CHECKS, "state" => state).increment(1);
+    histogram!(CHECK_DURATION).record(elapsed.as_secs_f64());
+}
+
+pub fn delivery(sink: &str, ok: bool, count: u64) {
+    if ok {
+        counter!(DELIVERIES, "sink" => sink.to_string()).increment(count);
+    } else {
+        counter!(DELIVERY_FAILURES, "sink" => sink.to_string()).increment(count);
+    }
+}
+
+static EMITTED_STATES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The fleet as read from the database at scrape time.
+pub struct FleetSnapshot {
+    pub states: Vec<(String, i64)>,
+    pub organizations: Vec<OrganizationGauge>,
+    pub firing: Vec<(String, i64)>,
+    pub outbox: Vec<(String, i64)>,
+}
+
+pub struct OrganizationGauge {
+    pub name: String,
+    pub state: String,
+    pub secret_expires: Option<f64>,
+    pub last_success: Option<f64>,
+}
+
+/// Sets the fleet gauges; series of organizations or states no longer present drop to
+/// zero or are reset on the next scrape.
+pub fn fleet(snapshot: &FleetSnapshot) {
+    for state in crate::checks::verdict::State::ALL {
+        let count = snapshot.states.iter().find(|(s, _)| s == state.as_str()).map(|(_, n)| *n).unwrap_or(0);
+        gauge!(ORGANIZATIONS_BY_STATE, "state" => state.as_str()).set(count as f64);
+    }
+    // One series per organization at 1 for its state; when the state changes, the old
+    // series is set to 0 (series are not deleted, so scrapes never see a gap).
+    let mut emitted = EMITTED_STATES.lock().expect("metrics lock");
+    for organization in &snapshot.organizations {
+        if let Some(previous) = emitted.get(&organization.name)
+            && previous != &organization.state
+        {
+            gauge!(ORGANIZATION_STATE, "organization" => organization.name.clone(), "state" => previous.clone()).set(0.0);
+        }
+        gauge!(ORGANIZATION_STATE, "organization" => organization.name.clone(), "state" => organization.state.clone()).set(1.0);
+        emitted.insert(organization.name.clone(), organization.state.clone());
+        if let Some(expires) = organization.secret_expires {
+            gauge!(SECRET_EXPIRY, "organization" => organization.name.clone()).set(expires);
+        }
+        if let Some(last) = organization.last_success {
+            gauge!(LAST_SUCCESSFUL_CHECK, "organization" => organization.name.clone()).set(last);
+        }
+    }
+    for (kind, count) in &snapshot.firing {
+        gauge!(ALERTS_FIRING, "kind" => kind.clone()).set(*count as f64);
+    }
+    for (sink, count) in &snapshot.outbox {
+        gauge!(OUTBOX_PENDING, "sink" => sink.clone()).set(*count as f64);
     }
 }

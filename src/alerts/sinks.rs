@@ -1,0 +1,104 @@
+//! Where alert notifications go: Prometheus Alertmanager (API v2) and signed webhooks.
+//! Each function sends one batch and says whether it was accepted; retries, backoff and
+//! bookkeeping are the delivery job's.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+
+use crate::config::{AlertmanagerSink, WebhookSink};
+
+/// One outbox payload as an Alertmanager v2 `postableAlert`. Firing alerts carry an
+/// `endsAt` `ends_in` ahead, so Alertmanager resolves them itself if kodo-access dies.
+pub fn alertmanager_alert(payload: &serde_json::Value, ends_in: Duration, now: DateTime<Utc>) -> serde_json::Value {
+    let firing = payload["status"] == "firing";
+    let ends_at = if firing {
+        (now + chrono::Duration::from_std(ends_in).unwrap_or(chrono::Duration::minutes(4))).to_rfc3339()
+    } else {
+        payload["ends_at"].as_str().map(String::from).unwrap_or_else(|| now.to_rfc3339())
+    };
+    serde_json::json!({
+        "labels": payload["labels"],
+        "annotations": payload["annotations"],
+        "startsAt": payload["starts_at"],
+        "endsAt": ends_at,
+    })
+}
+
+pub async fn post_alertmanager(
+    http: &reqwest::Client,
+    sink: &AlertmanagerSink,
+    alerts: &[serde_json::Value],
+) -> Result<(), String> {
+    let url = sink.url.join("api/v2/alerts").map_err(|error| error.to_string())?;
+    let response = http.post(url).json(alerts).send().await.map_err(|error| format!("alertmanager {}: {error}", sink.name))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        let body: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+        Err(format!("alertmanager {} answered {status}: {body}", sink.name))
+    }
+}
+
+pub const SIGNATURE_HEADER: &str = "X-Kodo-Access-Signature";
+pub const TIMESTAMP_HEADER: &str = "X-Kodo-Access-Timestamp";
+
+/// `sha256=HEX(HMAC-SHA256(secret, "TIMESTAMP.BODY"))`: the timestamp is signed too, so a
+/// receiver that rejects old timestamps cannot be fooled by a replay.
+pub fn signature(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    format!("sha256={}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+pub async fn post_webhook(http: &reqwest::Client, sink: &WebhookSink, payload: &serde_json::Value) -> Result<(), String> {
+    let secret = sink.secret.read().map_err(|error| error.to_string())?;
+    let body = serde_json::to_vec(payload).map_err(|error| error.to_string())?;
+    let timestamp = Utc::now().timestamp();
+    let response = http
+        .post(sink.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(SIGNATURE_HEADER, signature(&secret, timestamp, &body))
+        .body(body)
+        .send()
+        .await
+        .map_err(|error| format!("webhook {}: {error}", sink.name))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("webhook {} answered {}", sink.name, response.status()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_cover_timestamp_and_body() {
+        let secret = SecretString::from("k");
+        let a = signature(&secret, 1, b"{}");
+        assert!(a.starts_with("sha256=") && a.len() == 7 + 64);
+        assert_ne!(a, signature(&secret, 2, b"{}"));
+        assert_ne!(a, signature(&secret, 1, b"{ }"));
+        assert_ne!(a, signature(&SecretString::from("other"), 1, b"{}"));
+    }
+
+    #[test]
+    fn resolved_alerts_end_in_the_past_and_firing_ones_ahead() {
+        let now = Utc::now();
+        let firing = alertmanager_alert(&serde_json::json!({"status": "firing", "labels": {}, "annotations": {}, "starts_at": "2026-01-01T00:00:00Z"}), Duration::from_secs(240), now);
+        let ends: DateTime<Utc> = firing["endsAt"].as_str().unwrap().parse().unwrap();
+        assert!(ends > now + chrono::Duration::seconds(230));
+        let resolved = alertmanager_alert(&serde_json::json!({"status": "resolved", "ends_at": "2026-01-01T01:00:00Z"}), Duration::from_secs(240), now);
+        assert_eq!(resolved["endsAt"], "2026-01-01T01:00:00Z");
+    }
+}

@@ -1,0 +1,371 @@
+//! Running checks: pick up due organizations, check them concurrently within the limits,
+//! confirm "access is gone" with a second look, and store each result, the organization's
+//! new state and the alerts it causes in one transaction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use super::observe::{Target, observe};
+use super::verdict::{CheckPolicy, Finding, Observations, OurSecret, Severity, State, Verdict, decide};
+use crate::alerts::lifecycle::{self, Subject};
+use crate::context::Context;
+use crate::crypto::{SealContext, Sealed};
+use crate::domain::{ClientId, SharePointHost, TenantId};
+use crate::microsoft::{Endpoints, Resource};
+use crate::store::{self, checks::TargetRow};
+
+/// The result of one organization's check, as the CLI prints it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckOutcome {
+    pub organization: String,
+    pub organization_id: Uuid,
+    pub state: State,
+    /// The state before this check.
+    pub previous_state: String,
+    pub findings: Vec<Finding>,
+    pub secret_expires_at: Option<DateTime<Utc>>,
+    pub alerts_fired: Vec<String>,
+    pub alerts_resolved: Vec<String>,
+}
+
+/// Limits shared by every check of one pass.
+struct Limits {
+    checks: Semaphore,
+    per_tenant: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    per_tenant_permits: usize,
+}
+
+impl Limits {
+    fn new(context: &Context) -> Limits {
+        Limits {
+            checks: Semaphore::new(context.settings.checks.max_concurrent_checks),
+            per_tenant: Mutex::new(HashMap::new()),
+            per_tenant_permits: context.settings.checks.max_checks_per_tenant,
+        }
+    }
+
+    fn tenant(&self, tenant: Uuid) -> Arc<Semaphore> {
+        self.per_tenant
+            .lock()
+            .expect("limits lock")
+            .entry(tenant)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant_permits)))
+            .clone()
+    }
+}
+
+/// Checks every due organization (the scheduled job). Returns a summary line.
+pub async fn check_due(context: &Context) -> anyhow::Result<String> {
+    let mut checked = 0;
+    let mut failed = Vec::new();
+    loop {
+        if context.shutdown.is_cancelled() {
+            break;
+        }
+        let ids = {
+            let mut connection = context.pool.acquire().await?;
+            let now = Utc::now();
+            // The lease covers a check with its confirmation; a result moves it on.
+            let lease = now + chrono::Duration::from_std(context.settings.checks.confirm_delay * 4 + std::time::Duration::from_secs(600)).unwrap_or_default();
+            let batch = (context.settings.checks.max_concurrent_checks * 2).max(64) as i64;
+            store::checks::claim_due(&mut connection, now, lease, batch).await?
+        };
+        if ids.is_empty() {
+            break;
+        }
+        for (name, result) in check_organizations(context, &ids).await? {
+            match result {
+                Ok(_) => checked += 1,
+                Err(error) => {
+                    tracing::error!(organization = %name, "check could not be stored: {error:#}");
+                    failed.push(name);
+                }
+            }
+        }
+    }
+    if checked == 0 && failed.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(format!("checked {checked} organization(s), {} failed to store", failed.len()))
+}
+
+/// Checks the given organizations now, concurrently; one's failure never stops the others.
+pub async fn check_organizations(
+    context: &Context,
+    ids: &[Uuid],
+) -> anyhow::Result<Vec<(String, anyhow::Result<CheckOutcome>)>> {
+    let rows = {
+        let mut connection = context.pool.acquire().await?;
+        store::checks::targets(&mut connection, ids).await?
+    };
+    let limits = Arc::new(Limits::new(context));
+    let mut tasks = tokio::task::JoinSet::new();
+    for row in rows {
+        let context = context.clone();
+        let limits = limits.clone();
+        tasks.spawn(async move {
+            let name = row.name.clone();
+            let result = check_one(&context, row, &limits).await;
+            (name, result)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(result) => results.push(result),
+            Err(error) => results.push(("?".into(), Err(anyhow::anyhow!("check task failed: {error}")))),
+        }
+    }
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(results)
+}
+
+/// A verdict for a check that could not even start (no secret, unknown cloud).
+fn cannot_check(reason: String) -> Verdict {
+    Verdict {
+        state: State::CheckFailed,
+        findings: vec![Finding { kind: "check_incomplete".into(), severity: Severity::Warning, message: format!("the check could not run: {reason}"), details: serde_json::Value::Null }],
+        secret_expires_at: None,
+        learned_key_id: None,
+    }
+}
+
+struct Prepared {
+    target: Target,
+}
+
+fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
+    let cloud = context
+        .settings
+        .clouds
+        .get(&row.cloud)
+        .ok_or_else(|| format!("cloud {:?} is not configured", row.cloud))?
+        .clone();
+    let (Some(credential_id), Some(sealed), Some(seal_key)) = (row.credential_id, row.secret_sealed.clone(), row.secret_key_id.clone()) else {
+        return Err("no current client secret is stored (kodo-access org set-secret)".into());
+    };
+    let secret: SecretString = context
+        .keyring
+        .open(&Sealed { key_id: seal_key, blob: sealed }, SealContext { organization_id: row.id, credential_id })
+        .map_err(|error| format!("the stored secret {error}"))?;
+    let resources: Vec<Resource> = row
+        .settings
+        .0
+        .get("resources")
+        .and_then(|value| value.as_array())
+        .map(|names| names.iter().filter_map(|n| n.as_str().and_then(Resource::parse)).collect())
+        .unwrap_or_else(|| context.settings.checks.resources.clone());
+    let sharepoint_host = row.sharepoint_host.as_deref().and_then(|host| SharePointHost::parse(host).ok());
+    Ok(Prepared {
+        target: Target {
+            organization_id: row.id,
+            name: row.name.clone(),
+            endpoints: Endpoints {
+                cloud,
+                tenant_id: TenantId::from_uuid(row.tenant_id),
+                client_id: ClientId::from_uuid(row.client_id),
+                sharepoint_host,
+            },
+            resources,
+            secret,
+            our_secret: OurSecret { key_id: row.key_id, hint: row.hint.clone(), end: row.end_at, known_key_ids: row.known_key_ids.clone() },
+        },
+    })
+}
+
+async fn look(context: &Context, limits: &Limits, target: &Target) -> Observations {
+    let tenant = limits.tenant(target.endpoints.tenant_id.as_uuid());
+    let _tenant = tenant.acquire().await.expect("never closed");
+    let _slot = limits.checks.acquire().await.expect("never closed");
+    observe(&context.microsoft, &context.settings.microsoft.manifest, target).await
+}
+
+async fn check_one(context: &Context, row: TargetRow, limits: &Limits) -> anyhow::Result<CheckOutcome> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let policy = CheckPolicy {
+        manifest: context.settings.microsoft.manifest.clone(),
+        warning_window: chrono::Duration::from_std(context.settings.checks.warning_window).unwrap_or(chrono::Duration::days(30)),
+    };
+    let previous = State::parse(&row.state);
+    let (verdict, observations) = match prepare(context, &row) {
+        Err(reason) => (cannot_check(reason), Observations::default()),
+        Ok(prepared) => {
+            let target = &prepared.target;
+            let first_look = look(context, limits, target).await;
+            let first = decide(&first_look, &policy, Utc::now());
+            if first.state.needs_confirmation() && previous != Some(first.state) {
+                // Access looks gone: believe it only if a second look agrees.
+                tracing::info!(organization = %row.name, state = first.state.as_str(), "looks like {}: confirming in {}s", first.state.as_str(), context.settings.checks.confirm_delay.as_secs());
+                tokio::select! {
+                    _ = tokio::time::sleep(context.settings.checks.confirm_delay) => {}
+                    _ = context.shutdown.cancelled() => anyhow::bail!("shutting down before confirming {}", row.name),
+                }
+                let second_look = look(context, limits, target).await;
+                let second = decide(&second_look, &policy, Utc::now());
+                if second.state.needs_confirmation() && second.state != first.state {
+                    let mut unconfirmed = cannot_check(format!("two looks disagree ({} then {})", first.state.as_str(), second.state.as_str()));
+                    unconfirmed.findings.extend(second.findings);
+                    (unconfirmed, second_look)
+                } else {
+                    (second, second_look)
+                }
+            } else {
+                (first, first_look)
+            }
+        }
+    };
+    let outcome = store_result(context, &row, &verdict, &observations, started_at).await?;
+    crate::telemetry::metrics::check_finished(verdict.state.as_str(), started.elapsed());
+    for kind in &outcome.alerts_fired {
+        let message = verdict.findings.iter().find(|f| &f.kind == kind).map(|f| f.message.as_str()).unwrap_or("checks keep failing");
+        tracing::warn!(organization = %row.name, alert = %kind, "alert firing: {message}");
+    }
+    for kind in &outcome.alerts_resolved {
+        tracing::info!(organization = %row.name, alert = %kind, "alert resolved");
+    }
+    tracing::info!(organization = %row.name, state = verdict.state.as_str(), elapsed_ms = started.elapsed().as_millis() as u64, "checked");
+    Ok(outcome)
+}
+
+/// The next check time: each organization keeps its own phase within the interval, so
+/// checks spread evenly instead of bunching where organizations were added.
+pub fn next_check(organization_id: Uuid, interval: std::time::Duration, now: DateTime<Utc>) -> DateTime<Utc> {
+    let interval = interval.as_secs().max(1) as i64;
+    let phase = (organization_id.as_u128() % interval as u128) as i64;
+    let now_secs = now.timestamp();
+    let offset = (now_secs - phase).rem_euclid(interval);
+    DateTime::from_timestamp(now_secs - offset + interval, 0).unwrap_or(now)
+}
+
+async fn store_result(
+    context: &Context,
+    row: &TargetRow,
+    verdict: &Verdict,
+    observations: &Observations,
+    started_at: DateTime<Utc>,
+) -> anyhow::Result<CheckOutcome> {
+    let now = Utc::now();
+    let settings = &context.settings.checks;
+    let failed = verdict.state == State::CheckFailed;
+    let failing_since = if failed { Some(row.failing_since.unwrap_or(now)) } else { None };
+    let failing_too_long = failing_since
+        .is_some_and(|since| now - since >= chrono::Duration::from_std(settings.failing_alert_after).unwrap_or_default());
+    let last_known = if failed {
+        row.last_known_state.clone().or_else(|| (row.state != "unknown" && row.state != "check_failed").then(|| row.state.clone()))
+    } else {
+        Some(verdict.state.as_str().to_string())
+    };
+    let next_check_at = if failed {
+        now + chrono::Duration::from_std(settings.retry_failed_after).unwrap_or_default()
+    } else {
+        next_check(row.id, settings.interval, now)
+    };
+    let findings = serde_json::to_value(&verdict.findings)?;
+    let mut transaction = context.pool.begin().await?;
+    store::checks::insert_check(
+        &mut transaction,
+        store::checks::CheckRecord {
+            organization_id: row.id,
+            started_at,
+            finished_at: now,
+            state: verdict.state.as_str(),
+            findings: findings.clone(),
+            observations: serde_json::to_value(observations)?,
+        },
+    )
+    .await?;
+    store::checks::update_status(
+        &mut transaction,
+        store::checks::StatusUpdate {
+            organization_id: row.id,
+            state: verdict.state.as_str(),
+            last_known_state: last_known.as_deref(),
+            findings,
+            checked_at: now,
+            succeeded_at: (!failed).then_some(now),
+            failing_since,
+            next_check_at,
+        },
+    )
+    .await?;
+    if let Some(credential_id) = row.credential_id
+        && !failed
+        && (verdict.learned_key_id.is_some() || verdict.secret_expires_at != row.end_at)
+    {
+        store::checks::learn_secret(&mut transaction, credential_id, verdict.learned_key_id, verdict.secret_expires_at).await?;
+    }
+    let firing = store::alerts::firing_for(&mut transaction, row.id).await?;
+    let endpoints_consent = context
+        .settings
+        .clouds
+        .get(&row.cloud)
+        .map(|cloud| {
+            Endpoints { cloud: cloud.clone(), tenant_id: TenantId::from_uuid(row.tenant_id), client_id: ClientId::from_uuid(row.client_id), sharepoint_host: None }
+                .admin_consent_url()
+                .to_string()
+        })
+        .unwrap_or_default();
+    let subject = Subject { organization: &row.name, tenant_id: row.tenant_id, client_id: row.client_id, labels: &row.labels.0, admin_consent_url: endpoints_consent };
+    let plan = lifecycle::plan(verdict, &subject, &firing, failing_too_long);
+    let new_alerts: Vec<store::alerts::NewAlert> = plan
+        .fire
+        .iter()
+        .map(|alert| store::alerts::NewAlert {
+            id: Uuid::now_v7(),
+            kind: alert.kind.clone(),
+            severity: alert.severity.clone(),
+            labels: alert.labels.clone(),
+            annotations: alert.annotations.clone(),
+        })
+        .collect();
+    store::alerts::insert_firing(&mut transaction, row.id, now, &new_alerts).await?;
+    let resolved_ids: Vec<Uuid> = plan.resolve.iter().map(|alert| alert.id).collect();
+    store::alerts::resolve(&mut transaction, &resolved_ids, now).await?;
+    let mut notifications = Vec::new();
+    for alert in &new_alerts {
+        notifications.push((alert.id, crate::alerts::delivery::payload("firing", alert.id, &alert.kind, &alert.labels, &alert.annotations, now, None)));
+    }
+    for alert in &plan.resolve {
+        notifications.push((alert.id, crate::alerts::delivery::payload("resolved", alert.id, &alert.kind, &alert.labels, &alert.annotations, alert.started_at, Some(now))));
+    }
+    store::alerts::enqueue(&mut transaction, &context.settings.alerts.sink_names(), &notifications).await?;
+    transaction.commit().await?;
+    Ok(CheckOutcome {
+        organization: row.name.clone(),
+        organization_id: row.id,
+        state: verdict.state,
+        previous_state: row.state.clone(),
+        findings: verdict.findings.clone(),
+        secret_expires_at: verdict.secret_expires_at,
+        alerts_fired: new_alerts.iter().map(|a| a.kind.clone()).collect(),
+        alerts_resolved: plan.resolve.iter().map(|a| a.kind.clone()).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_checks_keep_a_phase_and_spread_over_the_interval() {
+        let interval = std::time::Duration::from_secs(900);
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut offsets = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let id = Uuid::new_v4();
+            let next = next_check(id, interval, now);
+            assert!(next > now && next <= now + chrono::Duration::seconds(900));
+            // The same phase next time round.
+            assert_eq!(next_check(id, interval, next), next + chrono::Duration::seconds(900));
+            offsets.insert((next - now).num_seconds() / 90);
+        }
+        assert_eq!(offsets.len(), 10, "200 organizations land in every tenth of the interval");
+    }
+}

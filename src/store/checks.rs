@@ -1,0 +1,213 @@
+//! Check scheduling and results: which organizations are due, what a check needs to know
+//! about each, and the check history and current status it writes.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+/// Everything a check needs about one organization, in one row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TargetRow {
+    pub id: Uuid,
+    pub name: String,
+    pub tenant_id: Uuid,
+    pub client_id: Uuid,
+    pub cloud: String,
+    pub sharepoint_host: Option<String>,
+    pub labels: Json<BTreeMap<String, String>>,
+    pub settings: Json<serde_json::Value>,
+    pub credential_id: Option<Uuid>,
+    pub key_id: Option<Uuid>,
+    pub hint: Option<String>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub secret_sealed: Option<Vec<u8>>,
+    pub secret_key_id: Option<String>,
+    pub known_key_ids: Vec<Uuid>,
+    pub state: String,
+    pub last_known_state: Option<String>,
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+const TARGET_SELECT: &str = "SELECT o.id, o.name, o.tenant_id, o.client_id, o.cloud, o.sharepoint_host, o.labels, o.settings,
+        c.id AS credential_id, c.key_id, c.hint, c.end_at, c.secret_sealed, c.secret_key_id,
+        COALESCE((SELECT array_agg(k.key_id) FROM credentials k
+                  WHERE k.organization_id = o.id AND k.key_id IS NOT NULL AND k.status <> 'removed'), '{}') AS known_key_ids,
+        s.state, s.last_known_state, s.failing_since
+    FROM organizations o
+    JOIN organization_status s ON s.organization_id = o.id
+    LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'";
+
+/// Claims up to `limit` enabled organizations whose check is due, pushing their next
+/// check `lease` ahead so that no other pickup (or daemon) takes them meanwhile.
+pub async fn claim_due(
+    connection: &mut PgConnection,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE organization_status SET next_check_at = $2
+         WHERE organization_id IN (
+             SELECT s.organization_id FROM organization_status s
+             JOIN organizations o ON o.id = s.organization_id
+             WHERE o.enabled AND (s.next_check_at IS NULL OR s.next_check_at <= $1)
+             ORDER BY s.next_check_at NULLS FIRST
+             LIMIT $3
+             FOR UPDATE OF s SKIP LOCKED)
+         RETURNING organization_id",
+    )
+    .bind(now)
+    .bind(lease_until)
+    .bind(limit)
+    .fetch_all(connection)
+    .await
+}
+
+pub async fn targets(connection: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<TargetRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{TARGET_SELECT} WHERE o.id = ANY($1) ORDER BY o.name")))
+        .bind(ids)
+        .fetch_all(connection)
+        .await
+}
+
+/// Every enabled organization's id.
+pub async fn enabled_ids(connection: &mut PgConnection) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM organizations WHERE enabled ORDER BY name").fetch_all(connection).await
+}
+
+pub struct CheckRecord<'a> {
+    pub organization_id: Uuid,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub state: &'a str,
+    pub findings: serde_json::Value,
+    pub observations: serde_json::Value,
+}
+
+pub async fn insert_check(connection: &mut PgConnection, record: CheckRecord<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO checks (organization_id, started_at, finished_at, state, findings, observations)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(record.organization_id)
+    .bind(record.started_at)
+    .bind(record.finished_at)
+    .bind(record.state)
+    .bind(record.findings)
+    .bind(record.observations)
+    .execute(connection)
+    .await
+    .map(|_| ())
+}
+
+pub struct StatusUpdate<'a> {
+    pub organization_id: Uuid,
+    pub state: &'a str,
+    pub last_known_state: Option<&'a str>,
+    pub findings: serde_json::Value,
+    pub checked_at: DateTime<Utc>,
+    /// `None` when the check failed to complete.
+    pub succeeded_at: Option<DateTime<Utc>>,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub next_check_at: DateTime<Utc>,
+}
+
+pub async fn update_status(connection: &mut PgConnection, update: StatusUpdate<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE organization_status SET
+             state_since = CASE WHEN state = $2 THEN state_since ELSE $5 END,
+             state = $2,
+             last_known_state = $3,
+             findings = $4,
+             last_check_at = $5,
+             last_success_at = COALESCE($6, last_success_at),
+             consecutive_failures = CASE WHEN $6 IS NULL THEN consecutive_failures + 1 ELSE 0 END,
+             failing_since = $7,
+             next_check_at = $8
+         WHERE organization_id = $1",
+    )
+    .bind(update.organization_id)
+    .bind(update.state)
+    .bind(update.last_known_state)
+    .bind(update.findings)
+    .bind(update.checked_at)
+    .bind(update.succeeded_at)
+    .bind(update.failing_since)
+    .bind(update.next_check_at)
+    .execute(connection)
+    .await
+    .map(|_| ())
+}
+
+/// Records what Microsoft says of the current secret: its keyId (learned by hint) and end.
+pub async fn learn_secret(
+    connection: &mut PgConnection,
+    credential_id: Uuid,
+    key_id: Option<Uuid>,
+    end_at: Option<DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE credentials SET key_id = COALESCE(key_id, $2), end_at = COALESCE($3, end_at) WHERE id = $1",
+    )
+    .bind(credential_id)
+    .bind(key_id)
+    .bind(end_at)
+    .execute(connection)
+    .await
+    .map(|_| ())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct StatusRow {
+    pub name: String,
+    pub enabled: bool,
+    pub state: String,
+    pub state_since: DateTime<Utc>,
+    pub last_known_state: Option<String>,
+    pub last_check_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub secret_expires_at: Option<DateTime<Utc>>,
+    pub silenced_until: Option<DateTime<Utc>>,
+    pub findings: serde_json::Value,
+}
+
+/// Every organization's status, for `status` and the metrics.
+pub async fn statuses(connection: &mut PgConnection) -> Result<Vec<StatusRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT o.name, o.enabled, s.state, s.state_since, s.last_known_state, s.last_check_at,
+                s.last_success_at, c.end_at AS secret_expires_at, s.silenced_until, s.findings
+         FROM organizations o
+         JOIN organization_status s ON s.organization_id = o.id
+         LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'
+         ORDER BY o.name",
+    )
+    .fetch_all(connection)
+    .await
+}
+
+pub async fn silence(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+    until: Option<DateTime<Utc>>,
+    reason: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE organization_status SET silenced_until = $2, silence_reason = $3 WHERE organization_id = $1")
+        .bind(organization_id)
+        .bind(until)
+        .bind(reason)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_settings(connection: &mut PgConnection, organization_id: Uuid, settings: &serde_json::Value) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE organizations SET settings = $2, updated_at = now() WHERE id = $1")
+        .bind(organization_id)
+        .bind(settings)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
