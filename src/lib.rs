@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod crypto;
+pub mod demo;
 pub mod domain;
 pub mod health;
 pub mod http;

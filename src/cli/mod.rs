@@ -4,6 +4,7 @@
 //! 2 the invocation, the configuration or the input is wrong (bad flag, bad key, invalid
 //! GUID, duplicate name, unknown organization) and nothing was changed.
 
+mod fleet;
 mod jobs;
 mod keys;
 mod org;
@@ -66,6 +67,30 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         ca_out: Option<PathBuf>,
     },
+    /// Check organizations now, store the results, print each verdict. Exit status 3 when
+    /// any organization is not healthy.
+    Check {
+        /// The organization (name or id).
+        org: Option<String>,
+        /// Every enabled organization.
+        #[arg(long, conflicts_with = "org")]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// The fleet at a glance: counts by state, worst first; secrets expiring soonest.
+    Status {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Active alerts, worst first.
+    Alerts {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Run the simulated cloud and the daemon against it with a handful of tenants, some
+    /// broken; watch checks, alerts, and a tenant healing. Nothing to configure.
+    Demo(fleet::DemoArgs),
     /// Show the audit log, newest first.
     Audit {
         /// Only this organization (name or id).
@@ -90,8 +115,17 @@ pub enum Output {
     Json,
 }
 
-/// The exit status for an error: 2 when the operator's input or configuration is wrong.
+/// Not an error of the command: `check` found organizations that are not healthy.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} organization(s) not healthy")]
+pub struct NotHealthy(pub usize);
+
+/// The exit status for an error: 2 when the operator's input or configuration is wrong,
+/// 3 when `check` found organizations that are not healthy.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.chain().any(|cause| cause.is::<NotHealthy>()) {
+        return 3;
+    }
     let is_input = error
         .chain()
         .any(|cause| cause.is::<InputError>() || cause.is::<ConfigError>());
@@ -164,6 +198,13 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Key(command) => keys::execute(settings(&cli)?, command).await,
         Command::Org(command) => org::execute(settings(&cli)?, command).await,
         Command::Job(command) => jobs::execute(settings(&cli)?, command).await,
+        Command::Check { org, all, output } => fleet::check(settings(&cli)?, org.as_deref(), *all, *output).await,
+        Command::Status { output } => fleet::status(settings(&cli)?, *output).await,
+        Command::Alerts { output } => fleet::alerts(settings(&cli)?, *output).await,
+        Command::Demo(args) => {
+            crate::telemetry::init_logging("info", cli.log_format.unwrap_or(LogFormat::Text));
+            fleet::demo(args).await
+        }
         Command::Audit { org, limit, output } => {
             let settings = settings(&cli)?;
             let pool = crate::store::connect(&settings.database).await?;

@@ -128,6 +128,9 @@ pub fn delivery(sink: &str, ok: bool, count: u64) {
 static EMITTED_STATES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
     std::sync::LazyLock::new(Default::default);
 
+static EMITTED_KINDS: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
 /// The fleet as read from the database at scrape time.
 pub struct FleetSnapshot {
     pub states: Vec<(String, i64)>,
@@ -168,8 +171,15 @@ pub fn fleet(snapshot: &FleetSnapshot) {
             gauge!(LAST_SUCCESSFUL_CHECK, "organization" => organization.name.clone()).set(last);
         }
     }
+    let mut kinds = EMITTED_KINDS.lock().expect("metrics lock");
+    for kind in kinds.iter() {
+        if !snapshot.firing.iter().any(|(k, _)| k == kind) {
+            gauge!(ALERTS_FIRING, "kind" => kind.clone()).set(0.0);
+        }
+    }
     for (kind, count) in &snapshot.firing {
         gauge!(ALERTS_FIRING, "kind" => kind.clone()).set(*count as f64);
+        kinds.insert(kind.clone());
     }
     for (sink, count) in &snapshot.outbox {
         gauge!(OUTBOX_PENDING, "sink" => sink.clone()).set(*count as f64);

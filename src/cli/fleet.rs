@@ -1,0 +1,179 @@
+//! `kodo-access check`, `status`, `alerts` and `demo`: the fleet as an operator sees it.
+
+use chrono::Utc;
+
+use super::{NotHealthy, Output};
+use crate::checks::run::CheckOutcome;
+use crate::checks::verdict::{Severity, State};
+use crate::config::Settings;
+use crate::domain::{OrgRef, input_error};
+use crate::store;
+
+pub async fn check(settings: Settings, org: Option<&str>, all: bool, output: Output) -> anyhow::Result<()> {
+    let context = super::one_shot_context(settings).await?;
+    let ids = {
+        let mut connection = context.pool.acquire().await?;
+        match (org, all) {
+            (Some(org), _) => {
+                let reference = OrgRef::parse(org);
+                let organization = store::organizations::find(&mut connection, &reference)
+                    .await?
+                    .ok_or_else(|| input_error(format!("no organization {reference}")))?;
+                vec![organization.id]
+            }
+            (None, true) => store::checks::enabled_ids(&mut connection).await?,
+            (None, false) => return Err(input_error("name an organization to check, or pass --all").into()),
+        }
+    };
+    let results = crate::checks::run::check_organizations(&context, &ids).await?;
+    // Deliver what the checks fired right away, rather than on the daemon's next pass.
+    if let Err(error) = crate::alerts::delivery::deliver_outbox(&context).await {
+        tracing::warn!("delivering alerts: {error:#}");
+    }
+    let mut outcomes: Vec<CheckOutcome> = Vec::new();
+    for (name, result) in results {
+        match result {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(error) => eprintln!("{name}: the check could not be stored: {error:#}"),
+        }
+    }
+    let unhealthy = outcomes.iter().filter(|o| o.state != State::Healthy).count();
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
+        Output::Table => {
+            for outcome in &outcomes {
+                println!("{}: {} (was {})", outcome.organization, outcome.state.as_str(), outcome.previous_state);
+                for finding in &outcome.findings {
+                    let mark = match finding.severity {
+                        Severity::Critical => "!!",
+                        Severity::Warning => "! ",
+                        Severity::Info => "  ",
+                    };
+                    println!("  {mark} {}: {}", finding.kind, finding.message);
+                }
+                if !outcome.alerts_fired.is_empty() {
+                    println!("  alerts fired: {}", outcome.alerts_fired.join(", "));
+                }
+                if !outcome.alerts_resolved.is_empty() {
+                    println!("  alerts resolved: {}", outcome.alerts_resolved.join(", "));
+                }
+            }
+        }
+    }
+    if unhealthy > 0 {
+        return Err(NotHealthy(unhealthy).into());
+    }
+    Ok(())
+}
+
+pub async fn status(settings: Settings, output: Output) -> anyhow::Result<()> {
+    let pool = store::connect(&settings.database).await?;
+    let mut connection = pool.acquire().await?;
+    let statuses = store::checks::statuses(&mut connection).await?;
+    let firing = store::alerts::firing_by_kind(&mut connection).await?;
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for status in &statuses {
+        let key = if status.enabled { status.state.clone() } else { "disabled".into() };
+        *counts.entry(key).or_default() += 1;
+    }
+    let badness = |state: &str| State::parse(state).map(|s| s.badness() as i32).unwrap_or(-1);
+    let mut by_state: Vec<(String, usize)> = counts.into_iter().collect();
+    by_state.sort_by_key(|(state, _)| -badness(state));
+    let mut expiring: Vec<&store::checks::StatusRow> = statuses.iter().filter(|s| s.secret_expires_at.is_some()).collect();
+    expiring.sort_by_key(|s| s.secret_expires_at);
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "organizations": statuses.len(),
+                "by_state": by_state.iter().map(|(s, n)| serde_json::json!({"state": s, "count": n})).collect::<Vec<_>>(),
+                "alerts_firing": firing.iter().map(|(k, n)| serde_json::json!({"kind": k, "count": n})).collect::<Vec<_>>(),
+                "secrets_expiring_soonest": expiring.iter().take(10).map(|s| serde_json::json!({"organization": s.name, "expires": s.secret_expires_at})).collect::<Vec<_>>(),
+                "statuses": statuses,
+            }))?
+        ),
+        Output::Table => {
+            println!("{} organization(s)", statuses.len());
+            for (state, count) in &by_state {
+                println!("  {count:>6}  {state}");
+            }
+            let total: i64 = firing.iter().map(|(_, n)| n).sum();
+            println!("{total} alert(s) firing");
+            if !expiring.is_empty() {
+                println!("secrets expiring soonest:");
+                for status in expiring.iter().take(10) {
+                    let end = status.secret_expires_at.expect("filtered");
+                    let days = (end - Utc::now()).num_hours() as f64 / 24.0;
+                    println!("  {:<24} {} ({days:.1} days)", status.name, end.format("%Y-%m-%d %H:%M UTC"));
+                }
+            }
+            let mut table = super::table(&["ORGANIZATION", "STATE", "SINCE", "LAST KNOWN", "LAST CHECK", "SILENCED UNTIL"]);
+            let mut sorted: Vec<&store::checks::StatusRow> = statuses.iter().collect();
+            sorted.sort_by_key(|s| (-badness(&s.state), s.name.clone()));
+            for status in sorted {
+                table.add_row(vec![
+                    status.name.clone(),
+                    if status.enabled { status.state.clone() } else { format!("{} (disabled)", status.state) },
+                    super::format_time(Some(status.state_since)),
+                    status.last_known_state.clone().unwrap_or_else(|| "-".into()),
+                    super::format_time(status.last_check_at),
+                    super::format_time(status.silenced_until.filter(|t| *t > Utc::now())),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn alerts(settings: Settings, output: Output) -> anyhow::Result<()> {
+    let pool = store::connect(&settings.database).await?;
+    let mut connection = pool.acquire().await?;
+    let active = store::alerts::active(&mut connection).await?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&active)?),
+        Output::Table => {
+            if active.is_empty() {
+                println!("no alerts firing");
+                return Ok(());
+            }
+            let mut table = super::table(&["SEVERITY", "ORGANIZATION", "ALERT", "SINCE", "NOTE", "SUMMARY"]);
+            for alert in &active {
+                let note = if !alert.organization_enabled {
+                    "disabled"
+                } else if alert.silenced {
+                    "silenced"
+                } else {
+                    ""
+                };
+                table.add_row(vec![
+                    alert.severity.clone(),
+                    alert.organization.clone().unwrap_or_default(),
+                    alert.labels["alertname"].as_str().unwrap_or(&alert.kind).to_string(),
+                    super::format_time(Some(alert.started_at)),
+                    note.to_string(),
+                    alert.annotations["summary"].as_str().unwrap_or_default().to_string(),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// How long to let the daemon run before healing a tenant, and again after.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub phase: std::time::Duration,
+    /// An Alertmanager to send the alerts to (e.g. http://127.0.0.1:9093).
+    #[arg(long, value_name = "URL")]
+    pub alertmanager: Option<String>,
+    /// PostgreSQL server to create the demo's throw-away database in.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub database_url: String,
+}
+
+pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
+    crate::demo::run(args.phase, args.alertmanager.as_deref(), &args.database_url).await
+}
