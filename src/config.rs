@@ -313,7 +313,11 @@ impl AlertSettings {
         self.alertmanagers
             .iter()
             .map(|sink| format!("alertmanager:{}", sink.name))
-            .chain(self.webhooks.iter().map(|sink| format!("webhook:{}", sink.name)))
+            .chain(
+                self.webhooks
+                    .iter()
+                    .map(|sink| format!("webhook:{}", sink.name)),
+            )
             .collect()
     }
 }
@@ -641,7 +645,9 @@ impl Settings {
                 None => crate::microsoft::permissions::Manifest::builtin(),
             };
             if raw.max_requests_in_flight == 0 {
-                return Err(config_error("invalid configuration key microsoft.max_requests_in_flight: expected at least 1"));
+                return Err(config_error(
+                    "invalid configuration key microsoft.max_requests_in_flight: expected at least 1",
+                ));
             }
             MicrosoftSettings {
                 max_requests_in_flight: raw.max_requests_in_flight,
@@ -673,7 +679,9 @@ impl Settings {
                 positive(key, value)?;
             }
             if raw.max_concurrent_checks == 0 || raw.max_checks_per_tenant == 0 {
-                return Err(config_error("invalid configuration key checks.max_concurrent_checks / checks.max_checks_per_tenant: expected at least 1"));
+                return Err(config_error(
+                    "invalid configuration key checks.max_concurrent_checks / checks.max_checks_per_tenant: expected at least 1",
+                ));
             }
             let resources = parse_resources("checks.resources", &raw.resources)?;
             CheckSettings {
@@ -701,8 +709,16 @@ impl Settings {
                 let url = Url::parse(&sink.url)
                     .ok()
                     .filter(|url| matches!(url.scheme(), "http" | "https"))
-                    .ok_or_else(|| config_error(format!("invalid configuration key {key}.url: {:?} is not an http(s) URL", sink.url)))?;
-                alertmanagers.push(AlertmanagerSink { name: sink.name, url });
+                    .ok_or_else(|| {
+                        config_error(format!(
+                            "invalid configuration key {key}.url: {:?} is not an http(s) URL",
+                            sink.url
+                        ))
+                    })?;
+                alertmanagers.push(AlertmanagerSink {
+                    name: sink.name,
+                    url,
+                });
             }
             let mut webhooks = Vec::new();
             for (index, sink) in raw.webhook.into_iter().enumerate() {
@@ -711,10 +727,19 @@ impl Settings {
                 let url = Url::parse(&sink.url)
                     .ok()
                     .filter(|url| matches!(url.scheme(), "http" | "https"))
-                    .ok_or_else(|| config_error(format!("invalid configuration key {key}.url: {:?} is not an http(s) URL", sink.url)))?;
+                    .ok_or_else(|| {
+                        config_error(format!(
+                            "invalid configuration key {key}.url: {:?} is not an http(s) URL",
+                            sink.url
+                        ))
+                    })?;
                 let secret = secret_source(&format!("{key}.secret"), sink.secret_file, sink.secret_credential, false, credentials_directory)?
                     .ok_or_else(|| config_error(format!("invalid configuration key {key}: a webhook needs secret_file or secret_credential (its HMAC key)")))?;
-                webhooks.push(WebhookSink { name: sink.name, url, secret });
+                webhooks.push(WebhookSink {
+                    name: sink.name,
+                    url,
+                    secret,
+                });
             }
             AlertSettings {
                 delivery_interval: raw.delivery_interval,
@@ -889,7 +914,10 @@ pub fn format_duration(duration: Duration) -> String {
     text
 }
 
-fn parse_resources(key: &str, names: &[String]) -> Result<Vec<crate::microsoft::Resource>, ConfigError> {
+fn parse_resources(
+    key: &str,
+    names: &[String],
+) -> Result<Vec<crate::microsoft::Resource>, ConfigError> {
     let mut resources = Vec::new();
     for name in names {
         let resource = crate::microsoft::Resource::parse(name).ok_or_else(|| {
@@ -902,13 +930,24 @@ fn parse_resources(key: &str, names: &[String]) -> Result<Vec<crate::microsoft::
     Ok(resources)
 }
 
-fn sink_name(key: &str, name: &str, seen: &mut std::collections::BTreeSet<String>) -> Result<(), ConfigError> {
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+fn sink_name(
+    key: &str,
+    name: &str,
+    seen: &mut std::collections::BTreeSet<String>,
+) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
     if !valid {
-        return Err(config_error(format!("invalid configuration key {key}.name: {name:?} (letters, digits, '-', '_')")));
+        return Err(config_error(format!(
+            "invalid configuration key {key}.name: {name:?} (letters, digits, '-', '_')"
+        )));
     }
     if !seen.insert(name.to_string()) {
-        return Err(config_error(format!("invalid configuration key {key}.name: {name:?} is used by another sink")));
+        return Err(config_error(format!(
+            "invalid configuration key {key}.name: {name:?} is used by another sink"
+        )));
     }
     Ok(())
 }

@@ -26,13 +26,26 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(settings: Arc<Settings>, pool: PgPool, keyring: Arc<Keyring>, shutdown: CancellationToken) -> anyhow::Result<Context> {
+    pub fn new(
+        settings: Arc<Settings>,
+        pool: PgPool,
+        keyring: Arc<Keyring>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Context> {
         let microsoft = MicrosoftClient::new(&settings.microsoft)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("kodo-access/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(15))
             .build()?;
-        Ok(Context { settings, pool, keyring, readiness: Arc::new(Readiness::default()), microsoft, http, shutdown })
+        Ok(Context {
+            settings,
+            pool,
+            keyring,
+            readiness: Arc::new(Readiness::default()),
+            microsoft,
+            http,
+            shutdown,
+        })
     }
 }

@@ -17,19 +17,59 @@ const SCENARIO: &str = include_str!("../config/scenarios/demo.toml");
 
 /// The demo's organizations: name, tenant, app, secret, SharePoint host, resources.
 const ORGANIZATIONS: &[(&str, &str, &str, &str, Option<&str>)] = &[
-    ("contoso", "6f1c3f2e-4c55-4a8b-9d2e-0b7c1a2d3e4f", "0d9a8b7c-6e5f-4a3b-8c2d-1e0f9a8b7c6d", "Con8Q~contoso-demo-secret-0000000000000", None),
-    ("fabrikam", "a1b2c3d4-e5f6-4789-8abc-def012345678", "12345678-9abc-4def-8123-456789abcdef", "Fab8Q~fabrikam-demo-secret-000000000000", None),
-    ("northwind", "c0ffee00-1234-4abc-8def-0123456789ab", "deadbeef-1234-4abc-8def-0123456789ab", "Nor8Q~northwind-demo-secret-00000000000", None),
-    ("adatum", "0a0a0a0a-1b1b-4c2c-8d3d-4e4e4e4e4e4e", "5f5f5f5f-6a6a-4b7b-8c8c-9d9d9d9d9d9d", "Ada8Q~adatum-demo-secret-00000000000000", None),
-    ("litware", "1c1c1c1c-2d2d-4e3e-8f4f-505050505050", "3b3b3b3b-4c4c-4d5d-8e6e-7f7f7f7f7f7f", "Lit8Q~litware-demo-secret-0000000000000", None),
-    ("tailspin", "2e2e2e2e-3f3f-4a4a-8b5b-6c6c6c6c6c6c", "7a7a7a7a-8b8b-4c9c-8d0d-1e1e1e1e1e1e", "Tai8Q~tailspin-demo-secret-000000000000", Some("tailspin.sharepoint.com")),
+    (
+        "contoso",
+        "6f1c3f2e-4c55-4a8b-9d2e-0b7c1a2d3e4f",
+        "0d9a8b7c-6e5f-4a3b-8c2d-1e0f9a8b7c6d",
+        "Con8Q~contoso-demo-secret-0000000000000",
+        None,
+    ),
+    (
+        "fabrikam",
+        "a1b2c3d4-e5f6-4789-8abc-def012345678",
+        "12345678-9abc-4def-8123-456789abcdef",
+        "Fab8Q~fabrikam-demo-secret-000000000000",
+        None,
+    ),
+    (
+        "northwind",
+        "c0ffee00-1234-4abc-8def-0123456789ab",
+        "deadbeef-1234-4abc-8def-0123456789ab",
+        "Nor8Q~northwind-demo-secret-00000000000",
+        None,
+    ),
+    (
+        "adatum",
+        "0a0a0a0a-1b1b-4c2c-8d3d-4e4e4e4e4e4e",
+        "5f5f5f5f-6a6a-4b7b-8c8c-9d9d9d9d9d9d",
+        "Ada8Q~adatum-demo-secret-00000000000000",
+        None,
+    ),
+    (
+        "litware",
+        "1c1c1c1c-2d2d-4e3e-8f4f-505050505050",
+        "3b3b3b3b-4c4c-4d5d-8e6e-7f7f7f7f7f7f",
+        "Lit8Q~litware-demo-secret-0000000000000",
+        None,
+    ),
+    (
+        "tailspin",
+        "2e2e2e2e-3f3f-4a4a-8b5b-6c6c6c6c6c6c",
+        "7a7a7a7a-8b8b-4c9c-8d0d-1e1e1e1e1e1e",
+        "Tai8Q~tailspin-demo-secret-000000000000",
+        Some("tailspin.sharepoint.com"),
+    ),
 ];
 
 fn say(text: &str) {
     println!("\n\x1b[1m== {text}\x1b[0m");
 }
 
-pub async fn run(phase: Duration, alertmanager: Option<&str>, admin_url: &str) -> anyhow::Result<()> {
+pub async fn run(
+    phase: Duration,
+    alertmanager: Option<&str>,
+    admin_url: &str,
+) -> anyhow::Result<()> {
     let interrupted = CancellationToken::new();
     {
         let interrupted = interrupted.clone();
@@ -45,11 +85,27 @@ pub async fn run(phase: Duration, alertmanager: Option<&str>, admin_url: &str) -
             "the demo needs a PostgreSQL server where it may create a database; none answered at {admin_url} ({error}). Start one (scripts/ensure-deps starts the local one) or pass --database-url / DATABASE_URL"
         )
     })?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&admin).await?;
-    let work = tempfile::Builder::new().prefix("kodo-access-demo-").tempdir()?;
-    let result = demo(phase, alertmanager, admin_url, &database, work.path(), &interrupted).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&admin)
+        .await?;
+    let work = tempfile::Builder::new()
+        .prefix("kodo-access-demo-")
+        .tempdir()?;
+    let result = demo(
+        phase,
+        alertmanager,
+        admin_url,
+        &database,
+        work.path(),
+        &interrupted,
+    )
+    .await;
     // Leave nothing behind, whatever happened.
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))).execute(&admin).await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await;
     say("cleaned up: the demo database, key and simulated cloud are gone");
     result
 }
@@ -63,19 +119,29 @@ async fn demo(
     interrupted: &CancellationToken,
 ) -> anyhow::Result<()> {
     say("a simulated Microsoft 365 cloud with six tenants");
-    let scenario = simulator::model::Scenario::parse("demo.toml", SCENARIO).map_err(anyhow::Error::msg)?;
+    let scenario =
+        simulator::model::Scenario::parse("demo.toml", SCENARIO).map_err(anyhow::Error::msg)?;
     let sim = simulator::start(
-        SimulatorOptions { listen: "127.0.0.1:0".parse()?, scenario, tls_ca_out: None },
+        SimulatorOptions {
+            listen: "127.0.0.1:0".parse()?,
+            scenario,
+            tls_ca_out: None,
+        },
         crate::microsoft::permissions::Manifest::builtin(),
     )
     .await?;
-    println!("listening on {} (admin API: {}/_sim/state)", sim.base_url, sim.base_url);
+    println!(
+        "listening on {} (admin API: {}/_sim/state)",
+        sim.base_url, sim.base_url
+    );
 
     let key = work.join("master.key");
     crate::crypto::generate_key_file(&key)?;
     let mut database_url = url::Url::parse(admin_url)?;
     database_url.set_path(&format!("/{database}"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let alertmanager_section = alertmanager
         .map(|url| format!("[[alerts.alertmanager]]\nname = \"demo\"\nurl = \"{url}\"\n"))
         .unwrap_or_default();
@@ -110,14 +176,29 @@ exchange_resource = "https://outlook.office365.com"
     );
     let config_path = work.join("config.toml");
     std::fs::write(&config_path, &config)?;
-    let settings = Settings::load_with_environment(&ConfigLocation { path: config_path, explicit: true }, vec![])?;
-    println!("database {database}, metrics on http://127.0.0.1:{port}/metrics{}", alertmanager.map(|url| format!(", alerts to Alertmanager {url}")).unwrap_or_default());
+    let settings = Settings::load_with_environment(
+        &ConfigLocation {
+            path: config_path,
+            explicit: true,
+        },
+        vec![],
+    )?;
+    println!(
+        "database {database}, metrics on http://127.0.0.1:{port}/metrics{}",
+        alertmanager
+            .map(|url| format!(", alerts to Alertmanager {url}"))
+            .unwrap_or_default()
+    );
 
     say("register the six organizations (secrets sealed at rest)");
     let pool = crate::store::connect(&settings.database).await?;
     crate::store::migrate(&pool).await?;
     let keyring = Keyring::load(&settings.crypto)?;
-    let registry = Registry { pool: &pool, keyring: &keyring, actor: "demo".into() };
+    let registry = Registry {
+        pool: &pool,
+        keyring: &keyring,
+        actor: "demo".into(),
+    };
     let clouds: Vec<String> = settings.clouds.keys().cloned().collect();
     for (name, tenant, app, secret, sharepoint) in ORGANIZATIONS {
         let input = RawOrganization {
@@ -140,8 +221,18 @@ exchange_resource = "https://outlook.office365.com"
     for (name, .., sharepoint) in ORGANIZATIONS {
         if sharepoint.is_none() {
             let mut connection = pool.acquire().await?;
-            let organization = crate::store::organizations::find(&mut connection, &crate::domain::OrgRef::Name(name.to_string())).await?.expect("just added");
-            crate::store::checks::set_settings(&mut connection, organization.id, &serde_json::json!({"resources": ["graph", "exchange"]})).await?;
+            let organization = crate::store::organizations::find(
+                &mut connection,
+                &crate::domain::OrgRef::Name(name.to_string()),
+            )
+            .await?
+            .expect("just added");
+            crate::store::checks::set_settings(
+                &mut connection,
+                organization.id,
+                &serde_json::json!({"resources": ["graph", "exchange"]}),
+            )
+            .await?;
         }
     }
 
@@ -155,7 +246,10 @@ exchange_resource = "https://outlook.office365.com"
         let tenant = ORGANIZATIONS[1].1;
         let app = ORGANIZATIONS[1].2;
         let response = reqwest::Client::new()
-            .post(format!("{}/_sim/tenants/{tenant}/apps/{app}/consent/grant", sim.base_url))
+            .post(format!(
+                "{}/_sim/tenants/{tenant}/apps/{app}/consent/grant",
+                sim.base_url
+            ))
             .json(&serde_json::json!({"resource": "exchange"}))
             .send()
             .await?;
@@ -185,13 +279,23 @@ async fn print_fleet(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     let statuses = crate::store::checks::statuses(&mut connection).await?;
     say("kodo-access status");
     for status in &statuses {
-        let headline = status.findings.as_array().and_then(|f| f.iter().find(|f| f["severity"] != "info")).and_then(|f| f["message"].as_str()).unwrap_or("");
+        let headline = status
+            .findings
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["severity"] != "info"))
+            .and_then(|f| f["message"].as_str())
+            .unwrap_or("");
         println!("  {:<10} {:<20} {headline}", status.name, status.state);
     }
     let active = crate::store::alerts::active(&mut connection).await?;
     say("kodo-access alerts");
     for alert in &active {
-        println!("  {:<8} {:<10} {}", alert.severity, alert.organization.clone().unwrap_or_default(), alert.labels["alertname"].as_str().unwrap_or_default());
+        println!(
+            "  {:<8} {:<10} {}",
+            alert.severity,
+            alert.organization.clone().unwrap_or_default(),
+            alert.labels["alertname"].as_str().unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -36,13 +36,20 @@ impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Schedule::Cron(expression) => f.write_str(expression),
-            Schedule::Every(interval) => write!(f, "every {}", crate::config::format_duration(*interval)),
+            Schedule::Every(interval) => {
+                write!(f, "every {}", crate::config::format_duration(*interval))
+            }
         }
     }
 }
 
 impl JobName {
-    pub const ALL: &'static [JobName] = &[JobName::Checks, JobName::DeliverAlerts, JobName::ResendAlerts, JobName::Housekeeping];
+    pub const ALL: &'static [JobName] = &[
+        JobName::Checks,
+        JobName::DeliverAlerts,
+        JobName::ResendAlerts,
+        JobName::Housekeeping,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,12 +95,28 @@ pub async fn run(context: &Context, job: JobName, trigger: Trigger) -> anyhow::R
     let started_at = Utc::now();
     let result = match job {
         JobName::Checks => crate::checks::run::check_due(context).await,
-        JobName::DeliverAlerts => crate::alerts::delivery::deliver_outbox(context).await.map(|(delivered, failed)| {
-            if delivered + failed == 0 { String::new() } else { format!("delivered {delivered} notification(s), {failed} failed and will be retried") }
-        }),
-        JobName::ResendAlerts => crate::alerts::delivery::resend_active(context).await.map(|sent| {
-            if sent == 0 { String::new() } else { format!("re-sent {sent} active alert(s) to every Alertmanager") }
-        }),
+        JobName::DeliverAlerts => crate::alerts::delivery::deliver_outbox(context).await.map(
+            |(delivered, failed)| {
+                if delivered + failed == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        "delivered {delivered} notification(s), {failed} failed and will be retried"
+                    )
+                }
+            },
+        ),
+        JobName::ResendAlerts => {
+            crate::alerts::delivery::resend_active(context)
+                .await
+                .map(|sent| {
+                    if sent == 0 {
+                        String::new()
+                    } else {
+                        format!("re-sent {sent} active alert(s) to every Alertmanager")
+                    }
+                })
+        }
         JobName::Housekeeping => housekeeping(context).await,
     };
     if matches!(&result, Ok(summary) if summary.is_empty()) && trigger == Trigger::Schedule {

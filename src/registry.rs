@@ -466,6 +466,99 @@ impl Registry<'_> {
         Ok(organization)
     }
 
+    /// Changes which resources are checked (`Some(None)`: back to the default) and the
+    /// SharePoint host.
+    pub async fn configure(
+        &self,
+        reference: &OrgRef,
+        resources: Option<Option<Vec<crate::microsoft::Resource>>>,
+        sharepoint_host: Option<SharePointHost>,
+    ) -> anyhow::Result<()> {
+        let mut transaction = self.pool.begin().await?;
+        let organization = locked(&mut transaction, reference).await?;
+        let mut details = serde_json::Map::new();
+        if let Some(resources) = resources {
+            let current = store::organizations::settings(&mut transaction, organization.id).await?;
+            let mut settings = current.as_object().cloned().unwrap_or_default();
+            match &resources {
+                Some(list) => {
+                    settings.insert(
+                        "resources".into(),
+                        serde_json::json!(list.iter().map(|r| r.as_str()).collect::<Vec<_>>()),
+                    );
+                }
+                None => {
+                    settings.remove("resources");
+                }
+            }
+            store::checks::set_settings(
+                &mut transaction,
+                organization.id,
+                &serde_json::Value::Object(settings),
+            )
+            .await?;
+            details.insert(
+                "resources".into(),
+                serde_json::json!(
+                    resources.map(|l| l.iter().map(|r| r.as_str()).collect::<Vec<_>>())
+                ),
+            );
+        }
+        if let Some(host) = &sharepoint_host {
+            store::organizations::set_sharepoint_host(
+                &mut transaction,
+                organization.id,
+                host.as_str(),
+            )
+            .await?;
+            details.insert("sharepoint_host".into(), serde_json::json!(host.as_str()));
+        }
+        store::audit::record(
+            &mut transaction,
+            AuditEntry {
+                actor: &self.actor,
+                action: "organization.configured",
+                organization_id: Some(organization.id),
+                organization_name: Some(&organization.name),
+                details: serde_json::Value::Object(details),
+                ..Default::default()
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Silences alert deliveries until `until` (`None`: ends the silence).
+    pub async fn silence(
+        &self,
+        reference: &OrgRef,
+        until: Option<DateTime<Utc>>,
+        reason: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut transaction = self.pool.begin().await?;
+        let organization = locked(&mut transaction, reference).await?;
+        store::checks::silence(&mut transaction, organization.id, until, reason).await?;
+        store::audit::record(
+            &mut transaction,
+            AuditEntry {
+                actor: &self.actor,
+                action: if until.is_some() {
+                    "organization.silenced"
+                } else {
+                    "organization.unsilenced"
+                },
+                organization_id: Some(organization.id),
+                organization_name: Some(&organization.name),
+                details: serde_json::json!({ "until": until, "reason": reason }),
+                ..Default::default()
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
     /// Re-seals every secret not sealed under the current master key, in one transaction.
     /// Returns how many were re-sealed.
     pub async fn reseal_all(&self) -> anyhow::Result<usize> {

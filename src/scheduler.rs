@@ -53,7 +53,8 @@ impl Scheduler {
                         let _ = jobs::run(&context, job, Trigger::Schedule).await;
                         running.store(false, Ordering::Release);
                     });
-                }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+                })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
             };
             let cron_job = match &schedule {
                 Schedule::Cron(expression) => Job::new_async(expression.as_str(), body)?,

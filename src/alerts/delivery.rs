@@ -43,10 +43,14 @@ pub async fn deliver_outbox(context: &Context) -> anyhow::Result<(usize, usize)>
                     store::alerts::mark_delivered(&mut connection, &ids, Some(&note)).await?;
                 }
                 Err(error) => {
-                    let attempts = rows.iter().map(|row| row.attempts).max().unwrap_or(0) as u32 + 1;
-                    let backoff = std::time::Duration::from_secs(5u64.saturating_mul(1 << attempts.min(16)))
-                        .min(settings.max_delivery_backoff);
-                    let next = Utc::now() + chrono::Duration::from_std(backoff).unwrap_or(chrono::Duration::minutes(5));
+                    let attempts =
+                        rows.iter().map(|row| row.attempts).max().unwrap_or(0) as u32 + 1;
+                    let backoff =
+                        std::time::Duration::from_secs(5u64.saturating_mul(1 << attempts.min(16)))
+                            .min(settings.max_delivery_backoff);
+                    let next = Utc::now()
+                        + chrono::Duration::from_std(backoff)
+                            .unwrap_or(chrono::Duration::minutes(5));
                     tracing::warn!(sink = %sink, count = ids.len(), attempt = attempts, retry_in_s = backoff.as_secs(), "alert delivery failed: {error}");
                     store::alerts::mark_failed(&mut connection, &ids, next, &error).await?;
                     crate::telemetry::metrics::delivery(&sink, false, ids.len() as u64);
@@ -58,7 +62,11 @@ pub async fn deliver_outbox(context: &Context) -> anyhow::Result<(usize, usize)>
 }
 
 /// Sends one sink's batch. `Ok(Some(note))`: nothing to send it to any more (sink removed).
-async fn send(context: &Context, sink: &str, rows: &[store::alerts::OutboxRow]) -> Result<Option<String>, String> {
+async fn send(
+    context: &Context,
+    sink: &str,
+    rows: &[store::alerts::OutboxRow],
+) -> Result<Option<String>, String> {
     let settings = &context.settings.alerts;
     if let Some(name) = sink.strip_prefix("alertmanager:") {
         let Some(target) = settings.alertmanagers.iter().find(|am| am.name == name) else {
@@ -69,7 +77,9 @@ async fn send(context: &Context, sink: &str, rows: &[store::alerts::OutboxRow]) 
             .iter()
             .map(|row| sinks::alertmanager_alert(&row.payload, settings.resend_interval * 4, now))
             .collect();
-        sinks::post_alertmanager(&context.http, target, &alerts).await.map(|_| None)
+        sinks::post_alertmanager(&context.http, target, &alerts)
+            .await
+            .map(|_| None)
     } else if let Some(name) = sink.strip_prefix("webhook:") {
         let Some(target) = settings.webhooks.iter().find(|hook| hook.name == name) else {
             return Ok(Some(format!("sink {sink} is no longer configured")));
@@ -114,7 +124,11 @@ pub async fn resend_active(context: &Context) -> anyhow::Result<usize> {
     let mut failures = Vec::new();
     for target in &settings.alertmanagers {
         if let Err(error) = sinks::post_alertmanager(&context.http, target, &alerts).await {
-            crate::telemetry::metrics::delivery(&format!("alertmanager:{}", target.name), false, alerts.len() as u64);
+            crate::telemetry::metrics::delivery(
+                &format!("alertmanager:{}", target.name),
+                false,
+                alerts.len() as u64,
+            );
             failures.push(error);
         }
     }

@@ -35,23 +35,53 @@ pub struct Plan {
 fn action(kind: &str) -> Option<&'static str> {
     Some(match kind {
         "consent_revoked" => "a tenant admin must grant admin consent again (admin_consent_url)",
-        "permissions_missing" => "a tenant admin must grant the missing application permissions and consent again (admin_consent_url)",
+        "permissions_missing" => {
+            "a tenant admin must grant the missing application permissions and consent again (admin_consent_url)"
+        }
         "secret_invalid" => "store the app's valid client secret: kodo-access org set-secret ORG",
-        "secret_expired" => "create a new client secret in the app registration and store it: kodo-access org set-secret ORG",
-        "secret_expiring" => "rotate the client secret before it expires (kodo-access org set-secret ORG with a new one)",
-        "app_missing" => "the app registration or its service principal is gone from the tenant: register it again, or check the tenant and client ids",
-        "app_disabled" => "enable the app's enterprise application (service principal) in the tenant",
-        "tenant_not_found" => "the tenant is gone or in another cloud: check the tenant id and --cloud",
-        "blocked_by_policy" => "exclude the app from the Conditional Access or tenant-restriction policy that blocks it",
-        "unknown_credential" => "a client secret kodo-access does not know is on the app: find out who added it; remove it if nobody did",
-        "rotation_permission_missing" => "grant Application.ReadWrite.OwnedBy and make the app's service principal an owner of its application object",
-        "sharepoint_certificate_required" => "SharePoint backups need a certificate credential on the app",
+        "secret_expired" => {
+            "create a new client secret in the app registration and store it: kodo-access org set-secret ORG"
+        }
+        "secret_expiring" => {
+            "rotate the client secret before it expires (kodo-access org set-secret ORG with a new one)"
+        }
+        "app_missing" => {
+            "the app registration or its service principal is gone from the tenant: register it again, or check the tenant and client ids"
+        }
+        "app_disabled" => {
+            "enable the app's enterprise application (service principal) in the tenant"
+        }
+        "tenant_not_found" => {
+            "the tenant is gone or in another cloud: check the tenant id and --cloud"
+        }
+        "blocked_by_policy" => {
+            "exclude the app from the Conditional Access or tenant-restriction policy that blocks it"
+        }
+        "unknown_credential" => {
+            "a client secret kodo-access does not know is on the app: find out who added it; remove it if nobody did"
+        }
+        "rotation_permission_missing" => {
+            "grant Application.ReadWrite.OwnedBy and make the app's service principal an owner of its application object"
+        }
+        "sharepoint_certificate_required" => {
+            "SharePoint backups need a certificate credential on the app"
+        }
         "sharepoint_refused" => "check the SharePoint host and the app's SharePoint permissions",
-        "resource_unavailable" => "check the tenant's licences and the organization's SharePoint host",
-        "graph_read_denied" => "grant Directory.ReadWrite.All (or Application.Read.All) so the app can read its own registration",
-        "ews_retirement" => "move mailbox backup from EWS to Microsoft Graph before EWS is switched off",
-        "acs_retirement" => "use certificate-based Entra app-only access for SharePoint; appinv.aspx grants no longer work",
-        "check_failing" => "checks of this organization keep failing to complete: see `kodo-access org show ORG` and the log",
+        "resource_unavailable" => {
+            "check the tenant's licences and the organization's SharePoint host"
+        }
+        "graph_read_denied" => {
+            "grant Directory.ReadWrite.All (or Application.Read.All) so the app can read its own registration"
+        }
+        "ews_retirement" => {
+            "move mailbox backup from EWS to Microsoft Graph before EWS is switched off"
+        }
+        "acs_retirement" => {
+            "use certificate-based Entra app-only access for SharePoint; appinv.aspx grants no longer work"
+        }
+        "check_failing" => {
+            "checks of this organization keep failing to complete: see `kodo-access org show ORG` and the log"
+        }
         _ => return None,
     })
 }
@@ -85,30 +115,58 @@ fn content(subject: &Subject<'_>, kind: &str, severity: &str, message: &str) -> 
     }
     labels.insert("alertname".into(), serde_json::json!(alertname(kind)));
     labels.insert("severity".into(), serde_json::json!(severity));
-    labels.insert("organization".into(), serde_json::json!(subject.organization));
-    labels.insert("tenant_id".into(), serde_json::json!(subject.tenant_id.to_string()));
-    labels.insert("client_id".into(), serde_json::json!(subject.client_id.to_string()));
+    labels.insert(
+        "organization".into(),
+        serde_json::json!(subject.organization),
+    );
+    labels.insert(
+        "tenant_id".into(),
+        serde_json::json!(subject.tenant_id.to_string()),
+    );
+    labels.insert(
+        "client_id".into(),
+        serde_json::json!(subject.client_id.to_string()),
+    );
     labels.insert("kind".into(), serde_json::json!(kind));
     let mut annotations = serde_json::json!({
         "summary": format!("{}: {message}", subject.organization),
         "action": action(kind).unwrap_or_default(),
     });
-    if matches!(kind, "consent_revoked" | "permissions_missing" | "rotation_permission_missing") {
+    if matches!(
+        kind,
+        "consent_revoked" | "permissions_missing" | "rotation_permission_missing"
+    ) {
         annotations["admin_consent_url"] = serde_json::json!(subject.admin_consent_url);
     }
-    AlertContent { kind: kind.to_string(), severity: severity.to_string(), labels: serde_json::Value::Object(labels), annotations }
+    AlertContent {
+        kind: kind.to_string(),
+        severity: severity.to_string(),
+        labels: serde_json::Value::Object(labels),
+        annotations,
+    }
 }
 
 /// What to fire and what to resolve after a check with `verdict`. While checks fail to
 /// complete, nothing resolves and nothing new fires except `check_failing` once the
 /// failures have lasted `failing_too_long`.
-pub fn plan(verdict: &Verdict, subject: &Subject<'_>, firing: &[FiringRow], failing_too_long: bool) -> Plan {
+pub fn plan(
+    verdict: &Verdict,
+    subject: &Subject<'_>,
+    firing: &[FiringRow],
+    failing_too_long: bool,
+) -> Plan {
     let is_firing = |kind: &str| firing.iter().any(|row| row.kind == kind);
     let mut plan = Plan::default();
     if verdict.state == State::CheckFailed {
         if failing_too_long && !is_firing("check_failing") {
-            let reason = verdict.findings.iter().find(|f| f.kind == "check_incomplete").map(|f| f.message.as_str()).unwrap_or("checks fail to complete");
-            plan.fire.push(content(subject, "check_failing", "warning", reason));
+            let reason = verdict
+                .findings
+                .iter()
+                .find(|f| f.kind == "check_incomplete")
+                .map(|f| f.message.as_str())
+                .unwrap_or("checks fail to complete");
+            plan.fire
+                .push(content(subject, "check_failing", "warning", reason));
         }
         return plan;
     }
@@ -117,11 +175,20 @@ pub fn plan(verdict: &Verdict, subject: &Subject<'_>, firing: &[FiringRow], fail
         if action(&finding.kind).is_some() && !wanted.contains(&finding.kind.as_str()) {
             wanted.push(finding.kind.as_str());
             if !is_firing(&finding.kind) {
-                plan.fire.push(content(subject, &finding.kind, severity(finding), &finding.message));
+                plan.fire.push(content(
+                    subject,
+                    &finding.kind,
+                    severity(finding),
+                    &finding.message,
+                ));
             }
         }
     }
-    plan.resolve = firing.iter().filter(|row| !wanted.contains(&row.kind.as_str())).cloned().collect();
+    plan.resolve = firing
+        .iter()
+        .filter(|row| !wanted.contains(&row.kind.as_str()))
+        .cloned()
+        .collect();
     plan
 }
 
@@ -135,54 +202,135 @@ mod tests {
             tenant_id: Uuid::nil(),
             client_id: Uuid::nil(),
             labels,
-            admin_consent_url: "https://login.microsoftonline.com/t/adminconsent?client_id=c".into(),
+            admin_consent_url: "https://login.microsoftonline.com/t/adminconsent?client_id=c"
+                .into(),
         }
     }
 
     fn verdict(state: State, kinds: &[(&str, Severity)]) -> Verdict {
         Verdict {
             state,
-            findings: kinds.iter().map(|(kind, severity)| Finding { kind: kind.to_string(), severity: *severity, message: format!("{kind} happened"), details: serde_json::Value::Null }).collect(),
+            findings: kinds
+                .iter()
+                .map(|(kind, severity)| Finding {
+                    kind: kind.to_string(),
+                    severity: *severity,
+                    message: format!("{kind} happened"),
+                    details: serde_json::Value::Null,
+                })
+                .collect(),
             secret_expires_at: None,
             learned_key_id: None,
         }
     }
 
     fn firing(kind: &str) -> FiringRow {
-        FiringRow { id: Uuid::new_v4(), kind: kind.into(), started_at: chrono::Utc::now(), labels: serde_json::Value::Null, annotations: serde_json::Value::Null, severity: "critical".into() }
+        FiringRow {
+            id: Uuid::new_v4(),
+            kind: kind.into(),
+            started_at: chrono::Utc::now(),
+            labels: serde_json::Value::Null,
+            annotations: serde_json::Value::Null,
+            severity: "critical".into(),
+        }
     }
 
     #[test]
     fn fires_new_problems_and_resolves_healed_ones() {
-        let labels = BTreeMap::from([("env".to_string(), "prod".to_string()), ("organization".to_string(), "spoof".to_string())]);
-        let revoked = verdict(State::ConsentRevoked, &[("consent_revoked", Severity::Critical), ("roles_disagree", Severity::Info)]);
-        let plan = plan(&revoked, &subject(&labels), &[firing("secret_expiring")], false);
+        let labels = BTreeMap::from([
+            ("env".to_string(), "prod".to_string()),
+            ("organization".to_string(), "spoof".to_string()),
+        ]);
+        let revoked = verdict(
+            State::ConsentRevoked,
+            &[
+                ("consent_revoked", Severity::Critical),
+                ("roles_disagree", Severity::Info),
+            ],
+        );
+        let plan = plan(
+            &revoked,
+            &subject(&labels),
+            &[firing("secret_expiring")],
+            false,
+        );
         assert_eq!(plan.fire.len(), 1);
         let alert = &plan.fire[0];
         assert_eq!(alert.labels["alertname"], "KodoAccessConsentRevoked");
         assert_eq!(alert.labels["severity"], "critical");
-        assert_eq!(alert.labels["organization"], "contoso", "identifying labels win over operator labels");
+        assert_eq!(
+            alert.labels["organization"], "contoso",
+            "identifying labels win over operator labels"
+        );
         assert_eq!(alert.labels["env"], "prod");
-        assert!(alert.annotations["admin_consent_url"].as_str().unwrap().contains("adminconsent"));
-        assert_eq!(plan.resolve.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), ["secret_expiring"]);
+        assert!(
+            alert.annotations["admin_consent_url"]
+                .as_str()
+                .unwrap()
+                .contains("adminconsent")
+        );
+        assert_eq!(
+            plan.resolve
+                .iter()
+                .map(|r| r.kind.as_str())
+                .collect::<Vec<_>>(),
+            ["secret_expiring"]
+        );
 
-        let still = super::plan(&revoked, &subject(&labels), &[firing("consent_revoked")], false);
-        assert!(still.fire.is_empty() && still.resolve.is_empty(), "an alert fires once per lifecycle");
+        let still = super::plan(
+            &revoked,
+            &subject(&labels),
+            &[firing("consent_revoked")],
+            false,
+        );
+        assert!(
+            still.fire.is_empty() && still.resolve.is_empty(),
+            "an alert fires once per lifecycle"
+        );
 
-        let healed = super::plan(&verdict(State::Healthy, &[]), &subject(&labels), &[firing("consent_revoked")], false);
+        let healed = super::plan(
+            &verdict(State::Healthy, &[]),
+            &subject(&labels),
+            &[firing("consent_revoked")],
+            false,
+        );
         assert_eq!(healed.resolve.len(), 1);
     }
 
     #[test]
     fn failed_checks_keep_alerts_and_fire_check_failing_only_after_a_while() {
         let labels = BTreeMap::new();
-        let failed = verdict(State::CheckFailed, &[("check_incomplete", Severity::Warning)]);
-        let early = plan(&failed, &subject(&labels), &[firing("consent_revoked")], false);
+        let failed = verdict(
+            State::CheckFailed,
+            &[("check_incomplete", Severity::Warning)],
+        );
+        let early = plan(
+            &failed,
+            &subject(&labels),
+            &[firing("consent_revoked")],
+            false,
+        );
         assert!(early.fire.is_empty() && early.resolve.is_empty());
-        let late = plan(&failed, &subject(&labels), &[firing("consent_revoked")], true);
-        assert_eq!(late.fire.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>(), ["check_failing"]);
+        let late = plan(
+            &failed,
+            &subject(&labels),
+            &[firing("consent_revoked")],
+            true,
+        );
+        assert_eq!(
+            late.fire
+                .iter()
+                .map(|a| a.kind.as_str())
+                .collect::<Vec<_>>(),
+            ["check_failing"]
+        );
         assert!(late.resolve.is_empty());
-        let recovered = plan(&verdict(State::Healthy, &[]), &subject(&labels), &[firing("check_failing"), firing("consent_revoked")], false);
+        let recovered = plan(
+            &verdict(State::Healthy, &[]),
+            &subject(&labels),
+            &[firing("check_failing"), firing("consent_revoked")],
+            false,
+        );
         assert_eq!(recovered.resolve.len(), 2);
     }
 

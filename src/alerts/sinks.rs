@@ -13,12 +13,20 @@ use crate::config::{AlertmanagerSink, WebhookSink};
 
 /// One outbox payload as an Alertmanager v2 `postableAlert`. Firing alerts carry an
 /// `endsAt` `ends_in` ahead, so Alertmanager resolves them itself if kodo-access dies.
-pub fn alertmanager_alert(payload: &serde_json::Value, ends_in: Duration, now: DateTime<Utc>) -> serde_json::Value {
+pub fn alertmanager_alert(
+    payload: &serde_json::Value,
+    ends_in: Duration,
+    now: DateTime<Utc>,
+) -> serde_json::Value {
     let firing = payload["status"] == "firing";
     let ends_at = if firing {
-        (now + chrono::Duration::from_std(ends_in).unwrap_or(chrono::Duration::minutes(4))).to_rfc3339()
+        (now + chrono::Duration::from_std(ends_in).unwrap_or(chrono::Duration::minutes(4)))
+            .to_rfc3339()
     } else {
-        payload["ends_at"].as_str().map(String::from).unwrap_or_else(|| now.to_rfc3339())
+        payload["ends_at"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| now.to_rfc3339())
     };
     serde_json::json!({
         "labels": payload["labels"],
@@ -33,14 +41,31 @@ pub async fn post_alertmanager(
     sink: &AlertmanagerSink,
     alerts: &[serde_json::Value],
 ) -> Result<(), String> {
-    let url = sink.url.join("api/v2/alerts").map_err(|error| error.to_string())?;
-    let response = http.post(url).json(alerts).send().await.map_err(|error| format!("alertmanager {}: {error}", sink.name))?;
+    let url = sink
+        .url
+        .join("api/v2/alerts")
+        .map_err(|error| error.to_string())?;
+    let response = http
+        .post(url)
+        .json(alerts)
+        .send()
+        .await
+        .map_err(|error| format!("alertmanager {}: {error}", sink.name))?;
     let status = response.status();
     if status.is_success() {
         Ok(())
     } else {
-        let body: String = response.text().await.unwrap_or_default().chars().take(300).collect();
-        Err(format!("alertmanager {} answered {status}: {body}", sink.name))
+        let body: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        Err(format!(
+            "alertmanager {} answered {status}: {body}",
+            sink.name
+        ))
     }
 }
 
@@ -50,15 +75,26 @@ pub const TIMESTAMP_HEADER: &str = "X-Kodo-Access-Timestamp";
 /// `sha256=HEX(HMAC-SHA256(secret, "TIMESTAMP.BODY"))`: the timestamp is signed too, so a
 /// receiver that rejects old timestamps cannot be fooled by a replay.
 pub fn signature(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+        .expect("HMAC takes any key length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
     let digest = mac.finalize().into_bytes();
-    format!("sha256={}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256={}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
-pub async fn post_webhook(http: &reqwest::Client, sink: &WebhookSink, payload: &serde_json::Value) -> Result<(), String> {
+pub async fn post_webhook(
+    http: &reqwest::Client,
+    sink: &WebhookSink,
+    payload: &serde_json::Value,
+) -> Result<(), String> {
     let secret = sink.secret.read().map_err(|error| error.to_string())?;
     let body = serde_json::to_vec(payload).map_err(|error| error.to_string())?;
     let timestamp = Utc::now().timestamp();
@@ -74,7 +110,11 @@ pub async fn post_webhook(http: &reqwest::Client, sink: &WebhookSink, payload: &
     if response.status().is_success() {
         Ok(())
     } else {
-        Err(format!("webhook {} answered {}", sink.name, response.status()))
+        Err(format!(
+            "webhook {} answered {}",
+            sink.name,
+            response.status()
+        ))
     }
 }
 
@@ -95,10 +135,18 @@ mod tests {
     #[test]
     fn resolved_alerts_end_in_the_past_and_firing_ones_ahead() {
         let now = Utc::now();
-        let firing = alertmanager_alert(&serde_json::json!({"status": "firing", "labels": {}, "annotations": {}, "starts_at": "2026-01-01T00:00:00Z"}), Duration::from_secs(240), now);
+        let firing = alertmanager_alert(
+            &serde_json::json!({"status": "firing", "labels": {}, "annotations": {}, "starts_at": "2026-01-01T00:00:00Z"}),
+            Duration::from_secs(240),
+            now,
+        );
         let ends: DateTime<Utc> = firing["endsAt"].as_str().unwrap().parse().unwrap();
         assert!(ends > now + chrono::Duration::seconds(230));
-        let resolved = alertmanager_alert(&serde_json::json!({"status": "resolved", "ends_at": "2026-01-01T01:00:00Z"}), Duration::from_secs(240), now);
+        let resolved = alertmanager_alert(
+            &serde_json::json!({"status": "resolved", "ends_at": "2026-01-01T01:00:00Z"}),
+            Duration::from_secs(240),
+            now,
+        );
         assert_eq!(resolved["endsAt"], "2026-01-01T01:00:00Z");
     }
 }

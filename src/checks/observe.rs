@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::verdict::{CredentialSeen, Failure, GraphObservation, Observations, OurSecret, ProbeObservation, TokenObservation};
+use super::verdict::{
+    CredentialSeen, Failure, GraphObservation, Observations, OurSecret, ProbeObservation,
+    TokenObservation,
+};
 use crate::microsoft::graph::AppRoleAssignment;
 use crate::microsoft::permissions::Manifest;
 use crate::microsoft::token::AccessToken;
@@ -52,13 +55,20 @@ fn observed_token(result: &Result<AccessToken, TokenError>) -> TokenObservation 
             roles: token.claims.roles().to_vec(),
             certificate: token.claims.authenticated_with_certificate(),
         },
-        Err(error) => TokenObservation::Refused { failure: error.kind, detail: token_failure(error) },
+        Err(error) => TokenObservation::Refused {
+            failure: error.kind,
+            detail: token_failure(error),
+        },
     }
 }
 
 /// Runs the check's requests and records what came back. Never fails: every failure is
 /// an observation.
-pub async fn observe(client: &MicrosoftClient, manifest: &Manifest, target: &Target) -> Observations {
+pub async fn observe(
+    client: &MicrosoftClient,
+    manifest: &Manifest,
+    target: &Target,
+) -> Observations {
     let endpoints = &target.endpoints;
     let wants = |resource| target.resources.contains(&resource);
     let sharepoint_possible = endpoints.sharepoint_host.is_some();
@@ -66,37 +76,60 @@ pub async fn observe(client: &MicrosoftClient, manifest: &Manifest, target: &Tar
         client.token(endpoints, &target.secret, Resource::Graph),
         async {
             if wants(Resource::Exchange) {
-                Some(client.token(endpoints, &target.secret, Resource::Exchange).await)
+                Some(
+                    client
+                        .token(endpoints, &target.secret, Resource::Exchange)
+                        .await,
+                )
             } else {
                 None
             }
         },
         async {
             if wants(Resource::SharePoint) && sharepoint_possible {
-                Some(client.token(endpoints, &target.secret, Resource::SharePoint).await)
+                Some(
+                    client
+                        .token(endpoints, &target.secret, Resource::SharePoint)
+                        .await,
+                )
             } else {
                 None
             }
         },
     );
-    let mut observations = Observations { our_secret: target.our_secret.clone(), ..Default::default() };
-    observations.tokens.insert(Resource::Graph, observed_token(&graph));
+    let mut observations = Observations {
+        our_secret: target.our_secret.clone(),
+        ..Default::default()
+    };
+    observations
+        .tokens
+        .insert(Resource::Graph, observed_token(&graph));
     if let Some(exchange) = &exchange {
-        observations.tokens.insert(Resource::Exchange, observed_token(exchange));
+        observations
+            .tokens
+            .insert(Resource::Exchange, observed_token(exchange));
     }
     if let Some(sharepoint) = &sharepoint {
-        observations.tokens.insert(Resource::SharePoint, observed_token(sharepoint));
+        observations
+            .tokens
+            .insert(Resource::SharePoint, observed_token(sharepoint));
     }
     if wants(Resource::SharePoint) && !sharepoint_possible {
         observations.not_configured.push(Resource::SharePoint);
     }
-    let Ok(graph) = graph else { return observations };
+    let Ok(graph) = graph else {
+        return observations;
+    };
     let principal_id = graph.claims.oid.clone();
     let (application, assignments, probe) = tokio::join!(
         client.get_application(endpoints, &graph),
         async {
             match &principal_id {
-                Some(id) => Some(client.list_app_role_assignments(endpoints, &graph, id).await),
+                Some(id) => Some(
+                    client
+                        .list_app_role_assignments(endpoints, &graph, id)
+                        .await,
+                ),
                 None => None,
             }
         },
@@ -112,18 +145,34 @@ pub async fn observe(client: &MicrosoftClient, manifest: &Manifest, target: &Tar
             value: application
                 .password_credentials
                 .into_iter()
-                .map(|c| CredentialSeen { key_id: c.key_id, display_name: c.display_name, hint: c.hint, end: c.end_date_time })
+                .map(|c| CredentialSeen {
+                    key_id: c.key_id,
+                    display_name: c.display_name,
+                    hint: c.hint,
+                    end: c.end_date_time,
+                })
                 .collect(),
         },
-        Err(error) => GraphObservation::Failed { failure: error.kind, detail: graph_failure(&error) },
+        Err(error) => GraphObservation::Failed {
+            failure: error.kind,
+            detail: graph_failure(&error),
+        },
     });
     observations.assignments = assignments.map(|result| match result {
-        Ok(assignments) => GraphObservation::Seen { value: map_assignments(&assignments, manifest) },
-        Err(error) => GraphObservation::Failed { failure: error.kind, detail: graph_failure(&error) },
+        Ok(assignments) => GraphObservation::Seen {
+            value: map_assignments(&assignments, manifest),
+        },
+        Err(error) => GraphObservation::Failed {
+            failure: error.kind,
+            detail: graph_failure(&error),
+        },
     });
     observations.sharepoint = probe.map(|result| match result {
         Ok(probe) => probe.into(),
-        Err(error) => ProbeObservation::Failed { failure: error.kind, detail: graph_failure(&error) },
+        Err(error) => ProbeObservation::Failed {
+            failure: error.kind,
+            detail: graph_failure(&error),
+        },
     });
     observations
 }
@@ -132,12 +181,20 @@ pub async fn observe(client: &MicrosoftClient, manifest: &Manifest, target: &Tar
 /// by the resource's service-principal object id, which differs per tenant; an app-role id
 /// that only one resource defines tells which resource that object id is, and the few ids
 /// two resources share (User.ReadWrite.All) are resolved through it.
-pub fn map_assignments(assignments: &[AppRoleAssignment], manifest: &Manifest) -> Vec<(Resource, Uuid)> {
+pub fn map_assignments(
+    assignments: &[AppRoleAssignment],
+    manifest: &Manifest,
+) -> Vec<(Resource, Uuid)> {
     let candidates = |role: Uuid| -> Vec<Resource> {
         manifest
             .resources
             .iter()
-            .filter(|resource| resource.permissions.iter().any(|permission| permission.id == role))
+            .filter(|resource| {
+                resource
+                    .permissions
+                    .iter()
+                    .any(|permission| permission.id == role)
+            })
             .map(|resource| resource.key)
             .collect()
     };
@@ -193,7 +250,11 @@ mod tests {
             assignment("spo-sp", "678536fe-1083-478a-9c59-b99265e6b0d3", None), // SPO Sites.FullControl.All
             assignment("spo-sp", user_rw, None),
             assignment("lonely-sp", user_rw, Some("Office 365 SharePoint Online")),
-            assignment("other-sp", "00000000-0000-4000-8000-000000000001", Some("Some API")),
+            assignment(
+                "other-sp",
+                "00000000-0000-4000-8000-000000000001",
+                Some("Some API"),
+            ),
         ];
         let pairs = map_assignments(&assignments, &manifest);
         let user_rw: Uuid = user_rw.parse().unwrap();

@@ -12,7 +12,9 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::observe::{Target, observe};
-use super::verdict::{CheckPolicy, Finding, Observations, OurSecret, Severity, State, Verdict, decide};
+use super::verdict::{
+    CheckPolicy, Finding, Observations, OurSecret, Severity, State, Verdict, decide,
+};
 use crate::alerts::lifecycle::{self, Subject};
 use crate::context::Context;
 use crate::crypto::{SealContext, Sealed};
@@ -72,7 +74,11 @@ pub async fn check_due(context: &Context) -> anyhow::Result<String> {
             let mut connection = context.pool.acquire().await?;
             let now = Utc::now();
             // The lease covers a check with its confirmation; a result moves it on.
-            let lease = now + chrono::Duration::from_std(context.settings.checks.confirm_delay * 4 + std::time::Duration::from_secs(600)).unwrap_or_default();
+            let lease = now
+                + chrono::Duration::from_std(
+                    context.settings.checks.confirm_delay * 4 + std::time::Duration::from_secs(600),
+                )
+                .unwrap_or_default();
             let batch = (context.settings.checks.max_concurrent_checks * 2).max(64) as i64;
             store::checks::claim_due(&mut connection, now, lease, batch).await?
         };
@@ -92,7 +98,10 @@ pub async fn check_due(context: &Context) -> anyhow::Result<String> {
     if checked == 0 && failed.is_empty() {
         return Ok(String::new());
     }
-    Ok(format!("checked {checked} organization(s), {} failed to store", failed.len()))
+    Ok(format!(
+        "checked {checked} organization(s), {} failed to store",
+        failed.len()
+    ))
 }
 
 /// Checks the given organizations now, concurrently; one's failure never stops the others.
@@ -119,7 +128,10 @@ pub async fn check_organizations(
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(result) => results.push(result),
-            Err(error) => results.push(("?".into(), Err(anyhow::anyhow!("check task failed: {error}")))),
+            Err(error) => results.push((
+                "?".into(),
+                Err(anyhow::anyhow!("check task failed: {error}")),
+            )),
         }
     }
     results.sort_by(|a, b| a.0.cmp(&b.0));
@@ -130,7 +142,12 @@ pub async fn check_organizations(
 fn cannot_check(reason: String) -> Verdict {
     Verdict {
         state: State::CheckFailed,
-        findings: vec![Finding { kind: "check_incomplete".into(), severity: Severity::Warning, message: format!("the check could not run: {reason}"), details: serde_json::Value::Null }],
+        findings: vec![Finding {
+            kind: "check_incomplete".into(),
+            severity: Severity::Warning,
+            message: format!("the check could not run: {reason}"),
+            details: serde_json::Value::Null,
+        }],
         secret_expires_at: None,
         learned_key_id: None,
     }
@@ -147,21 +164,42 @@ fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
         .get(&row.cloud)
         .ok_or_else(|| format!("cloud {:?} is not configured", row.cloud))?
         .clone();
-    let (Some(credential_id), Some(sealed), Some(seal_key)) = (row.credential_id, row.secret_sealed.clone(), row.secret_key_id.clone()) else {
+    let (Some(credential_id), Some(sealed), Some(seal_key)) = (
+        row.credential_id,
+        row.secret_sealed.clone(),
+        row.secret_key_id.clone(),
+    ) else {
         return Err("no current client secret is stored (kodo-access org set-secret)".into());
     };
     let secret: SecretString = context
         .keyring
-        .open(&Sealed { key_id: seal_key, blob: sealed }, SealContext { organization_id: row.id, credential_id })
+        .open(
+            &Sealed {
+                key_id: seal_key,
+                blob: sealed,
+            },
+            SealContext {
+                organization_id: row.id,
+                credential_id,
+            },
+        )
         .map_err(|error| format!("the stored secret {error}"))?;
     let resources: Vec<Resource> = row
         .settings
         .0
         .get("resources")
         .and_then(|value| value.as_array())
-        .map(|names| names.iter().filter_map(|n| n.as_str().and_then(Resource::parse)).collect())
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().and_then(Resource::parse))
+                .collect()
+        })
         .unwrap_or_else(|| context.settings.checks.resources.clone());
-    let sharepoint_host = row.sharepoint_host.as_deref().and_then(|host| SharePointHost::parse(host).ok());
+    let sharepoint_host = row
+        .sharepoint_host
+        .as_deref()
+        .and_then(|host| SharePointHost::parse(host).ok());
     Ok(Prepared {
         target: Target {
             organization_id: row.id,
@@ -174,7 +212,12 @@ fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
             },
             resources,
             secret,
-            our_secret: OurSecret { key_id: row.key_id, hint: row.hint.clone(), end: row.end_at, known_key_ids: row.known_key_ids.clone() },
+            our_secret: OurSecret {
+                key_id: row.key_id,
+                hint: row.hint.clone(),
+                end: row.end_at,
+                known_key_ids: row.known_key_ids.clone(),
+            },
         },
     })
 }
@@ -183,15 +226,25 @@ async fn look(context: &Context, limits: &Limits, target: &Target) -> Observatio
     let tenant = limits.tenant(target.endpoints.tenant_id.as_uuid());
     let _tenant = tenant.acquire().await.expect("never closed");
     let _slot = limits.checks.acquire().await.expect("never closed");
-    observe(&context.microsoft, &context.settings.microsoft.manifest, target).await
+    observe(
+        &context.microsoft,
+        &context.settings.microsoft.manifest,
+        target,
+    )
+    .await
 }
 
-async fn check_one(context: &Context, row: TargetRow, limits: &Limits) -> anyhow::Result<CheckOutcome> {
+async fn check_one(
+    context: &Context,
+    row: TargetRow,
+    limits: &Limits,
+) -> anyhow::Result<CheckOutcome> {
     let started = Instant::now();
     let started_at = Utc::now();
     let policy = CheckPolicy {
         manifest: context.settings.microsoft.manifest.clone(),
-        warning_window: chrono::Duration::from_std(context.settings.checks.warning_window).unwrap_or(chrono::Duration::days(30)),
+        warning_window: chrono::Duration::from_std(context.settings.checks.warning_window)
+            .unwrap_or(chrono::Duration::days(30)),
     };
     let previous = State::parse(&row.state);
     let (verdict, observations) = match prepare(context, &row) {
@@ -210,7 +263,11 @@ async fn check_one(context: &Context, row: TargetRow, limits: &Limits) -> anyhow
                 let second_look = look(context, limits, target).await;
                 let second = decide(&second_look, &policy, Utc::now());
                 if second.state.needs_confirmation() && second.state != first.state {
-                    let mut unconfirmed = cannot_check(format!("two looks disagree ({} then {})", first.state.as_str(), second.state.as_str()));
+                    let mut unconfirmed = cannot_check(format!(
+                        "two looks disagree ({} then {})",
+                        first.state.as_str(),
+                        second.state.as_str()
+                    ));
                     unconfirmed.findings.extend(second.findings);
                     (unconfirmed, second_look)
                 } else {
@@ -224,7 +281,12 @@ async fn check_one(context: &Context, row: TargetRow, limits: &Limits) -> anyhow
     let outcome = store_result(context, &row, &verdict, &observations, started_at).await?;
     crate::telemetry::metrics::check_finished(verdict.state.as_str(), started.elapsed());
     for kind in &outcome.alerts_fired {
-        let message = verdict.findings.iter().find(|f| &f.kind == kind).map(|f| f.message.as_str()).unwrap_or("checks keep failing");
+        let message = verdict
+            .findings
+            .iter()
+            .find(|f| &f.kind == kind)
+            .map(|f| f.message.as_str())
+            .unwrap_or("checks keep failing");
         tracing::warn!(organization = %row.name, alert = %kind, "alert firing: {message}");
     }
     for kind in &outcome.alerts_resolved {
@@ -236,7 +298,11 @@ async fn check_one(context: &Context, row: TargetRow, limits: &Limits) -> anyhow
 
 /// The next check time: each organization keeps its own phase within the interval, so
 /// checks spread evenly instead of bunching where organizations were added.
-pub fn next_check(organization_id: Uuid, interval: std::time::Duration, now: DateTime<Utc>) -> DateTime<Utc> {
+pub fn next_check(
+    organization_id: Uuid,
+    interval: std::time::Duration,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
     let interval = interval.as_secs().max(1) as i64;
     let phase = (organization_id.as_u128() % interval as u128) as i64;
     let now_secs = now.timestamp();
@@ -254,11 +320,18 @@ async fn store_result(
     let now = Utc::now();
     let settings = &context.settings.checks;
     let failed = verdict.state == State::CheckFailed;
-    let failing_since = if failed { Some(row.failing_since.unwrap_or(now)) } else { None };
-    let failing_too_long = failing_since
-        .is_some_and(|since| now - since >= chrono::Duration::from_std(settings.failing_alert_after).unwrap_or_default());
+    let failing_since = if failed {
+        Some(row.failing_since.unwrap_or(now))
+    } else {
+        None
+    };
+    let failing_too_long = failing_since.is_some_and(|since| {
+        now - since >= chrono::Duration::from_std(settings.failing_alert_after).unwrap_or_default()
+    });
     let last_known = if failed {
-        row.last_known_state.clone().or_else(|| (row.state != "unknown" && row.state != "check_failed").then(|| row.state.clone()))
+        row.last_known_state.clone().or_else(|| {
+            (row.state != "unknown" && row.state != "check_failed").then(|| row.state.clone())
+        })
     } else {
         Some(verdict.state.as_str().to_string())
     };
@@ -299,7 +372,13 @@ async fn store_result(
         && !failed
         && (verdict.learned_key_id.is_some() || verdict.secret_expires_at != row.end_at)
     {
-        store::checks::learn_secret(&mut transaction, credential_id, verdict.learned_key_id, verdict.secret_expires_at).await?;
+        store::checks::learn_secret(
+            &mut transaction,
+            credential_id,
+            verdict.learned_key_id,
+            verdict.secret_expires_at,
+        )
+        .await?;
     }
     let firing = store::alerts::firing_for(&mut transaction, row.id).await?;
     let endpoints_consent = context
@@ -307,12 +386,23 @@ async fn store_result(
         .clouds
         .get(&row.cloud)
         .map(|cloud| {
-            Endpoints { cloud: cloud.clone(), tenant_id: TenantId::from_uuid(row.tenant_id), client_id: ClientId::from_uuid(row.client_id), sharepoint_host: None }
-                .admin_consent_url()
-                .to_string()
+            Endpoints {
+                cloud: cloud.clone(),
+                tenant_id: TenantId::from_uuid(row.tenant_id),
+                client_id: ClientId::from_uuid(row.client_id),
+                sharepoint_host: None,
+            }
+            .admin_consent_url()
+            .to_string()
         })
         .unwrap_or_default();
-    let subject = Subject { organization: &row.name, tenant_id: row.tenant_id, client_id: row.client_id, labels: &row.labels.0, admin_consent_url: endpoints_consent };
+    let subject = Subject {
+        organization: &row.name,
+        tenant_id: row.tenant_id,
+        client_id: row.client_id,
+        labels: &row.labels.0,
+        admin_consent_url: endpoints_consent,
+    };
     let plan = lifecycle::plan(verdict, &subject, &firing, failing_too_long);
     let new_alerts: Vec<store::alerts::NewAlert> = plan
         .fire
@@ -330,12 +420,39 @@ async fn store_result(
     store::alerts::resolve(&mut transaction, &resolved_ids, now).await?;
     let mut notifications = Vec::new();
     for alert in &new_alerts {
-        notifications.push((alert.id, crate::alerts::delivery::payload("firing", alert.id, &alert.kind, &alert.labels, &alert.annotations, now, None)));
+        notifications.push((
+            alert.id,
+            crate::alerts::delivery::payload(
+                "firing",
+                alert.id,
+                &alert.kind,
+                &alert.labels,
+                &alert.annotations,
+                now,
+                None,
+            ),
+        ));
     }
     for alert in &plan.resolve {
-        notifications.push((alert.id, crate::alerts::delivery::payload("resolved", alert.id, &alert.kind, &alert.labels, &alert.annotations, alert.started_at, Some(now))));
+        notifications.push((
+            alert.id,
+            crate::alerts::delivery::payload(
+                "resolved",
+                alert.id,
+                &alert.kind,
+                &alert.labels,
+                &alert.annotations,
+                alert.started_at,
+                Some(now),
+            ),
+        ));
     }
-    store::alerts::enqueue(&mut transaction, &context.settings.alerts.sink_names(), &notifications).await?;
+    store::alerts::enqueue(
+        &mut transaction,
+        &context.settings.alerts.sink_names(),
+        &notifications,
+    )
+    .await?;
     transaction.commit().await?;
     Ok(CheckOutcome {
         organization: row.name.clone(),
@@ -363,9 +480,16 @@ mod tests {
             let next = next_check(id, interval, now);
             assert!(next > now && next <= now + chrono::Duration::seconds(900));
             // The same phase next time round.
-            assert_eq!(next_check(id, interval, next), next + chrono::Duration::seconds(900));
+            assert_eq!(
+                next_check(id, interval, next),
+                next + chrono::Duration::seconds(900)
+            );
             offsets.insert((next - now).num_seconds() / 90);
         }
-        assert_eq!(offsets.len(), 10, "200 organizations land in every tenth of the interval");
+        assert_eq!(
+            offsets.len(),
+            10,
+            "200 organizations land in every tenth of the interval"
+        );
     }
 }

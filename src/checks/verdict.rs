@@ -121,7 +121,12 @@ pub struct Finding {
 
 impl Finding {
     fn new(kind: &str, severity: Severity, message: String, details: serde_json::Value) -> Finding {
-        Finding { kind: kind.to_string(), severity, message, details }
+        Finding {
+            kind: kind.to_string(),
+            severity,
+            message,
+            details,
+        }
     }
 }
 
@@ -141,8 +146,14 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum TokenObservation {
-    Issued { roles: Vec<String>, certificate: bool },
-    Refused { failure: TokenFailure, detail: Failure },
+    Issued {
+        roles: Vec<String>,
+        certificate: bool,
+    },
+    Refused {
+        failure: TokenFailure,
+        detail: Failure,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,25 +167,42 @@ pub struct CredentialSeen {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum GraphObservation<T> {
-    Seen { value: T },
-    Failed { failure: GraphFailure, detail: Failure },
+    Seen {
+        value: T,
+    },
+    Failed {
+        failure: GraphFailure,
+        detail: Failure,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum ProbeObservation {
     Accepted,
-    CertificateRequired { detail: String },
-    Refused { status: u16, detail: String },
-    Failed { failure: GraphFailure, detail: Failure },
+    CertificateRequired {
+        detail: String,
+    },
+    Refused {
+        status: u16,
+        detail: String,
+    },
+    Failed {
+        failure: GraphFailure,
+        detail: Failure,
+    },
 }
 
 impl From<SharePointProbe> for ProbeObservation {
     fn from(probe: SharePointProbe) -> Self {
         match probe {
             SharePointProbe::Accepted => ProbeObservation::Accepted,
-            SharePointProbe::CertificateRequired { detail, .. } => ProbeObservation::CertificateRequired { detail },
-            SharePointProbe::Refused { status, detail } => ProbeObservation::Refused { status, detail },
+            SharePointProbe::CertificateRequired { detail, .. } => {
+                ProbeObservation::CertificateRequired { detail }
+            }
+            SharePointProbe::Refused { status, detail } => {
+                ProbeObservation::Refused { status, detail }
+            }
         }
     }
 }
@@ -222,18 +250,25 @@ pub struct Verdict {
 
 /// Exchange Online begins disabling EWS (which full_access_as_app serves): 1 Oct 2026.
 fn ews_retirement() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).single().expect("valid date")
+    Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0)
+        .single()
+        .expect("valid date")
 }
 
 /// SharePoint's Azure ACS app-only (the seed's appinv.aspx step) stopped: 2 Apr 2026.
 fn acs_retirement() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 4, 2, 0, 0, 0).single().expect("valid date")
+    Utc.with_ymd_and_hms(2026, 4, 2, 0, 0, 0)
+        .single()
+        .expect("valid date")
 }
 
 fn names(manifest: &Manifest, keys: &BTreeSet<PermissionKey>) -> Vec<String> {
     keys.iter()
         .map(|key| {
-            let name = manifest.name(key).map(str::to_string).unwrap_or_else(|| key.1.to_string());
+            let name = manifest
+                .name(key)
+                .map(str::to_string)
+                .unwrap_or_else(|| key.1.to_string());
             format!("{}:{name}", key.0.as_str())
         })
         .collect()
@@ -255,10 +290,15 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
         (TokenFailure::BlockedByPolicy, State::BlockedByPolicy),
     ];
     for (failure_kind, state) in gone {
-        let refused = observations.tokens.iter().find_map(|(resource, token)| match token {
-            TokenObservation::Refused { failure, detail } if *failure == failure_kind => Some((resource, detail)),
-            _ => None,
-        });
+        let refused = observations
+            .tokens
+            .iter()
+            .find_map(|(resource, token)| match token {
+                TokenObservation::Refused { failure, detail } if *failure == failure_kind => {
+                    Some((resource, detail))
+                }
+                _ => None,
+            });
         if let Some((resource, detail)) = refused {
             let message = match state {
                 State::TenantNotFound => "the tenant was not found in this cloud (deleted, or the tenant id or cloud is wrong)".to_string(),
@@ -271,7 +311,12 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
             findings.push(Finding::new(state.as_str(), Severity::Critical, message, serde_json::json!({
                 "resource": resource.as_str(), "codes": detail.codes, "http_status": detail.http_status, "error": detail.message,
             })));
-            return Verdict { state, findings, secret_expires_at: observations.our_secret.end, learned_key_id: None };
+            return Verdict {
+                state,
+                findings,
+                secret_expires_at: observations.our_secret.end,
+                learned_key_id: None,
+            };
         }
     }
 
@@ -349,12 +394,19 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     let required_rotation = policy.manifest.required(&[NeededFor::Rotation]);
     let assignments: Option<BTreeSet<PermissionKey>> = match &observations.assignments {
         Some(GraphObservation::Seen { value }) => Some(value.iter().copied().collect()),
-        Some(GraphObservation::Failed { failure: GraphFailure::Forbidden, .. }) => {
+        Some(GraphObservation::Failed {
+            failure: GraphFailure::Forbidden,
+            ..
+        }) => {
             findings.push(Finding::new("graph_read_denied", Severity::Warning, "the app may not read its appRoleAssignments; permissions are judged from token roles alone".into(), serde_json::Value::Null));
             None
         }
         Some(GraphObservation::Failed { failure, detail }) => {
-            incomplete.push(format!("appRoleAssignments: {} ({})", failure.as_str(), detail.message));
+            incomplete.push(format!(
+                "appRoleAssignments: {} ({})",
+                failure.as_str(),
+                detail.message
+            ));
             None
         }
         None => None,
@@ -363,32 +415,87 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     let mut missing_rotation = BTreeSet::new();
     let mut revoked = Vec::new();
     for (resource, token) in &observations.tokens {
-        let TokenObservation::Issued { roles, .. } = token else { continue };
+        let TokenObservation::Issued { roles, .. } = token else {
+            continue;
+        };
         let manifest_resource = policy.manifest.resource(*resource);
-        let name_of = |id: Uuid| manifest_resource.and_then(|r| r.permissions.iter().find(|p| p.id == id)).map(|p| p.name.as_str());
+        let name_of = |id: Uuid| {
+            manifest_resource
+                .and_then(|r| r.permissions.iter().find(|p| p.id == id))
+                .map(|p| p.name.as_str())
+        };
         let granted: BTreeSet<PermissionKey> = match &assignments {
-            Some(assignments) => assignments.iter().filter(|(r, _)| r == resource).copied().collect(),
+            Some(assignments) => assignments
+                .iter()
+                .filter(|(r, _)| r == resource)
+                .copied()
+                .collect(),
             None => manifest_resource
-                .map(|r| r.permissions.iter().filter(|p| roles.contains(&p.name)).map(|p| (*resource, p.id)).collect())
+                .map(|r| {
+                    r.permissions
+                        .iter()
+                        .filter(|p| roles.contains(&p.name))
+                        .map(|p| (*resource, p.id))
+                        .collect()
+                })
                 .unwrap_or_default(),
         };
-        let required_here: BTreeSet<PermissionKey> = required_backup.iter().filter(|(r, _)| r == resource).copied().collect();
+        let required_here: BTreeSet<PermissionKey> = required_backup
+            .iter()
+            .filter(|(r, _)| r == resource)
+            .copied()
+            .collect();
         if !required_here.is_empty() && granted.is_empty() && roles.is_empty() {
             revoked.push(*resource);
             continue;
         }
         missing_backup.extend(required_here.difference(&granted).copied());
-        missing_rotation.extend(required_rotation.iter().filter(|(r, _)| r == resource).filter(|key| !granted.contains(key)).copied());
+        missing_rotation.extend(
+            required_rotation
+                .iter()
+                .filter(|(r, _)| r == resource)
+                .filter(|key| !granted.contains(key))
+                .copied(),
+        );
         // The token is issued from the same assignments: a difference is replication lag.
         if assignments.is_some() {
-            let token_only: Vec<&String> = roles.iter().filter(|role| !granted.iter().any(|(_, id)| name_of(*id) == Some(role.as_str()))).filter(|role| manifest_resource.is_some_and(|r| r.permissions.iter().any(|p| &p.name == *role))).collect();
+            let token_only: Vec<&String> = roles
+                .iter()
+                .filter(|role| {
+                    !granted
+                        .iter()
+                        .any(|(_, id)| name_of(*id) == Some(role.as_str()))
+                })
+                .filter(|role| {
+                    manifest_resource
+                        .is_some_and(|r| r.permissions.iter().any(|p| &p.name == *role))
+                })
+                .collect();
             if !token_only.is_empty() {
                 findings.push(Finding::new("roles_disagree", Severity::Info, format!("the {} token carries roles Graph no longer lists (recent change still replicating)", resource.as_str()), serde_json::json!({ "roles": token_only })));
             }
         }
-        let extra: Vec<&String> = roles.iter().filter(|role| manifest_resource.is_none_or(|r| !r.permissions.iter().any(|p| &p.name == *role))).collect();
+        let extra: Vec<&String> = roles
+            .iter()
+            .filter(|role| {
+                manifest_resource.is_none_or(|r| !r.permissions.iter().any(|p| &p.name == *role))
+            })
+            .collect();
         if !extra.is_empty() {
-            findings.push(Finding::new("permissions_extra", Severity::Info, format!("granted on {} beyond what the backup needs: {}", resource.as_str(), extra.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")), serde_json::json!({ "resource": resource.as_str(), "roles": extra })));
+            findings.push(Finding::new(
+                "permissions_extra",
+                Severity::Info,
+                format!(
+                    "granted on {} beyond what the backup needs: {}",
+                    resource.as_str(),
+                    extra
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                serde_json::json!({ "resource": resource.as_str(), "roles": extra }),
+            ));
         }
     }
     if !revoked.is_empty() {
@@ -396,7 +503,10 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
         findings.push(Finding::new(
             "consent_revoked",
             Severity::Critical,
-            format!("admin consent is gone: no application permission left on {}", resources.join(", ")),
+            format!(
+                "admin consent is gone: no application permission left on {}",
+                resources.join(", ")
+            ),
             serde_json::json!({ "resources": resources }),
         ));
     }
@@ -405,7 +515,11 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
         findings.push(Finding::new(
             "permissions_missing",
             Severity::Critical,
-            format!("{} required permission(s) not granted: {}", missing.len(), missing.join(", ")),
+            format!(
+                "{} required permission(s) not granted: {}",
+                missing.len(),
+                missing.join(", ")
+            ),
             serde_json::json!({ "missing": missing }),
         ));
     }
@@ -450,13 +564,26 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     let expiring = secret_expires_at.is_some_and(|end| end - now < policy.warning_window);
     if let (true, Some(end)) = (expiring, secret_expires_at) {
         let days = (end - now).num_hours() as f64 / 24.0;
-        findings.push(Finding::new("secret_expiring", Severity::Warning, format!("the client secret expires in {days:.1} days ({})", end.format("%Y-%m-%d %H:%M UTC")), serde_json::json!({ "expires": end })));
+        findings.push(Finding::new(
+            "secret_expiring",
+            Severity::Warning,
+            format!(
+                "the client secret expires in {days:.1} days ({})",
+                end.format("%Y-%m-%d %H:%M UTC")
+            ),
+            serde_json::json!({ "expires": end }),
+        ));
     }
 
     let state = if !revoked.is_empty() {
         State::ConsentRevoked
     } else if !incomplete.is_empty() {
-        findings.push(Finding::new("check_incomplete", Severity::Warning, format!("the check could not complete: {}", incomplete.join("; ")), serde_json::json!({ "reasons": incomplete })));
+        findings.push(Finding::new(
+            "check_incomplete",
+            Severity::Warning,
+            format!("the check could not complete: {}", incomplete.join("; ")),
+            serde_json::json!({ "reasons": incomplete }),
+        ));
         State::CheckFailed
     } else if !missing_backup.is_empty() {
         State::PermissionsMissing
@@ -467,16 +594,30 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     } else {
         State::Healthy
     };
-    Verdict { state, findings, secret_expires_at, learned_key_id }
+    // Worst first, for people reading them.
+    findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+    Verdict {
+        state,
+        findings,
+        secret_expires_at,
+        learned_key_id,
+    }
 }
 
 /// Our secret among the app's credentials: by keyId, else by a hint only one has.
-fn secret_on_app<'a>(ours: &OurSecret, credentials: &'a [CredentialSeen]) -> Option<&'a CredentialSeen> {
+fn secret_on_app<'a>(
+    ours: &OurSecret,
+    credentials: &'a [CredentialSeen],
+) -> Option<&'a CredentialSeen> {
     if let Some(key_id) = ours.key_id {
-        return credentials.iter().find(|credential| credential.key_id == key_id);
+        return credentials
+            .iter()
+            .find(|credential| credential.key_id == key_id);
     }
     let hint = ours.hint.as_deref()?;
-    let mut matching = credentials.iter().filter(|credential| credential.hint.as_deref() == Some(hint));
+    let mut matching = credentials
+        .iter()
+        .filter(|credential| credential.hint.as_deref() == Some(hint));
     let first = matching.next()?;
     matching.next().is_none().then_some(first)
 }
@@ -488,7 +629,10 @@ mod tests {
     const OUR_KEY: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
 
     fn policy() -> CheckPolicy {
-        CheckPolicy { manifest: std::sync::Arc::new(Manifest::builtin()), warning_window: chrono::Duration::days(30) }
+        CheckPolicy {
+            manifest: std::sync::Arc::new(Manifest::builtin()),
+            warning_window: chrono::Duration::days(30),
+        }
     }
 
     fn now() -> DateTime<Utc> {
@@ -496,12 +640,20 @@ mod tests {
     }
 
     fn all_granted() -> Vec<(Resource, Uuid)> {
-        policy().manifest.required(&[NeededFor::Backup, NeededFor::Rotation]).into_iter().collect()
+        policy()
+            .manifest
+            .required(&[NeededFor::Backup, NeededFor::Rotation])
+            .into_iter()
+            .collect()
     }
 
     fn roles_for(granted: &[(Resource, Uuid)], resource: Resource) -> Vec<String> {
         let manifest = policy().manifest;
-        granted.iter().filter(|(r, _)| *r == resource).filter_map(|key| manifest.name(key).map(String::from)).collect()
+        granted
+            .iter()
+            .filter(|(r, _)| *r == resource)
+            .filter_map(|key| manifest.name(key).map(String::from))
+            .collect()
     }
 
     /// A fully healthy organization checked on Graph and Exchange (no SharePoint probe).
@@ -509,24 +661,58 @@ mod tests {
         let granted = all_granted();
         let mut tokens = BTreeMap::new();
         for resource in [Resource::Graph, Resource::Exchange] {
-            tokens.insert(resource, TokenObservation::Issued { roles: roles_for(&granted, resource), certificate: false });
+            tokens.insert(
+                resource,
+                TokenObservation::Issued {
+                    roles: roles_for(&granted, resource),
+                    certificate: false,
+                },
+            );
         }
         Observations {
             tokens,
-            application: Some(GraphObservation::Seen { value: vec![CredentialSeen { key_id: OUR_KEY.parse().unwrap(), display_name: None, hint: Some("Abc".into()), end: Some(now() + chrono::Duration::days(200)) }] }),
+            application: Some(GraphObservation::Seen {
+                value: vec![CredentialSeen {
+                    key_id: OUR_KEY.parse().unwrap(),
+                    display_name: None,
+                    hint: Some("Abc".into()),
+                    end: Some(now() + chrono::Duration::days(200)),
+                }],
+            }),
             assignments: Some(GraphObservation::Seen { value: granted }),
             sharepoint: None,
-            our_secret: OurSecret { key_id: Some(OUR_KEY.parse().unwrap()), hint: Some("Abc".into()), end: None, known_key_ids: vec![OUR_KEY.parse().unwrap()] },
+            our_secret: OurSecret {
+                key_id: Some(OUR_KEY.parse().unwrap()),
+                hint: Some("Abc".into()),
+                end: None,
+                known_key_ids: vec![OUR_KEY.parse().unwrap()],
+            },
             not_configured: vec![],
         }
     }
 
     fn failure(message: &str) -> Failure {
-        Failure { kind: "x".into(), http_status: Some(400), codes: vec![], code: None, message: message.into() }
+        Failure {
+            kind: "x".into(),
+            http_status: Some(400),
+            codes: vec![],
+            code: None,
+            message: message.into(),
+        }
     }
 
-    fn refused(mut observations: Observations, resource: Resource, kind: TokenFailure) -> Observations {
-        observations.tokens.insert(resource, TokenObservation::Refused { failure: kind, detail: failure("refused") });
+    fn refused(
+        mut observations: Observations,
+        resource: Resource,
+        kind: TokenFailure,
+    ) -> Observations {
+        observations.tokens.insert(
+            resource,
+            TokenObservation::Refused {
+                failure: kind,
+                detail: failure("refused"),
+            },
+        );
         observations
     }
 
@@ -544,7 +730,10 @@ mod tests {
         assert_eq!(verdict.state, State::Healthy, "{:?}", verdict.findings);
         // The EWS advisory is information, not degradation.
         assert_eq!(kinds(&verdict), ["ews_retirement"]);
-        assert_eq!(verdict.secret_expires_at, Some(now() + chrono::Duration::days(200)));
+        assert_eq!(
+            verdict.secret_expires_at,
+            Some(now() + chrono::Duration::days(200))
+        );
     }
 
     #[test]
@@ -568,16 +757,27 @@ mod tests {
 
     #[test]
     fn transient_trouble_is_check_failed_never_gone() {
-        for failure in [TokenFailure::Throttled, TokenFailure::Transient, TokenFailure::Unknown, TokenFailure::Configuration] {
+        for failure in [
+            TokenFailure::Throttled,
+            TokenFailure::Transient,
+            TokenFailure::Unknown,
+            TokenFailure::Configuration,
+        ] {
             let verdict = check(&refused(healthy(), Resource::Graph, failure));
             assert_eq!(verdict.state, State::CheckFailed, "{failure:?}");
             assert!(kinds(&verdict).contains(&"check_incomplete"));
         }
         let mut graph_down = healthy();
-        graph_down.assignments = Some(GraphObservation::Failed { failure: GraphFailure::Transient, detail: failure("503") });
+        graph_down.assignments = Some(GraphObservation::Failed {
+            failure: GraphFailure::Transient,
+            detail: failure("503"),
+        });
         assert_eq!(check(&graph_down).state, State::CheckFailed);
         let mut app_throttled = healthy();
-        app_throttled.application = Some(GraphObservation::Failed { failure: GraphFailure::Throttled, detail: failure("429") });
+        app_throttled.application = Some(GraphObservation::Failed {
+            failure: GraphFailure::Throttled,
+            detail: failure("429"),
+        });
         assert_eq!(check(&app_throttled).state, State::CheckFailed);
         let mut wrong_cloud = refused(healthy(), Resource::Graph, TokenFailure::WrongCloud);
         wrong_cloud.tokens.remove(&Resource::Exchange);
@@ -590,14 +790,27 @@ mod tests {
     fn consent_revoked_when_a_resource_has_no_permission_left() {
         let mut observations = healthy();
         // Token issued without roles; Graph lists no Exchange assignment.
-        observations.tokens.insert(Resource::Exchange, TokenObservation::Issued { roles: vec![], certificate: false });
+        observations.tokens.insert(
+            Resource::Exchange,
+            TokenObservation::Issued {
+                roles: vec![],
+                certificate: false,
+            },
+        );
         if let Some(GraphObservation::Seen { value }) = &mut observations.assignments {
             value.retain(|(r, _)| *r != Resource::Exchange);
         }
         let verdict = check(&observations);
         assert_eq!(verdict.state, State::ConsentRevoked);
-        let finding = verdict.findings.iter().find(|f| f.kind == "consent_revoked").unwrap();
-        assert_eq!(finding.details["resources"], serde_json::json!(["exchange"]));
+        let finding = verdict
+            .findings
+            .iter()
+            .find(|f| f.kind == "consent_revoked")
+            .unwrap();
+        assert_eq!(
+            finding.details["resources"],
+            serde_json::json!(["exchange"])
+        );
     }
 
     #[test]
@@ -610,16 +823,32 @@ mod tests {
         // The token still says Mail.ReadWrite (replication lag): Graph's list decides.
         let verdict = check(&observations);
         assert_eq!(verdict.state, State::PermissionsMissing);
-        let finding = verdict.findings.iter().find(|f| f.kind == "permissions_missing").unwrap();
-        assert_eq!(finding.details["missing"], serde_json::json!(["graph:Mail.ReadWrite"]));
+        let finding = verdict
+            .findings
+            .iter()
+            .find(|f| f.kind == "permissions_missing")
+            .unwrap();
+        assert_eq!(
+            finding.details["missing"],
+            serde_json::json!(["graph:Mail.ReadWrite"])
+        );
         assert!(kinds(&verdict).contains(&"roles_disagree"));
     }
 
     #[test]
     fn without_graph_read_access_token_roles_decide() {
         let mut observations = healthy();
-        observations.assignments = Some(GraphObservation::Failed { failure: GraphFailure::Forbidden, detail: failure("403") });
-        observations.tokens.insert(Resource::Graph, TokenObservation::Issued { roles: vec!["User.Read.All".into()], certificate: false });
+        observations.assignments = Some(GraphObservation::Failed {
+            failure: GraphFailure::Forbidden,
+            detail: failure("403"),
+        });
+        observations.tokens.insert(
+            Resource::Graph,
+            TokenObservation::Issued {
+                roles: vec!["User.Read.All".into()],
+                certificate: false,
+            },
+        );
         let verdict = check(&observations);
         assert_eq!(verdict.state, State::PermissionsMissing);
         assert!(kinds(&verdict).contains(&"graph_read_denied"));
@@ -640,25 +869,50 @@ mod tests {
     #[test]
     fn secret_expiring_within_the_warning_window() {
         let mut observations = healthy();
-        observations.application = Some(GraphObservation::Seen { value: vec![CredentialSeen { key_id: OUR_KEY.parse().unwrap(), display_name: None, hint: Some("Abc".into()), end: Some(now() + chrono::Duration::days(5)) }] });
+        observations.application = Some(GraphObservation::Seen {
+            value: vec![CredentialSeen {
+                key_id: OUR_KEY.parse().unwrap(),
+                display_name: None,
+                hint: Some("Abc".into()),
+                end: Some(now() + chrono::Duration::days(5)),
+            }],
+        });
         let verdict = check(&observations);
         assert_eq!(verdict.state, State::SecretExpiring);
-        assert!(verdict.findings.iter().any(|f| f.kind == "secret_expiring" && f.message.contains("5.0 days")));
+        assert!(
+            verdict
+                .findings
+                .iter()
+                .any(|f| f.kind == "secret_expiring" && f.message.contains("5.0 days"))
+        );
     }
 
     #[test]
     fn unknown_credentials_and_sharepoint_certificate_degrade() {
         let mut observations = healthy();
         if let Some(GraphObservation::Seen { value }) = &mut observations.application {
-            value.push(CredentialSeen { key_id: Uuid::new_v4(), display_name: Some("backdoor".into()), hint: Some("Zzz".into()), end: None });
+            value.push(CredentialSeen {
+                key_id: Uuid::new_v4(),
+                display_name: Some("backdoor".into()),
+                hint: Some("Zzz".into()),
+                end: None,
+            });
         }
         let verdict = check(&observations);
         assert_eq!(verdict.state, State::Degraded);
         assert!(kinds(&verdict).contains(&"unknown_credential"));
 
         let mut sharepoint = healthy();
-        sharepoint.tokens.insert(Resource::SharePoint, TokenObservation::Issued { roles: roles_for(&all_granted(), Resource::SharePoint), certificate: false });
-        sharepoint.sharepoint = Some(ProbeObservation::CertificateRequired { detail: "Unsupported app only token.".into() });
+        sharepoint.tokens.insert(
+            Resource::SharePoint,
+            TokenObservation::Issued {
+                roles: roles_for(&all_granted(), Resource::SharePoint),
+                certificate: false,
+            },
+        );
+        sharepoint.sharepoint = Some(ProbeObservation::CertificateRequired {
+            detail: "Unsupported app only token.".into(),
+        });
         let verdict = check(&sharepoint);
         assert_eq!(verdict.state, State::Degraded);
         assert!(kinds(&verdict).contains(&"sharepoint_certificate_required"));
@@ -668,7 +922,12 @@ mod tests {
     #[test]
     fn our_secret_is_found_by_hint_and_its_key_id_learned() {
         let mut observations = healthy();
-        observations.our_secret = OurSecret { key_id: None, hint: Some("Abc".into()), end: None, known_key_ids: vec![] };
+        observations.our_secret = OurSecret {
+            key_id: None,
+            hint: Some("Abc".into()),
+            end: None,
+            known_key_ids: vec![],
+        };
         let verdict = check(&observations);
         assert_eq!(verdict.state, State::Healthy, "{:?}", verdict.findings);
         assert_eq!(verdict.learned_key_id, Some(OUR_KEY.parse().unwrap()));
@@ -677,7 +936,10 @@ mod tests {
     #[test]
     fn graph_not_found_means_app_missing() {
         let mut observations = healthy();
-        observations.application = Some(GraphObservation::Failed { failure: GraphFailure::NotFound, detail: failure("404") });
+        observations.application = Some(GraphObservation::Failed {
+            failure: GraphFailure::NotFound,
+            detail: failure("404"),
+        });
         assert_eq!(check(&observations).state, State::AppMissing);
     }
 
@@ -686,7 +948,12 @@ mod tests {
         for state in State::ALL {
             assert_eq!(State::parse(state.as_str()), Some(state));
         }
-        assert!(State::ConsentRevoked.needs_confirmation() && State::TenantNotFound.needs_confirmation());
-        assert!(!State::CheckFailed.needs_confirmation() && !State::SecretExpired.needs_confirmation());
+        assert!(
+            State::ConsentRevoked.needs_confirmation()
+                && State::TenantNotFound.needs_confirmation()
+        );
+        assert!(
+            !State::CheckFailed.needs_confirmation() && !State::SecretExpired.needs_confirmation()
+        );
     }
 }

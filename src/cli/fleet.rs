@@ -9,7 +9,12 @@ use crate::config::Settings;
 use crate::domain::{OrgRef, input_error};
 use crate::store;
 
-pub async fn check(settings: Settings, org: Option<&str>, all: bool, output: Output) -> anyhow::Result<()> {
+pub async fn check(
+    settings: Settings,
+    org: Option<&str>,
+    all: bool,
+    output: Output,
+) -> anyhow::Result<()> {
     let context = super::one_shot_context(settings).await?;
     let ids = {
         let mut connection = context.pool.acquire().await?;
@@ -22,7 +27,9 @@ pub async fn check(settings: Settings, org: Option<&str>, all: bool, output: Out
                 vec![organization.id]
             }
             (None, true) => store::checks::enabled_ids(&mut connection).await?,
-            (None, false) => return Err(input_error("name an organization to check, or pass --all").into()),
+            (None, false) => {
+                return Err(input_error("name an organization to check, or pass --all").into());
+            }
         }
     };
     let results = crate::checks::run::check_organizations(&context, &ids).await?;
@@ -37,12 +44,20 @@ pub async fn check(settings: Settings, org: Option<&str>, all: bool, output: Out
             Err(error) => eprintln!("{name}: the check could not be stored: {error:#}"),
         }
     }
-    let unhealthy = outcomes.iter().filter(|o| o.state != State::Healthy).count();
+    let unhealthy = outcomes
+        .iter()
+        .filter(|o| o.state != State::Healthy)
+        .count();
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
         Output::Table => {
             for outcome in &outcomes {
-                println!("{}: {} (was {})", outcome.organization, outcome.state.as_str(), outcome.previous_state);
+                println!(
+                    "{}: {} (was {})",
+                    outcome.organization,
+                    outcome.state.as_str(),
+                    outcome.previous_state
+                );
                 for finding in &outcome.findings {
                     let mark = match finding.severity {
                         Severity::Critical => "!!",
@@ -73,13 +88,24 @@ pub async fn status(settings: Settings, output: Output) -> anyhow::Result<()> {
     let firing = store::alerts::firing_by_kind(&mut connection).await?;
     let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for status in &statuses {
-        let key = if status.enabled { status.state.clone() } else { "disabled".into() };
+        let key = if status.enabled {
+            status.state.clone()
+        } else {
+            "disabled".into()
+        };
         *counts.entry(key).or_default() += 1;
     }
-    let badness = |state: &str| State::parse(state).map(|s| s.badness() as i32).unwrap_or(-1);
+    let badness = |state: &str| {
+        State::parse(state)
+            .map(|s| s.badness() as i32)
+            .unwrap_or(-1)
+    };
     let mut by_state: Vec<(String, usize)> = counts.into_iter().collect();
     by_state.sort_by_key(|(state, _)| -badness(state));
-    let mut expiring: Vec<&store::checks::StatusRow> = statuses.iter().filter(|s| s.secret_expires_at.is_some()).collect();
+    let mut expiring: Vec<&store::checks::StatusRow> = statuses
+        .iter()
+        .filter(|s| s.secret_expires_at.is_some())
+        .collect();
     expiring.sort_by_key(|s| s.secret_expires_at);
     match output {
         Output::Json => println!(
@@ -104,18 +130,36 @@ pub async fn status(settings: Settings, output: Output) -> anyhow::Result<()> {
                 for status in expiring.iter().take(10) {
                     let end = status.secret_expires_at.expect("filtered");
                     let days = (end - Utc::now()).num_hours() as f64 / 24.0;
-                    println!("  {:<24} {} ({days:.1} days)", status.name, end.format("%Y-%m-%d %H:%M UTC"));
+                    println!(
+                        "  {:<24} {} ({days:.1} days)",
+                        status.name,
+                        end.format("%Y-%m-%d %H:%M UTC")
+                    );
                 }
             }
-            let mut table = super::table(&["ORGANIZATION", "STATE", "SINCE", "LAST KNOWN", "LAST CHECK", "SILENCED UNTIL"]);
+            let mut table = super::table(&[
+                "ORGANIZATION",
+                "STATE",
+                "SINCE",
+                "LAST KNOWN",
+                "LAST CHECK",
+                "SILENCED UNTIL",
+            ]);
             let mut sorted: Vec<&store::checks::StatusRow> = statuses.iter().collect();
             sorted.sort_by_key(|s| (-badness(&s.state), s.name.clone()));
             for status in sorted {
                 table.add_row(vec![
                     status.name.clone(),
-                    if status.enabled { status.state.clone() } else { format!("{} (disabled)", status.state) },
+                    if status.enabled {
+                        status.state.clone()
+                    } else {
+                        format!("{} (disabled)", status.state)
+                    },
                     super::format_time(Some(status.state_since)),
-                    status.last_known_state.clone().unwrap_or_else(|| "-".into()),
+                    status
+                        .last_known_state
+                        .clone()
+                        .unwrap_or_else(|| "-".into()),
                     super::format_time(status.last_check_at),
                     super::format_time(status.silenced_until.filter(|t| *t > Utc::now())),
                 ]);
@@ -137,7 +181,14 @@ pub async fn alerts(settings: Settings, output: Output) -> anyhow::Result<()> {
                 println!("no alerts firing");
                 return Ok(());
             }
-            let mut table = super::table(&["SEVERITY", "ORGANIZATION", "ALERT", "SINCE", "NOTE", "SUMMARY"]);
+            let mut table = super::table(&[
+                "SEVERITY",
+                "ORGANIZATION",
+                "ALERT",
+                "SINCE",
+                "NOTE",
+                "SUMMARY",
+            ]);
             for alert in &active {
                 let note = if !alert.organization_enabled {
                     "disabled"
@@ -149,10 +200,16 @@ pub async fn alerts(settings: Settings, output: Output) -> anyhow::Result<()> {
                 table.add_row(vec![
                     alert.severity.clone(),
                     alert.organization.clone().unwrap_or_default(),
-                    alert.labels["alertname"].as_str().unwrap_or(&alert.kind).to_string(),
+                    alert.labels["alertname"]
+                        .as_str()
+                        .unwrap_or(&alert.kind)
+                        .to_string(),
                     super::format_time(Some(alert.started_at)),
                     note.to_string(),
-                    alert.annotations["summary"].as_str().unwrap_or_default().to_string(),
+                    alert.annotations["summary"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                 ]);
             }
             println!("{table}");
@@ -170,7 +227,11 @@ pub struct DemoArgs {
     #[arg(long, value_name = "URL")]
     pub alertmanager: Option<String>,
     /// PostgreSQL server to create the demo's throw-away database in.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     pub database_url: String,
 }
 

@@ -198,7 +198,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Key(command) => keys::execute(settings(&cli)?, command).await,
         Command::Org(command) => org::execute(settings(&cli)?, command).await,
         Command::Job(command) => jobs::execute(settings(&cli)?, command).await,
-        Command::Check { org, all, output } => fleet::check(settings(&cli)?, org.as_deref(), *all, *output).await,
+        Command::Check { org, all, output } => {
+            fleet::check(settings(&cli)?, org.as_deref(), *all, *output).await
+        }
         Command::Status { output } => fleet::status(settings(&cli)?, *output).await,
         Command::Alerts { output } => fleet::alerts(settings(&cli)?, *output).await,
         Command::Demo(args) => {

@@ -69,6 +69,28 @@ pub enum OrgCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Change what is checked: the resources, the SharePoint host.
+    Set {
+        org: String,
+        /// Resources to check, comma-separated (graph, exchange, sharepoint); "default"
+        /// for the configuration's checks.resources.
+        #[arg(long, value_name = "LIST")]
+        resources: Option<String>,
+        /// The tenant's SharePoint Online host.
+        #[arg(long)]
+        sharepoint_host: Option<String>,
+    },
+    /// Stop alert deliveries for an organization for a while (checks and state go on).
+    Silence {
+        org: String,
+        /// How long, e.g. 4h or 2d.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        #[arg(long)]
+        reason: String,
+    },
+    /// End an organization's silence.
+    Unsilence { org: String },
     /// Register many organizations from a CSV or JSON file: all of them, or none.
     Import {
         file: PathBuf,
@@ -250,6 +272,90 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             };
             let removed = registry.remove(&reference).await?;
             println!("removed organization {} ({})", removed.name, removed.id);
+            Ok(())
+        }
+        OrgCommand::Set {
+            org,
+            resources,
+            sharepoint_host,
+        } => {
+            let pool = store::connect(&settings.database).await?;
+            let registry_keyring = Keyring::load(&settings.crypto)?;
+            let registry = Registry {
+                pool: &pool,
+                keyring: &registry_keyring,
+                actor: cli_actor(),
+            };
+            let resources = match resources.as_deref() {
+                None => None,
+                Some("default") => Some(None),
+                Some(list) => {
+                    let mut parsed = Vec::new();
+                    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                        let resource = crate::microsoft::Resource::parse(name)
+                            .ok_or_else(|| input_error(format!("--resources: {name:?} is not a resource (graph, exchange, sharepoint)")))?;
+                        parsed.push(resource);
+                    }
+                    if parsed.is_empty() {
+                        return Err(input_error(
+                            "--resources: name at least one resource, or \"default\"",
+                        )
+                        .into());
+                    }
+                    Some(Some(parsed))
+                }
+            };
+            let host = sharepoint_host
+                .as_deref()
+                .map(crate::domain::SharePointHost::parse)
+                .transpose()
+                .map_err(|error| input_error(format!("--sharepoint-host: {}", error.0)))?;
+            if resources.is_none() && host.is_none() {
+                return Err(input_error(
+                    "nothing to change: pass --resources or --sharepoint-host",
+                )
+                .into());
+            }
+            registry
+                .configure(&OrgRef::parse(org), resources, host)
+                .await?;
+            println!("{org} updated");
+            Ok(())
+        }
+        OrgCommand::Silence {
+            org,
+            duration,
+            reason,
+        } => {
+            let pool = store::connect(&settings.database).await?;
+            let keyring = Keyring::load(&settings.crypto)?;
+            let registry = Registry {
+                pool: &pool,
+                keyring: &keyring,
+                actor: cli_actor(),
+            };
+            let until = chrono::Utc::now()
+                + chrono::Duration::from_std(*duration)
+                    .map_err(|_| input_error("--for: too long"))?;
+            registry
+                .silence(&OrgRef::parse(org), Some(until), Some(reason))
+                .await?;
+            println!(
+                "{org}: alerts silenced until {}",
+                until.format("%Y-%m-%d %H:%M UTC")
+            );
+            Ok(())
+        }
+        OrgCommand::Unsilence { org } => {
+            let pool = store::connect(&settings.database).await?;
+            let keyring = Keyring::load(&settings.crypto)?;
+            let registry = Registry {
+                pool: &pool,
+                keyring: &keyring,
+                actor: cli_actor(),
+            };
+            registry.silence(&OrgRef::parse(org), None, None).await?;
+            println!("{org}: alerts no longer silenced");
             Ok(())
         }
         OrgCommand::Import { file, format } => {

@@ -391,7 +391,14 @@ impl MicrosoftClient {
             .await
             .map_err(|error| GraphError::transport(OPERATION, &error))?;
         let status = response.status().as_u16();
-        crate::telemetry::metrics::microsoft_request("sharepoint", if (200..300).contains(&status) { "ok" } else { "refused" });
+        crate::telemetry::metrics::microsoft_request(
+            "sharepoint",
+            if (200..300).contains(&status) {
+                "ok"
+            } else {
+                "refused"
+            },
+        );
         let body = response.text().await.unwrap_or_default();
         let detail: String = body.chars().take(200).collect();
         Ok(match status {

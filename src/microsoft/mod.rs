@@ -60,7 +60,11 @@ impl MicrosoftClient {
 
     /// Sends one request within the in-flight limit.
     async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
-        let _permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         request.send().await
     }
 

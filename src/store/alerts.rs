@@ -15,7 +15,10 @@ pub struct FiringRow {
     pub severity: String,
 }
 
-pub async fn firing_for(connection: &mut PgConnection, organization_id: Uuid) -> Result<Vec<FiringRow>, sqlx::Error> {
+pub async fn firing_for(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+) -> Result<Vec<FiringRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, kind, started_at, labels, annotations, severity FROM alerts
          WHERE organization_id = $1 AND status = 'firing'",
@@ -62,7 +65,11 @@ pub async fn insert_firing(
 }
 
 /// Resolves alerts by id (one statement).
-pub async fn resolve(connection: &mut PgConnection, ids: &[Uuid], at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn resolve(
+    connection: &mut PgConnection,
+    ids: &[Uuid],
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -141,7 +148,11 @@ pub async fn claim_due(
     .await
 }
 
-pub async fn mark_delivered(connection: &mut PgConnection, ids: &[i64], note: Option<&str>) -> Result<(), sqlx::Error> {
+pub async fn mark_delivered(
+    connection: &mut PgConnection,
+    ids: &[i64],
+    note: Option<&str>,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE alert_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)")
         .bind(ids)
         .bind(note)
@@ -194,14 +205,20 @@ pub async fn active(connection: &mut PgConnection) -> Result<Vec<ActiveAlert>, s
     .await
 }
 
-pub async fn firing_by_kind(connection: &mut PgConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
+pub async fn firing_by_kind(
+    connection: &mut PgConnection,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT kind, count(*) FROM alerts WHERE status = 'firing' GROUP BY kind")
         .fetch_all(connection)
         .await
 }
 
-pub async fn pending_by_sink(connection: &mut PgConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT sink, count(*) FROM alert_outbox WHERE delivered_at IS NULL GROUP BY sink")
-        .fetch_all(connection)
-        .await
+pub async fn pending_by_sink(
+    connection: &mut PgConnection,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT sink, count(*) FROM alert_outbox WHERE delivered_at IS NULL GROUP BY sink",
+    )
+    .fetch_all(connection)
+    .await
 }

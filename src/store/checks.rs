@@ -66,16 +66,23 @@ pub async fn claim_due(
     .await
 }
 
-pub async fn targets(connection: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<TargetRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{TARGET_SELECT} WHERE o.id = ANY($1) ORDER BY o.name")))
-        .bind(ids)
-        .fetch_all(connection)
-        .await
+pub async fn targets(
+    connection: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<TargetRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{TARGET_SELECT} WHERE o.id = ANY($1) ORDER BY o.name"
+    )))
+    .bind(ids)
+    .fetch_all(connection)
+    .await
 }
 
 /// Every enabled organization's id.
 pub async fn enabled_ids(connection: &mut PgConnection) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM organizations WHERE enabled ORDER BY name").fetch_all(connection).await
+    sqlx::query_scalar("SELECT id FROM organizations WHERE enabled ORDER BY name")
+        .fetch_all(connection)
+        .await
 }
 
 pub struct CheckRecord<'a> {
@@ -87,7 +94,10 @@ pub struct CheckRecord<'a> {
     pub observations: serde_json::Value,
 }
 
-pub async fn insert_check(connection: &mut PgConnection, record: CheckRecord<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert_check(
+    connection: &mut PgConnection,
+    record: CheckRecord<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO checks (organization_id, started_at, finished_at, state, findings, observations)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -115,7 +125,10 @@ pub struct StatusUpdate<'a> {
     pub next_check_at: DateTime<Utc>,
 }
 
-pub async fn update_status(connection: &mut PgConnection, update: StatusUpdate<'_>) -> Result<(), sqlx::Error> {
+pub async fn update_status(
+    connection: &mut PgConnection,
+    update: StatusUpdate<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE organization_status SET
              state_since = CASE WHEN state = $2 THEN state_since ELSE $5 END,
@@ -203,7 +216,11 @@ pub async fn silence(
         .map(|_| ())
 }
 
-pub async fn set_settings(connection: &mut PgConnection, organization_id: Uuid, settings: &serde_json::Value) -> Result<(), sqlx::Error> {
+pub async fn set_settings(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+    settings: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE organizations SET settings = $2, updated_at = now() WHERE id = $1")
         .bind(organization_id)
         .bind(settings)

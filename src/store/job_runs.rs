@@ -9,12 +9,14 @@ pub async fn start(
     trigger: &str,
     started_at: DateTime<Utc>,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("INSERT INTO job_runs (job, trigger, started_at) VALUES ($1, $2, $3) RETURNING id")
-        .bind(job)
-        .bind(trigger)
-        .bind(started_at)
-        .fetch_one(connection)
-        .await
+    sqlx::query_scalar(
+        "INSERT INTO job_runs (job, trigger, started_at) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(job)
+    .bind(trigger)
+    .bind(started_at)
+    .fetch_one(connection)
+    .await
 }
 
 pub async fn finish(

@@ -169,3 +169,26 @@ pub async fn count_by_enabled(
         .fetch_all(connection)
         .await
 }
+
+pub async fn settings(
+    connection: &mut PgConnection,
+    id: Uuid,
+) -> Result<serde_json::Value, sqlx::Error> {
+    sqlx::query_scalar("SELECT settings FROM organizations WHERE id = $1")
+        .bind(id)
+        .fetch_one(connection)
+        .await
+}
+
+pub async fn set_sharepoint_host(
+    connection: &mut PgConnection,
+    id: Uuid,
+    host: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE organizations SET sharepoint_host = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(host)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}

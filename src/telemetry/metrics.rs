@@ -71,16 +71,43 @@ fn describe() {
         Unit::Seconds,
         "Duration of periodic job runs, by job."
     );
-    describe_counter!(MICROSOFT_REQUESTS, "Requests to Microsoft, by kind (token, graph, sharepoint) and outcome (ok or the failure class).");
-    describe_histogram!(CHECK_DURATION, Unit::Seconds, "Duration of one organization's check, confirmation included.");
+    describe_counter!(
+        MICROSOFT_REQUESTS,
+        "Requests to Microsoft, by kind (token, graph, sharepoint) and outcome (ok or the failure class)."
+    );
+    describe_histogram!(
+        CHECK_DURATION,
+        Unit::Seconds,
+        "Duration of one organization's check, confirmation included."
+    );
     describe_counter!(CHECKS, "Completed checks, by resulting state.");
-    describe_gauge!(ORGANIZATIONS_BY_STATE, "Enabled organizations, by current state.");
-    describe_gauge!(ORGANIZATION_STATE, "1 for each organization's current state (label state).");
-    describe_gauge!(SECRET_EXPIRY, Unit::Seconds, "Unix time the organization's current client secret expires.");
-    describe_gauge!(LAST_SUCCESSFUL_CHECK, Unit::Seconds, "Unix time of the organization's last check that completed.");
+    describe_gauge!(
+        ORGANIZATIONS_BY_STATE,
+        "Enabled organizations, by current state."
+    );
+    describe_gauge!(
+        ORGANIZATION_STATE,
+        "1 for each organization's current state (label state)."
+    );
+    describe_gauge!(
+        SECRET_EXPIRY,
+        Unit::Seconds,
+        "Unix time the organization's current client secret expires."
+    );
+    describe_gauge!(
+        LAST_SUCCESSFUL_CHECK,
+        Unit::Seconds,
+        "Unix time of the organization's last check that completed."
+    );
     describe_gauge!(ALERTS_FIRING, "Alerts currently firing, by kind.");
-    describe_gauge!(OUTBOX_PENDING, "Alert notifications waiting for delivery, by sink.");
-    describe_counter!(DELIVERY_FAILURES, "Failed attempts to deliver alert notifications, by sink.");
+    describe_gauge!(
+        OUTBOX_PENDING,
+        "Alert notifications waiting for delivery, by sink."
+    );
+    describe_counter!(
+        DELIVERY_FAILURES,
+        "Failed attempts to deliver alert notifications, by sink."
+    );
     describe_counter!(DELIVERIES, "Alert notifications delivered, by sink.");
     describe_gauge!(
         JOB_LAST_SUCCESS,
@@ -125,8 +152,9 @@ pub fn delivery(sink: &str, ok: bool, count: u64) {
     }
 }
 
-static EMITTED_STATES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
-    std::sync::LazyLock::new(Default::default);
+static EMITTED_STATES: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, String>>,
+> = std::sync::LazyLock::new(Default::default);
 
 static EMITTED_KINDS: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
     std::sync::LazyLock::new(Default::default);
@@ -150,7 +178,12 @@ pub struct OrganizationGauge {
 /// zero or are reset on the next scrape.
 pub fn fleet(snapshot: &FleetSnapshot) {
     for state in crate::checks::verdict::State::ALL {
-        let count = snapshot.states.iter().find(|(s, _)| s == state.as_str()).map(|(_, n)| *n).unwrap_or(0);
+        let count = snapshot
+            .states
+            .iter()
+            .find(|(s, _)| s == state.as_str())
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
         gauge!(ORGANIZATIONS_BY_STATE, "state" => state.as_str()).set(count as f64);
     }
     // One series per organization at 1 for its state; when the state changes, the old

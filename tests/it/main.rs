@@ -2,6 +2,8 @@
 //! promtool and systemd-analyze. DATABASE_URL must point at a role with CREATEDB
 //! (scripts/test sets it).
 
+mod alertmanager;
+mod checks;
 mod config;
 mod daemon;
 mod daemon_support;

@@ -118,6 +118,7 @@ async fn kodo_access_trusts_the_simulator_ca_through_configuration() {
     .unwrap();
     let base = url::Url::parse(&sim.url).unwrap();
     let settings = kodo_access::config::MicrosoftSettings {
+        max_requests_in_flight: 64,
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         retry: RetryPolicy::NONE,

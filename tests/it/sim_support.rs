@@ -156,6 +156,7 @@ impl Sim {
 
 pub fn client(retry: RetryPolicy) -> MicrosoftClient {
     MicrosoftClient::new(&MicrosoftSettings {
+        max_requests_in_flight: 64,
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         retry,

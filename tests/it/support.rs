@@ -163,6 +163,39 @@ impl TestEnv {
         }
     }
 
+    /// As [`TestEnv::run`], without blocking the test's async runtime (needed when the
+    /// command talks to a server that runs inside the test, like the simulated cloud).
+    pub async fn exec(&self, args: &[&str]) -> Outcome {
+        self.exec_with_stdin(args, "").await
+    }
+
+    pub async fn exec_with_stdin(&self, args: &[&str], stdin: &str) -> Outcome {
+        let mut command = self.command(args);
+        let stdin = stdin.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut child = command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn kodo-access");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+            let output = child.wait_with_output().unwrap();
+            Outcome {
+                code: output.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        })
+        .await
+        .unwrap()
+    }
+
     /// Registers an organization through the CLI, secret on standard input.
     pub fn add_org(&self, name: &str, tenant: &str, client: &str, secret: &str) -> Outcome {
         self.run_with_stdin(
