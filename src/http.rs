@@ -55,21 +55,56 @@ async fn metrics_handler(State(state): State<HttpState>) -> impl IntoResponse {
 /// Gauges read from the database at scrape time, bounded so a slow database cannot
 /// hold a scrape for long.
 async fn refresh_gauges(context: &Context) {
-    let counts = tokio::time::timeout(Duration::from_secs(2), async {
+    let read = tokio::time::timeout(Duration::from_secs(3), async {
         let mut connection = context.pool.acquire().await?;
-        crate::store::organizations::count_by_enabled(&mut connection).await
+        let counts = crate::store::organizations::count_by_enabled(&mut connection).await?;
+        let statuses = crate::store::checks::statuses(&mut connection).await?;
+        let firing = crate::store::alerts::firing_by_kind(&mut connection).await?;
+        let outbox = crate::store::alerts::pending_by_sink(&mut connection).await?;
+        Ok::<_, sqlx::Error>((counts, statuses, firing, outbox))
     })
     .await;
-    if let Ok(Ok(counts)) = counts {
-        for enabled in [true, false] {
-            let count = counts
-                .iter()
-                .find(|(e, _)| *e == enabled)
-                .map(|(_, n)| *n)
-                .unwrap_or(0);
-            crate::telemetry::metrics::organizations(enabled, count);
+    let (counts, statuses, firing, outbox) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(error)) => {
+            tracing::warn!("metrics: reading the fleet failed: {error}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("metrics: reading the fleet took longer than 3s");
+            return;
+        }
+    };
+    for enabled in [true, false] {
+        let count = counts.iter().find(|(e, _)| *e == enabled).map(|(_, n)| *n).unwrap_or(0);
+        crate::telemetry::metrics::organizations(enabled, count);
+    }
+    let mut states: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for status in statuses.iter().filter(|s| s.enabled) {
+        *states.entry(status.state.clone()).or_default() += 1;
+    }
+    let mut pending: Vec<(String, i64)> =
+        context.settings.alerts.sink_names().into_iter().map(|sink| (sink, 0)).collect();
+    for (sink, count) in outbox {
+        match pending.iter_mut().find(|(name, _)| *name == sink) {
+            Some(entry) => entry.1 = count,
+            None => pending.push((sink, count)),
         }
     }
+    crate::telemetry::metrics::fleet(&crate::telemetry::metrics::FleetSnapshot {
+        states: states.into_iter().collect(),
+        organizations: statuses
+            .iter()
+            .map(|status| crate::telemetry::metrics::OrganizationGauge {
+                name: status.name.clone(),
+                state: if status.enabled { status.state.clone() } else { "disabled".into() },
+                secret_expires: status.secret_expires_at.map(|t| t.timestamp() as f64),
+                last_success: status.last_success_at.map(|t| t.timestamp() as f64),
+            })
+            .collect(),
+        firing,
+        outbox: pending,
+    });
 }
 
 /// Serves until `shutdown` is cancelled.

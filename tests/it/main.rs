@@ -10,6 +10,7 @@ mod daemon_support;
 mod jobs;
 mod microsoft;
 mod msal;
+mod rules;
 mod organizations;
 mod secrets;
 mod sim_support;
