@@ -254,6 +254,11 @@ exchange_resource = "https://outlook.office365.com"
             .send()
             .await?;
         println!("simulated cloud: {}", response.text().await?);
+        // Rather than wait for its next turn, ask for fabrikam's check now.
+        let mut connection = pool.acquire().await?;
+        let fabrikam = crate::store::organizations::find(&mut connection, &crate::domain::OrgRef::Name("fabrikam".into())).await?.expect("registered");
+        crate::store::checks::check_soon(&mut connection, fabrikam.id).await?;
+        drop(connection);
         if !wait(phase, interrupted).await {
             print_fleet(&pool).await?;
         }

@@ -216,6 +216,15 @@ pub async fn silence(
         .map(|_| ())
 }
 
+/// Makes the organization due for a check now.
+pub async fn check_soon(connection: &mut PgConnection, organization_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE organization_status SET next_check_at = now() WHERE organization_id = $1")
+        .bind(organization_id)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
+
 pub async fn set_settings(
     connection: &mut PgConnection,
     organization_id: Uuid,
