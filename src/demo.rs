@@ -126,6 +126,7 @@ async fn demo(
             listen: "127.0.0.1:0".parse()?,
             scenario,
             tls_ca_out: None,
+        fast_signing: false,
         },
         crate::microsoft::permissions::Manifest::builtin(),
     )

@@ -341,6 +341,7 @@ async fn store_result(
         next_check(row.id, settings.interval, now)
     };
     let findings = serde_json::to_value(&verdict.findings)?;
+    store::count_statements(2); // BEGIN and COMMIT
     let mut transaction = context.pool.begin().await?;
     store::checks::insert_check(
         &mut transaction,

@@ -66,7 +66,14 @@ pub enum Command {
         /// Where to write the CA certificate (PEM) that clients must trust.
         #[arg(long, value_name = "PATH")]
         ca_out: Option<PathBuf>,
+        /// Sign tokens with ES256 rather than Entra's RS256, so that the simulator's CPU
+        /// is not what a load test measures.
+        #[arg(long)]
+        fast_signing: bool,
     },
+    /// Benchmarks (see README, "Performance").
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Check organizations now, store the results, print each verdict. Exit status 3 when
     /// any organization is not healthy.
     Check {
@@ -101,6 +108,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// One full check sweep of N organizations against the simulated cloud with latency L
+    /// and at most C requests in flight; prints wall time against the bound N*R*L/C.
+    Sweep(crate::bench::SweepArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,17 +169,23 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Key(keys::KeyCommand::Generate { out }) => keys::generate(out),
+        Command::Bench(BenchCommand::Sweep(args)) => {
+            crate::telemetry::init_logging("error", cli.log_format.unwrap_or(LogFormat::Text));
+            crate::bench::sweep(args).await
+        }
         Command::Simulate {
             scenario,
             listen,
             tls,
             ca_out,
+            fast_signing,
         } => {
             crate::telemetry::init_logging("info", cli.log_format.unwrap_or(LogFormat::Text));
             simulate(
                 scenario.as_deref(),
                 *listen,
                 tls.then(|| ca_out.clone()).flatten(),
+                *fast_signing,
             )
             .await
         }
@@ -246,6 +266,7 @@ async fn simulate(
     scenario: Option<&std::path::Path>,
     listen: std::net::SocketAddr,
     tls_ca_out: Option<PathBuf>,
+    fast_signing: bool,
 ) -> anyhow::Result<()> {
     use crate::simulator::{self, SimulatorOptions};
     let scenario = match scenario {
@@ -258,6 +279,7 @@ async fn simulate(
             listen,
             scenario,
             tls_ca_out,
+            fast_signing,
         },
         crate::microsoft::permissions::Manifest::builtin(),
     )

@@ -13,13 +13,21 @@ use crate::microsoft::Resource;
 
 /// Signs access tokens (RS256) and publishes the public key.
 pub struct Signer {
+    pub algorithm: Algorithm,
     pub kid: String,
     encoding: EncodingKey,
     pub decoding: DecodingKey,
     pub jwk: serde_json::Value,
 }
 
+fn key_id(material: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(material);
+    digest[..10].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Signer {
+    /// RS256 with a fresh RSA-2048 key, as Entra ID signs.
     pub fn generate() -> anyhow::Result<Signer> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
         let encoding = EncodingKey::from_rsa_pem(key.serialize_pem().as_bytes())?;
@@ -28,23 +36,35 @@ impl Signer {
             anyhow::bail!("generated key is not RSA");
         };
         let decoding = DecodingKey::from_rsa_components(&rsa.n, &rsa.e)?;
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(rsa.n.as_bytes());
-        let kid: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+        let kid = key_id(rsa.n.as_bytes());
         let jwk = serde_json::json!({
             "kty": "RSA", "use": "sig", "kid": kid, "x5t": kid, "n": rsa.n, "e": rsa.e,
             "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
         });
-        Ok(Signer {
-            kid,
-            encoding,
-            decoding,
-            jwk,
-        })
+        Ok(Signer { algorithm: Algorithm::RS256, kid, encoding, decoding, jwk })
+    }
+
+    /// ES256 (P-256): far cheaper to sign than RSA. Only for load tests
+    /// (`simulate --fast-signing`), where the simulator's own CPU must not be what is
+    /// measured; kodo-access reads token claims without checking signatures either way.
+    pub fn generate_fast() -> anyhow::Result<Signer> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let encoding = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes())?;
+        let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, Algorithm::ES256)?;
+        let jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(ec) = &jwk.algorithm else {
+            anyhow::bail!("generated key is not EC");
+        };
+        let decoding = DecodingKey::from_ec_components(&ec.x, &ec.y)?;
+        let kid = key_id(ec.x.as_bytes());
+        let jwk = serde_json::json!({
+            "kty": "EC", "use": "sig", "kid": kid, "crv": "P-256", "x": ec.x, "y": ec.y,
+            "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+        });
+        Ok(Signer { algorithm: Algorithm::ES256, kid, encoding, decoding, jwk })
     }
 
     fn sign(&self, claims: &AccessClaims) -> String {
-        let mut header = Header::new(Algorithm::RS256);
+        let mut header = Header::new(self.algorithm);
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".into());
         jsonwebtoken::encode(&header, claims, &self.encoding).expect("signing with a valid key")
@@ -158,27 +178,26 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 /// The client-credentials grant. Returns the response and the tenant it concerned.
 pub fn token(
     world: &World,
-    signer: &Signer,
     tenant_name: &str,
     headers: &HeaderMap,
     form: TokenForm,
-) -> (Response, Option<Uuid>) {
+) -> (Result<AccessClaims, Response>, Option<Uuid>) {
     use StatusCode as S;
     let Some(tenant) = world.find_tenant(tenant_name) else {
         return (
-            entra_error(
+            Err(entra_error(
                 S::BAD_REQUEST,
                 "invalid_request",
                 90002,
                 &format!(
                     "Tenant '{tenant_name}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
                 ),
-            ),
+            )),
             None,
         );
     };
     let tenant_id = tenant.id;
-    let reply = |response| (response, Some(tenant_id));
+    let reply = |response| (Err(response), Some(tenant_id));
     if form.grant_type.as_deref() != Some("client_credentials") {
         return reply(entra_error(
             S::BAD_REQUEST,
@@ -349,20 +368,24 @@ pub fn token(
         roles: (!roles.is_empty()).then_some(roles),
         uti: Uuid::new_v4().simple().to_string(),
     };
+    (Ok(claims), Some(tenant_id))
+}
+
+/// Signs the token and answers 200. Called without the world lock held: signing is the
+/// most expensive thing the simulator does.
+pub fn issue(signer: &Signer, claims: &AccessClaims) -> Response {
     let body = serde_json::json!({
         "token_type": "Bearer",
         "expires_in": 3599,
         "ext_expires_in": 3599,
-        "access_token": signer.sign(&claims),
+        "access_token": signer.sign(claims),
     });
-    reply(
-        (
-            S::OK,
-            [("content-type", "application/json; charset=utf-8")],
-            body.to_string(),
-        )
-            .into_response(),
+    (
+        StatusCode::OK,
+        [("content-type", "application/json; charset=utf-8")],
+        body.to_string(),
     )
+        .into_response()
 }
 
 /// The OpenID configuration at `/{tenant}/v2.0/.well-known/openid-configuration`.
@@ -403,8 +426,13 @@ pub fn verify(
         .and_then(|v| v.to_str().ok())
         .ok_or("no Authorization header")?;
     let token = value.strip_prefix("Bearer ").ok_or("not a bearer token")?;
-    let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
-    validation.set_audience(audiences);
+    let mut validation = jsonwebtoken::Validation::new(signer.algorithm);
+    if audiences.is_empty() {
+        // The caller checks the audience itself.
+        validation.validate_aud = false;
+    } else {
+        validation.set_audience(audiences);
+    }
     validation.validate_nbf = true;
     validation.leeway = 0;
     jsonwebtoken::decode::<AccessClaims>(token, &signer.decoding, &validation)

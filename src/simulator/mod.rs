@@ -41,6 +41,8 @@ pub struct SimulatorOptions {
     /// Serve HTTPS with a freshly generated CA and leaf certificate; the CA's PEM is
     /// written here so that clients can trust it.
     pub tls_ca_out: Option<PathBuf>,
+    /// Sign tokens with ES256 instead of Entra's RS256 (load tests only).
+    pub fast_signing: bool,
 }
 
 /// A simulator serving in the background until [`RunningSimulator::stop`].
@@ -85,7 +87,7 @@ pub async fn start(
     }
     let state = Arc::new(SimulatorState {
         world: Mutex::new(world),
-        signer: Signer::generate()?,
+        signer: if options.fast_signing { Signer::generate_fast()? } else { Signer::generate()? },
         tls: options.tls_ca_out.is_some(),
     });
     let router = admin::router()
@@ -237,7 +239,7 @@ async fn microsoft(State(state): State<Arc<SimulatorState>>, request: Request) -
         );
         return response;
     }
-    let (response, tenant, endpoint) = dispatch(
+    let (reply, tenant, endpoint) = dispatch(
         &mut world,
         &state.signer,
         &parts.method,
@@ -248,10 +250,25 @@ async fn microsoft(State(state): State<Arc<SimulatorState>>, request: Request) -
         &body,
         &base,
     );
+    let response = match reply {
+        Reply::Ready(response) => response,
+        Reply::Sign(claims) => {
+            drop(world);
+            let response = identity::issue(&state.signer, &claims);
+            world = state.world.lock().expect("world lock");
+            response
+        }
+    };
     world
         .counters
         .record(endpoint, tenant.or(tenant_hint), response.status().as_u16());
     response
+}
+
+/// What a request needs: an answer now, or a token to sign once the lock is released.
+enum Reply {
+    Ready(Response),
+    Sign(identity::AccessClaims),
 }
 
 fn bearer_tenant(headers: &HeaderMap) -> Option<Uuid> {
@@ -341,8 +358,8 @@ fn dispatch(
     headers: &HeaderMap,
     body: &Bytes,
     base: &str,
-) -> (Response, Option<Uuid>, &'static str) {
-    match segments {
+) -> (Reply, Option<Uuid>, &'static str) {
+    let (response, tenant, endpoint) = match segments {
         ["v1.0", ..] => {
             let rest = path.trim_start_matches('/').trim_start_matches("v1.0/");
             graph::handle(world, signer, graph::GraphRequest { method: method.clone(), path: rest, query, headers, body, base })
@@ -353,8 +370,10 @@ fn dispatch(
         }
         [tenant, "oauth2", "v2.0", "token"] if *method == Method::POST => {
             let form: identity::TokenForm = serde_urlencoded_form(body);
-            let (response, tenant) = identity::token(world, signer, tenant, headers, form);
-            (response, tenant, "token")
+            return match identity::token(world, tenant, headers, form) {
+                (Ok(claims), tenant) => (Reply::Sign(claims), tenant, "token"),
+                (Err(response), tenant) => (Reply::Ready(response), tenant, "token"),
+            };
         }
         [tenant, "v2.0", ".well-known", "openid-configuration"] | [tenant, ".well-known", "openid-configuration"] if *method == Method::GET => {
             match world.find_tenant(tenant) {
@@ -377,7 +396,8 @@ fn dispatch(
             None,
             "unknown",
         ),
-    }
+    };
+    (Reply::Ready(response), tenant, endpoint)
 }
 
 fn serde_urlencoded_form(body: &[u8]) -> identity::TokenForm {

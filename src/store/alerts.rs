@@ -19,6 +19,7 @@ pub async fn firing_for(
     connection: &mut PgConnection,
     organization_id: Uuid,
 ) -> Result<Vec<FiringRow>, sqlx::Error> {
+    super::count_statements(1);
     sqlx::query_as(
         "SELECT id, kind, started_at, labels, annotations, severity FROM alerts
          WHERE organization_id = $1 AND status = 'firing'",
@@ -46,6 +47,7 @@ pub async fn insert_firing(
     if alerts.is_empty() {
         return Ok(());
     }
+    super::count_statements(1);
     sqlx::query(
         "INSERT INTO alerts (id, organization_id, kind, severity, status, labels, annotations, started_at)
          SELECT id, $1, kind, severity, 'firing', labels, annotations, $2
@@ -73,6 +75,7 @@ pub async fn resolve(
     if ids.is_empty() {
         return Ok(());
     }
+    super::count_statements(1);
     sqlx::query("UPDATE alerts SET status = 'resolved', resolved_at = $2 WHERE id = ANY($1) AND status = 'firing'")
         .bind(ids)
         .bind(at)
@@ -90,6 +93,7 @@ pub async fn enqueue(
     if sinks.is_empty() || notifications.is_empty() {
         return Ok(());
     }
+    super::count_statements(1);
     let mut alert_ids = Vec::new();
     let mut sink_names = Vec::new();
     let mut payloads = Vec::new();

@@ -48,6 +48,7 @@ pub async fn claim_due(
     lease_until: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
+    super::count_statements(1);
     sqlx::query_scalar(
         "UPDATE organization_status SET next_check_at = $2
          WHERE organization_id IN (
@@ -70,6 +71,7 @@ pub async fn targets(
     connection: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<Vec<TargetRow>, sqlx::Error> {
+    super::count_statements(1);
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{TARGET_SELECT} WHERE o.id = ANY($1) ORDER BY o.name"
     )))
@@ -98,6 +100,7 @@ pub async fn insert_check(
     connection: &mut PgConnection,
     record: CheckRecord<'_>,
 ) -> Result<(), sqlx::Error> {
+    super::count_statements(1);
     sqlx::query(
         "INSERT INTO checks (organization_id, started_at, finished_at, state, findings, observations)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -129,6 +132,7 @@ pub async fn update_status(
     connection: &mut PgConnection,
     update: StatusUpdate<'_>,
 ) -> Result<(), sqlx::Error> {
+    super::count_statements(1);
     sqlx::query(
         "UPDATE organization_status SET
              state_since = CASE WHEN state = $2 THEN state_since ELSE $5 END,
@@ -162,6 +166,7 @@ pub async fn learn_secret(
     key_id: Option<Uuid>,
     end_at: Option<DateTime<Utc>>,
 ) -> Result<(), sqlx::Error> {
+    super::count_statements(1);
     sqlx::query(
         "UPDATE credentials SET key_id = COALESCE(key_id, $2), end_at = COALESCE($3, end_at) WHERE id = $1",
     )

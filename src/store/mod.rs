@@ -20,6 +20,18 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::{ConfigError, DatabaseSettings};
 
+/// SQL statements sent by the check path (for `bench sweep`'s statements per organization).
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts `n` statements about to be sent.
+pub fn count_statements(n: u64) {
+    STATEMENTS.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn statements_sent() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Connection options from the settings, with the password read from its secret source.

@@ -1,0 +1,184 @@
+//! `kodo-access bench sweep`: one full check sweep of N organizations against the
+//! simulated cloud (a separate process, so its CPU is not counted) with a fixed latency L
+//! on every request and at most C requests in flight. Reports the wall time beside the
+//! bound N×R×L/C, R (requests per organization), CPU per organization, peak RSS and SQL
+//! statements per organization. Uses a throw-away database; leaves nothing behind.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::config::{ConfigLocation, Settings};
+use crate::crypto::Keyring;
+use crate::registry::{RawOrganization, Registry};
+
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// N: organizations (each its own tenant).
+    #[arg(long, default_value_t = 10_000)]
+    pub organizations: usize,
+    /// L: latency the simulated cloud adds to every request, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub latency_ms: u64,
+    /// C: requests to Microsoft in flight at most (microsoft.max_requests_in_flight).
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// PostgreSQL server to create the benchmark's throw-away database in.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub database_url: String,
+}
+
+/// CPU time of this process so far (user + system), from /proc/self/stat.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+    let total = ticks(11) + ticks(12);
+    // USER_HZ is 100 on Linux for every architecture this runs on.
+    Duration::from_millis(total * 10)
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resets the peak RSS so that the sweep's own peak is measured, not the setup's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+struct Simulator(std::process::Child);
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub async fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
+    let database = format!("kodo_access_bench_{}", std::process::id());
+    let admin = sqlx::PgPool::connect(&args.database_url).await.map_err(|error| {
+        anyhow::anyhow!("the benchmark needs a PostgreSQL server where it may create a database ({error})")
+    })?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&admin).await?;
+    let work = tempfile::Builder::new().prefix("kodo-access-bench-").tempdir()?;
+    let result = run(args, &database, work.path()).await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))).execute(&admin).await;
+    result
+}
+
+async fn run(args: &SweepArgs, database: &str, work: &std::path::Path) -> anyhow::Result<()> {
+    let n = args.organizations;
+    let namespace = Uuid::from_u128(0x6b6f_646f_6265_6e63_6800_0000_0000_0000);
+    let tenant = |i: usize| Uuid::new_v5(&namespace, format!("tenant-{i}").as_bytes());
+    let app = |i: usize| Uuid::new_v5(&namespace, format!("app-{i}").as_bytes());
+    let secret = |i: usize| format!("Ben8Q~bench-secret-{i:08}-000000000000");
+    let scenario = serde_json::json!({
+        "faults": { "latency_ms": args.latency_ms },
+        "tenants": (0..n).map(|i| serde_json::json!({
+            "id": tenant(i),
+            "sharepoint_host": format!("t{i}.sharepoint.com"),
+            "apps": [{ "app_id": app(i), "permissions": "all", "secrets": [{ "value": secret(i), "expires_in_days": 200 }] }],
+        })).collect::<Vec<_>>(),
+    });
+    let scenario_path = work.join("scenario.json");
+    std::fs::write(&scenario_path, serde_json::to_vec(&scenario)?)?;
+    eprintln!("starting the simulated cloud with {n} tenants and {} ms latency", args.latency_ms);
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["simulate", "--fast-signing", "--listen", "127.0.0.1:0", "--scenario"])
+        .arg(&scenario_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut url = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut url)?;
+    let _simulator = Simulator(child);
+    let base = url.trim().to_string();
+    anyhow::ensure!(base.starts_with("http"), "the simulated cloud did not start");
+
+    let key = work.join("master.key");
+    crate::crypto::generate_key_file(&key)?;
+    let mut database_url = url::Url::parse(&args.database_url)?;
+    database_url.set_path(&format!("/{database}"));
+    let config = format!(
+        "[database]\nurl = \"{database_url}\"\nmax_connections = 20\n[crypto]\nmaster_key_file = \"{}\"\n[checks]\nmax_concurrent_checks = {}\nmax_checks_per_tenant = 2\nconfirm_delay = \"1s\"\n[microsoft]\nmax_requests_in_flight = {}\nrequest_timeout = \"60s\"\n[clouds.sim]\nauthority = \"{base}\"\ngraph = \"{base}\"\nexchange = \"{base}\"\nsharepoint = \"{base}\"\nsharepoint_suffix = \"sharepoint.com\"\ngraph_resource = \"https://graph.microsoft.com\"\nexchange_resource = \"https://outlook.office365.com\"\n",
+        key.display(),
+        args.concurrency * 2,
+        args.concurrency,
+    );
+    let config_path = work.join("config.toml");
+    std::fs::write(&config_path, config)?;
+    let settings = Settings::load_with_environment(&ConfigLocation { path: config_path, explicit: true }, vec![])?;
+    let pool = crate::store::connect(&settings.database).await?;
+    crate::store::migrate(&pool).await?;
+    let keyring = Keyring::load(&settings.crypto)?;
+    eprintln!("registering {n} organizations");
+    let registry = Registry { pool: &pool, keyring: &keyring, actor: "bench".into() };
+    let clouds: Vec<String> = settings.clouds.keys().cloned().collect();
+    let mut inputs = Vec::with_capacity(n);
+    for i in 0..n {
+        let input = RawOrganization {
+            name: format!("org-{i:05}"),
+            tenant_id: tenant(i).to_string(),
+            client_id: app(i).to_string(),
+            secret: Some(SecretString::from(secret(i))),
+            cloud: Some("sim".into()),
+            sharepoint_host: Some(format!("t{i}.sharepoint.com")),
+            labels: None,
+            secret_id: None,
+            secret_expires: None,
+        }
+        .parse(&clouds)
+        .map_err(|error| anyhow::anyhow!("{}: {}", error.field, error.error))?;
+        inputs.push((format!("organization {i}"), input));
+    }
+    registry.import(inputs).await?;
+    pool.close().await;
+
+    let pool = crate::store::lazy_pool(&settings.database)?;
+    let context = crate::context::Context::new(Arc::new(settings), pool.clone(), Arc::new(keyring), tokio_util::sync::CancellationToken::new())?;
+    let http = reqwest::Client::new();
+    http.post(format!("{base}/_sim/counters/reset")).send().await?;
+    eprintln!("sweeping");
+    reset_peak_rss();
+    let statements_before = crate::store::statements_sent();
+    let cpu_before = cpu_time();
+    let started = Instant::now();
+    let summary = crate::checks::run::check_due(&context).await?;
+    let wall = started.elapsed();
+    let cpu = cpu_time() - cpu_before;
+    let peak_rss = peak_rss_kib();
+    let statements = crate::store::statements_sent() - statements_before;
+    let counters: serde_json::Value = http.get(format!("{base}/_sim/counters")).send().await?.json().await?;
+    let requests = counters["total"].as_u64().unwrap_or(0);
+    let states: Vec<(String, i64)> = sqlx::query_as("SELECT state, count(*) FROM organization_status GROUP BY state ORDER BY 2 DESC")
+        .fetch_all(&pool)
+        .await?;
+    let checks: i64 = sqlx::query_scalar("SELECT count(*) FROM checks").fetch_one(&pool).await?;
+    pool.close().await;
+
+    let r = requests as f64 / n as f64;
+    let bound = n as f64 * r * (args.latency_ms as f64 / 1000.0) / args.concurrency as f64;
+    println!("bench sweep: N = {n}, L = {} ms, C = {}", args.latency_ms, args.concurrency);
+    println!("  {summary}; {checks} checks stored; states: {}", states.iter().map(|(s, c)| format!("{s} {c}")).collect::<Vec<_>>().join(", "));
+    println!("  wall time            {:.2} s", wall.as_secs_f64());
+    println!("  bound N*R*L/C        {bound:.2} s   (wall / bound = {:.3}; target <= 1.25)", wall.as_secs_f64() / bound);
+    println!("  R                    {r:.2} requests per organization ({requests} in all; target <= 6)");
+    println!("  CPU                  {:.3} ms per organization ({:.2} s in all; target <= 1 ms)", cpu.as_secs_f64() * 1000.0 / n as f64, cpu.as_secs_f64());
+    println!("  peak RSS             {:.1} MiB (target <= 128 MiB)", peak_rss as f64 / 1024.0);
+    println!("  SQL statements       {:.2} per organization ({statements} in all)", statements as f64 / n as f64);
+    Ok(())
+}
