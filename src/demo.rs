@@ -126,7 +126,7 @@ async fn demo(
             listen: "127.0.0.1:0".parse()?,
             scenario,
             tls_ca_out: None,
-        fast_signing: false,
+            fast_signing: false,
         },
         crate::microsoft::permissions::Manifest::builtin(),
     )
@@ -257,7 +257,12 @@ exchange_resource = "https://outlook.office365.com"
         println!("simulated cloud: {}", response.text().await?);
         // Rather than wait for its next turn, ask for fabrikam's check now.
         let mut connection = pool.acquire().await?;
-        let fabrikam = crate::store::organizations::find(&mut connection, &crate::domain::OrgRef::Name("fabrikam".into())).await?.expect("registered");
+        let fabrikam = crate::store::organizations::find(
+            &mut connection,
+            &crate::domain::OrgRef::Name("fabrikam".into()),
+        )
+        .await?
+        .expect("registered");
         crate::store::checks::check_soon(&mut connection, fabrikam.id).await?;
         drop(connection);
         if !wait(phase, interrupted).await {

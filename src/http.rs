@@ -76,15 +76,24 @@ async fn refresh_gauges(context: &Context) {
         }
     };
     for enabled in [true, false] {
-        let count = counts.iter().find(|(e, _)| *e == enabled).map(|(_, n)| *n).unwrap_or(0);
+        let count = counts
+            .iter()
+            .find(|(e, _)| *e == enabled)
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
         crate::telemetry::metrics::organizations(enabled, count);
     }
     let mut states: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     for status in statuses.iter().filter(|s| s.enabled) {
         *states.entry(status.state.clone()).or_default() += 1;
     }
-    let mut pending: Vec<(String, i64)> =
-        context.settings.alerts.sink_names().into_iter().map(|sink| (sink, 0)).collect();
+    let mut pending: Vec<(String, i64)> = context
+        .settings
+        .alerts
+        .sink_names()
+        .into_iter()
+        .map(|sink| (sink, 0))
+        .collect();
     for (sink, count) in outbox {
         match pending.iter_mut().find(|(name, _)| *name == sink) {
             Some(entry) => entry.1 = count,
@@ -97,7 +106,11 @@ async fn refresh_gauges(context: &Context) {
             .iter()
             .map(|status| crate::telemetry::metrics::OrganizationGauge {
                 name: status.name.clone(),
-                state: if status.enabled { status.state.clone() } else { "disabled".into() },
+                state: if status.enabled {
+                    status.state.clone()
+                } else {
+                    "disabled".into()
+                },
                 secret_expires: status.secret_expires_at.map(|t| t.timestamp() as f64),
                 last_success: status.last_success_at.map(|t| t.timestamp() as f64),
             })

@@ -63,45 +63,72 @@ impl Limits {
 }
 
 /// Checks every due organization (the scheduled job). Returns a summary line.
+///
+/// A pipeline, not batches: due organizations are claimed as slots free up, so a slow
+/// check never holds back the ones behind it.
 pub async fn check_due(context: &Context) -> anyhow::Result<String> {
+    let limits = Arc::new(Limits::new(context));
+    let queue_limit = context.settings.checks.max_concurrent_checks * 2;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut exhausted = false;
     let mut checked = 0;
-    let mut failed = Vec::new();
+    let mut failed = 0;
     loop {
-        if context.shutdown.is_cancelled() {
-            break;
-        }
-        let ids = {
-            let mut connection = context.pool.acquire().await?;
-            let now = Utc::now();
-            // The lease covers a check with its confirmation; a result moves it on.
-            let lease = now
-                + chrono::Duration::from_std(
-                    context.settings.checks.confirm_delay * 4 + std::time::Duration::from_secs(600),
-                )
-                .unwrap_or_default();
-            let batch = (context.settings.checks.max_concurrent_checks * 2).max(64) as i64;
-            store::checks::claim_due(&mut connection, now, lease, batch).await?
-        };
-        if ids.is_empty() {
-            break;
-        }
-        for (name, result) in check_organizations(context, &ids).await? {
-            match result {
-                Ok(_) => checked += 1,
-                Err(error) => {
-                    tracing::error!(organization = %name, "check could not be stored: {error:#}");
-                    failed.push(name);
+        // Refill in chunks when half the queue has drained: one claim per chunk, not per check.
+        while !exhausted && tasks.len() <= queue_limit / 2 && !context.shutdown.is_cancelled() {
+            let wanted = (queue_limit - tasks.len()).max(1) as i64;
+            let rows = {
+                let mut connection = context.pool.acquire().await?;
+                let now = Utc::now();
+                // The lease covers a check with its confirmation; a result moves it on.
+                let lease = now
+                    + chrono::Duration::from_std(
+                        context.settings.checks.confirm_delay * 4
+                            + std::time::Duration::from_secs(600),
+                    )
+                    .unwrap_or_default();
+                let ids = store::checks::claim_due(&mut connection, now, lease, wanted).await?;
+                if ids.is_empty() {
+                    exhausted = true;
+                    break;
                 }
+                store::checks::targets(&mut connection, &ids).await?
+            };
+            for row in rows {
+                spawn_check(&mut tasks, context, &limits, row);
+            }
+        }
+        match tasks.join_next().await {
+            None => break,
+            Some(Ok((_, Ok(_)))) => checked += 1,
+            Some(Ok((name, Err(error)))) => {
+                tracing::error!(organization = %name, "check could not be stored: {error:#}");
+                failed += 1;
+            }
+            Some(Err(error)) => {
+                tracing::error!("check task failed: {error}");
+                failed += 1;
             }
         }
     }
-    if checked == 0 && failed.is_empty() {
+    if checked == 0 && failed == 0 {
         return Ok(String::new());
     }
     Ok(format!(
-        "checked {checked} organization(s), {} failed to store",
-        failed.len()
+        "checked {checked} organization(s), {failed} failed to store"
     ))
+}
+
+type CheckTasks = tokio::task::JoinSet<(String, anyhow::Result<CheckOutcome>)>;
+
+fn spawn_check(tasks: &mut CheckTasks, context: &Context, limits: &Arc<Limits>, row: TargetRow) {
+    let context = context.clone();
+    let limits = limits.clone();
+    tasks.spawn(async move {
+        let name = row.name.clone();
+        let result = check_one(&context, row, &limits).await;
+        (name, result)
+    });
 }
 
 /// Checks the given organizations now, concurrently; one's failure never stops the others.
@@ -114,15 +141,9 @@ pub async fn check_organizations(
         store::checks::targets(&mut connection, ids).await?
     };
     let limits = Arc::new(Limits::new(context));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = CheckTasks::new();
     for row in rows {
-        let context = context.clone();
-        let limits = limits.clone();
-        tasks.spawn(async move {
-            let name = row.name.clone();
-            let result = check_one(&context, row, &limits).await;
-            (name, result)
-        });
+        spawn_check(&mut tasks, context, &limits, row);
     }
     let mut results = Vec::new();
     while let Some(joined) = tasks.join_next().await {
@@ -307,7 +328,13 @@ pub fn next_check(
     let phase = (organization_id.as_u128() % interval as u128) as i64;
     let now_secs = now.timestamp();
     let offset = (now_secs - phase).rem_euclid(interval);
-    DateTime::from_timestamp(now_secs - offset + interval, 0).unwrap_or(now)
+    let mut next = now_secs - offset + interval;
+    // Never sooner than half an interval: an organization checked off its phase (new, or
+    // checked by hand) drifts to its phase instead of being checked twice in a row.
+    if next - now_secs < interval / 2 {
+        next += interval;
+    }
+    DateTime::from_timestamp(next, 0).unwrap_or(now)
 }
 
 async fn store_result(
@@ -343,7 +370,17 @@ async fn store_result(
     let findings = serde_json::to_value(&verdict.findings)?;
     store::count_statements(2); // BEGIN and COMMIT
     let mut transaction = context.pool.begin().await?;
-    store::checks::insert_check(
+    let learned = row
+        .credential_id
+        .filter(|_| {
+            !failed && (verdict.learned_key_id.is_some() || verdict.secret_expires_at != row.end_at)
+        })
+        .map(|credential_id| store::checks::LearnedSecret {
+            credential_id,
+            key_id: verdict.learned_key_id,
+            end_at: verdict.secret_expires_at,
+        });
+    let firing = store::checks::record(
         &mut transaction,
         store::checks::CheckRecord {
             organization_id: row.id,
@@ -351,15 +388,10 @@ async fn store_result(
             finished_at: now,
             state: verdict.state.as_str(),
             findings: findings.clone(),
-            observations: serde_json::to_value(observations)?,
+            observations: observations.summary(),
         },
-    )
-    .await?;
-    store::checks::update_status(
-        &mut transaction,
         store::checks::StatusUpdate {
             organization_id: row.id,
-            state: verdict.state.as_str(),
             last_known_state: last_known.as_deref(),
             findings,
             checked_at: now,
@@ -367,21 +399,9 @@ async fn store_result(
             failing_since,
             next_check_at,
         },
+        learned,
     )
     .await?;
-    if let Some(credential_id) = row.credential_id
-        && !failed
-        && (verdict.learned_key_id.is_some() || verdict.secret_expires_at != row.end_at)
-    {
-        store::checks::learn_secret(
-            &mut transaction,
-            credential_id,
-            verdict.learned_key_id,
-            verdict.secret_expires_at,
-        )
-        .await?;
-    }
-    let firing = store::alerts::firing_for(&mut transaction, row.id).await?;
     let endpoints_consent = context
         .settings
         .clouds
@@ -479,13 +499,17 @@ mod tests {
         for _ in 0..200 {
             let id = Uuid::new_v4();
             let next = next_check(id, interval, now);
-            assert!(next > now && next <= now + chrono::Duration::seconds(900));
+            // At least half an interval ahead, at most one and a half.
+            assert!(
+                next >= now + chrono::Duration::seconds(450)
+                    && next <= now + chrono::Duration::seconds(1350)
+            );
             // The same phase next time round.
             assert_eq!(
                 next_check(id, interval, next),
                 next + chrono::Duration::seconds(900)
             );
-            offsets.insert((next - now).num_seconds() / 90);
+            offsets.insert(next.timestamp().rem_euclid(900) / 90);
         }
         assert_eq!(
             offsets.len(),

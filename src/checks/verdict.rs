@@ -231,6 +231,38 @@ pub struct Observations {
     pub not_configured: Vec<Resource>,
 }
 
+impl Observations {
+    /// What the check history keeps of the observations: outcomes and failures, counts
+    /// instead of the full role lists (which the findings already name where they matter).
+    pub fn summary(&self) -> serde_json::Value {
+        let tokens: serde_json::Map<String, serde_json::Value> = self
+            .tokens
+            .iter()
+            .map(|(resource, token)| {
+                let value = match token {
+                    TokenObservation::Issued { roles, certificate } => serde_json::json!({"issued": true, "roles": roles.len(), "certificate": certificate}),
+                    TokenObservation::Refused { failure, detail } => serde_json::json!({"issued": false, "failure": failure, "codes": detail.codes, "http_status": detail.http_status}),
+                };
+                (resource.as_str().to_string(), value)
+            })
+            .collect();
+        let graph =
+            |observation: Option<serde_json::Value>| observation.unwrap_or(serde_json::Value::Null);
+        serde_json::json!({
+            "tokens": tokens,
+            "application": graph(self.application.as_ref().map(|a| match a {
+                GraphObservation::Seen { value } => serde_json::json!({"credentials": value}),
+                GraphObservation::Failed { failure, detail } => serde_json::json!({"failure": failure, "code": detail.code, "http_status": detail.http_status}),
+            })),
+            "assignments": graph(self.assignments.as_ref().map(|a| match a {
+                GraphObservation::Seen { value } => serde_json::json!({"granted": value.len()}),
+                GraphObservation::Failed { failure, detail } => serde_json::json!({"failure": failure, "code": detail.code, "http_status": detail.http_status}),
+            })),
+            "sharepoint": self.sharepoint,
+        })
+    }
+}
+
 /// What a check is judged against.
 #[derive(Debug, Clone)]
 pub struct CheckPolicy {

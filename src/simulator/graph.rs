@@ -139,13 +139,28 @@ pub struct GraphRequest<'a> {
 }
 
 /// Handles one Graph request. Returns the response, the tenant and an endpoint name.
+/// Verifies a Graph bearer token (signature, expiry, audience). Needs no state, so it
+/// runs before the world is locked.
+pub fn verify_graph(signer: &Signer, headers: &HeaderMap) -> Result<AccessClaims, &'static str> {
+    let audiences: Vec<String> = GRAPH_AUDIENCES.iter().map(|a| a.to_string()).collect();
+    verify(signer, headers, &audiences)
+}
+
+/// Verifies a SharePoint bearer token's signature and expiry; the audience is checked
+/// against the tenant under the lock.
+pub fn verify_sharepoint(
+    signer: &Signer,
+    headers: &HeaderMap,
+) -> Result<AccessClaims, &'static str> {
+    verify(signer, headers, &[])
+}
+
 pub fn handle(
     world: &mut World,
-    signer: &Signer,
+    verified: Result<AccessClaims, &'static str>,
     request: GraphRequest<'_>,
 ) -> (Response, Option<Uuid>, &'static str) {
-    let audiences: Vec<String> = GRAPH_AUDIENCES.iter().map(|a| a.to_string()).collect();
-    let claims = match verify(signer, request.headers, &audiences) {
+    let claims = match verified {
         Ok(claims) => claims,
         Err(message) => {
             return (
@@ -643,7 +658,10 @@ fn remove_password(
 
 /// SharePoint REST (`/_api/...`): like the real service, refuses app-only tokens
 /// obtained with a client secret.
-pub fn sharepoint(world: &World, signer: &Signer, headers: &HeaderMap) -> (Response, Option<Uuid>) {
+pub fn sharepoint(
+    world: &World,
+    verified: Result<AccessClaims, &'static str>,
+) -> (Response, Option<Uuid>) {
     // The audience is checked against the token's own tenant, not every tenant's host.
     let unauthorized = |reason: &str| {
         (
@@ -657,8 +675,10 @@ pub fn sharepoint(world: &World, signer: &Signer, headers: &HeaderMap) -> (Respo
         )
             .into_response()
     };
-    let verified = verify(signer, headers, &[]).ok().filter(|claims| {
-        let tenant = Uuid::try_parse(&claims.tid).ok().and_then(|id| world.tenants.get(&id));
+    let verified = verified.ok().filter(|claims| {
+        let tenant = Uuid::try_parse(&claims.tid)
+            .ok()
+            .and_then(|id| world.tenants.get(&id));
         let host = tenant.and_then(|t| t.sharepoint_host.as_deref());
         claims.aud == "00000003-0000-0ff1-ce00-000000000000"
             || host.is_some_and(|host| claims.aud.eq_ignore_ascii_case(&format!("https://{host}")))

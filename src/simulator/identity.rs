@@ -41,7 +41,13 @@ impl Signer {
             "kty": "RSA", "use": "sig", "kid": kid, "x5t": kid, "n": rsa.n, "e": rsa.e,
             "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
         });
-        Ok(Signer { algorithm: Algorithm::RS256, kid, encoding, decoding, jwk })
+        Ok(Signer {
+            algorithm: Algorithm::RS256,
+            kid,
+            encoding,
+            decoding,
+            jwk,
+        })
     }
 
     /// ES256 (P-256): far cheaper to sign than RSA. Only for load tests
@@ -60,7 +66,13 @@ impl Signer {
             "kty": "EC", "use": "sig", "kid": kid, "crv": "P-256", "x": ec.x, "y": ec.y,
             "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
         });
-        Ok(Signer { algorithm: Algorithm::ES256, kid, encoding, decoding, jwk })
+        Ok(Signer {
+            algorithm: Algorithm::ES256,
+            kid,
+            encoding,
+            decoding,
+            jwk,
+        })
     }
 
     fn sign(&self, claims: &AccessClaims) -> String {

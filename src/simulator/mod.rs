@@ -87,7 +87,11 @@ pub async fn start(
     }
     let state = Arc::new(SimulatorState {
         world: Mutex::new(world),
-        signer: if options.fast_signing { Signer::generate_fast()? } else { Signer::generate()? },
+        signer: if options.fast_signing {
+            Signer::generate_fast()?
+        } else {
+            Signer::generate()?
+        },
         tls: options.tls_ca_out.is_some(),
     });
     let router = admin::router()
@@ -225,6 +229,12 @@ async fn microsoft(State(state): State<Arc<SimulatorState>>, request: Request) -
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
+    // Signature checks need no state: done before the lock, so they run in parallel.
+    let verified = match segments.first() {
+        Some(&"v1.0") => Some(graph::verify_graph(&state.signer, &parts.headers)),
+        Some(&"_api") => Some(graph::verify_sharepoint(&state.signer, &parts.headers)),
+        _ => None,
+    };
     let mut world = state.world.lock().expect("world lock");
     let endpoint_kind = match segments.first() {
         Some(&"v1.0") => "graph",
@@ -242,6 +252,7 @@ async fn microsoft(State(state): State<Arc<SimulatorState>>, request: Request) -
     let (reply, tenant, endpoint) = dispatch(
         &mut world,
         &state.signer,
+        verified,
         &parts.method,
         &segments,
         &path,
@@ -351,6 +362,7 @@ fn throttled(kind: &str, retry_after: u64) -> Response {
 fn dispatch(
     world: &mut World,
     signer: &Signer,
+    verified: Option<Result<identity::AccessClaims, &'static str>>,
     method: &Method,
     segments: &[&str],
     path: &str,
@@ -362,10 +374,11 @@ fn dispatch(
     let (response, tenant, endpoint) = match segments {
         ["v1.0", ..] => {
             let rest = path.trim_start_matches('/').trim_start_matches("v1.0/");
-            graph::handle(world, signer, graph::GraphRequest { method: method.clone(), path: rest, query, headers, body, base })
+            let verified = verified.unwrap_or(Err("no bearer token"));
+            graph::handle(world, verified, graph::GraphRequest { method: method.clone(), path: rest, query, headers, body, base })
         }
         ["_api", ..] => {
-            let (response, tenant) = graph::sharepoint(world, signer, headers);
+            let (response, tenant) = graph::sharepoint(world, verified.unwrap_or(Err("no bearer token")));
             (response, tenant, "sharepoint")
         }
         [tenant, "oauth2", "v2.0", "token"] if *method == Method::POST => {

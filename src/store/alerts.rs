@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+/// A firing alert, as the check that may resolve it reads it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FiringRow {
     pub id: Uuid,
@@ -13,20 +14,6 @@ pub struct FiringRow {
     pub labels: serde_json::Value,
     pub annotations: serde_json::Value,
     pub severity: String,
-}
-
-pub async fn firing_for(
-    connection: &mut PgConnection,
-    organization_id: Uuid,
-) -> Result<Vec<FiringRow>, sqlx::Error> {
-    super::count_statements(1);
-    sqlx::query_as(
-        "SELECT id, kind, started_at, labels, annotations, severity FROM alerts
-         WHERE organization_id = $1 AND status = 'firing'",
-    )
-    .bind(organization_id)
-    .fetch_all(connection)
-    .await
 }
 
 pub struct NewAlert {

@@ -96,29 +96,8 @@ pub struct CheckRecord<'a> {
     pub observations: serde_json::Value,
 }
 
-pub async fn insert_check(
-    connection: &mut PgConnection,
-    record: CheckRecord<'_>,
-) -> Result<(), sqlx::Error> {
-    super::count_statements(1);
-    sqlx::query(
-        "INSERT INTO checks (organization_id, started_at, finished_at, state, findings, observations)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(record.organization_id)
-    .bind(record.started_at)
-    .bind(record.finished_at)
-    .bind(record.state)
-    .bind(record.findings)
-    .bind(record.observations)
-    .execute(connection)
-    .await
-    .map(|_| ())
-}
-
 pub struct StatusUpdate<'a> {
     pub organization_id: Uuid,
-    pub state: &'a str,
     pub last_known_state: Option<&'a str>,
     pub findings: serde_json::Value,
     pub checked_at: DateTime<Utc>,
@@ -128,54 +107,69 @@ pub struct StatusUpdate<'a> {
     pub next_check_at: DateTime<Utc>,
 }
 
-pub async fn update_status(
-    connection: &mut PgConnection,
-    update: StatusUpdate<'_>,
-) -> Result<(), sqlx::Error> {
-    super::count_statements(1);
-    sqlx::query(
-        "UPDATE organization_status SET
-             state_since = CASE WHEN state = $2 THEN state_since ELSE $5 END,
-             state = $2,
-             last_known_state = $3,
-             findings = $4,
-             last_check_at = $5,
-             last_success_at = COALESCE($6, last_success_at),
-             consecutive_failures = CASE WHEN $6 IS NULL THEN consecutive_failures + 1 ELSE 0 END,
-             failing_since = $7,
-             next_check_at = $8
-         WHERE organization_id = $1",
-    )
-    .bind(update.organization_id)
-    .bind(update.state)
-    .bind(update.last_known_state)
-    .bind(update.findings)
-    .bind(update.checked_at)
-    .bind(update.succeeded_at)
-    .bind(update.failing_since)
-    .bind(update.next_check_at)
-    .execute(connection)
-    .await
-    .map(|_| ())
+/// What a check learned about the current secret from Microsoft.
+pub struct LearnedSecret {
+    pub credential_id: Uuid,
+    pub key_id: Option<Uuid>,
+    pub end_at: Option<DateTime<Utc>>,
 }
 
-/// Records what Microsoft says of the current secret: its keyId (learned by hint) and end.
-pub async fn learn_secret(
+/// Stores a check, the organization's new status and what was learned of its secret, in
+/// one statement, and returns the organization's firing alerts (locked until the
+/// transaction ends). The transaction commits asynchronously: a check result lost in a
+/// database crash is re-established by the next check, together with its alerts, so
+/// these commits need not wait for the disk.
+pub async fn record(
     connection: &mut PgConnection,
-    credential_id: Uuid,
-    key_id: Option<Uuid>,
-    end_at: Option<DateTime<Utc>>,
-) -> Result<(), sqlx::Error> {
+    check: CheckRecord<'_>,
+    status: StatusUpdate<'_>,
+    learned: Option<LearnedSecret>,
+) -> Result<Vec<super::alerts::FiringRow>, sqlx::Error> {
     super::count_statements(1);
-    sqlx::query(
-        "UPDATE credentials SET key_id = COALESCE(key_id, $2), end_at = COALESCE($3, end_at) WHERE id = $1",
+    sqlx::query_as(
+        "WITH relaxed AS (
+             SELECT set_config('synchronous_commit', 'off', true)
+         ), recorded AS (
+             INSERT INTO checks (organization_id, started_at, finished_at, state, findings, observations)
+             VALUES ($1, $2, $3, $4, $5, $6)
+         ), learned AS (
+             UPDATE credentials SET key_id = COALESCE(key_id, $14), end_at = COALESCE($15, end_at)
+             WHERE id = $13
+         ), status AS (
+             UPDATE organization_status SET
+                 state_since = CASE WHEN state = $4 THEN state_since ELSE $8 END,
+                 state = $4,
+                 last_known_state = $7,
+                 findings = $5,
+                 last_check_at = $8,
+                 last_success_at = COALESCE($9, last_success_at),
+                 consecutive_failures = CASE WHEN $9 IS NULL THEN consecutive_failures + 1 ELSE 0 END,
+                 failing_since = $10,
+                 next_check_at = $11
+             WHERE organization_id = $12
+             RETURNING organization_id
+         )
+         SELECT a.id, a.kind, a.started_at, a.labels, a.annotations, a.severity
+         FROM relaxed, status
+         JOIN alerts a ON a.organization_id = status.organization_id AND a.status = 'firing'",
     )
-    .bind(credential_id)
-    .bind(key_id)
-    .bind(end_at)
-    .execute(connection)
+    .bind(check.organization_id)
+    .bind(check.started_at)
+    .bind(check.finished_at)
+    .bind(check.state)
+    .bind(check.findings)
+    .bind(check.observations)
+    .bind(status.last_known_state)
+    .bind(status.checked_at)
+    .bind(status.succeeded_at)
+    .bind(status.failing_since)
+    .bind(status.next_check_at)
+    .bind(status.organization_id)
+    .bind(learned.as_ref().map(|l| l.credential_id))
+    .bind(learned.as_ref().and_then(|l| l.key_id))
+    .bind(learned.as_ref().and_then(|l| l.end_at))
+    .fetch_all(connection)
     .await
-    .map(|_| ())
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -222,7 +216,10 @@ pub async fn silence(
 }
 
 /// Makes the organization due for a check now.
-pub async fn check_soon(connection: &mut PgConnection, organization_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn check_soon(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE organization_status SET next_check_at = now() WHERE organization_id = $1")
         .bind(organization_id)
         .execute(connection)

@@ -475,13 +475,24 @@ async fn the_daemon_checks_on_its_own_and_its_metrics_pass_promtool(pool: PgPool
     let sim = Sim::start(&default_scenario()).await;
     let env = TestEnv::with_extra(&pool, &config(&sim, ""));
     register(&env).await;
-    sim.post(&format!("/_sim/tenants/{TENANT}/apps/{APP}/consent/revoke"), serde_json::json!({"permissions": ["graph:Mail.ReadWrite"]})).await;
+    sim.post(
+        &format!("/_sim/tenants/{TENANT}/apps/{APP}/consent/revoke"),
+        serde_json::json!({"permissions": ["graph:Mail.ReadWrite"]}),
+    )
+    .await;
     let daemon = crate::daemon_support::Daemon::start(&env, &[]);
     daemon.wait_ready().await;
-    eventually(Duration::from_secs(20), "the daemon's own check to confirm permissions_missing", || async {
-        let state: String = sqlx::query_scalar("SELECT state FROM organization_status").fetch_one(&pool).await.unwrap();
-        state == "permissions_missing"
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the daemon's own check to confirm permissions_missing",
+        || async {
+            let state: String = sqlx::query_scalar("SELECT state FROM organization_status")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            state == "permissions_missing"
+        },
+    )
     .await;
     let (_, metrics) = daemon.get("/metrics").await.unwrap();
     for expected in [
@@ -493,7 +504,10 @@ async fn the_daemon_checks_on_its_own_and_its_metrics_pass_promtool(pool: PgPool
         "kodo_access_microsoft_requests_total{kind=\"token\",outcome=\"ok\"}",
         "kodo_access_check_duration_seconds_count",
     ] {
-        assert!(metrics.contains(expected), "missing {expected} in:\n{metrics}");
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in:\n{metrics}"
+        );
     }
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -503,13 +517,28 @@ async fn the_daemon_checks_on_its_own_and_its_metrics_pass_promtool(pool: PgPool
         .spawn()
         .unwrap();
     use std::io::Write;
-    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
     let output = promtool.wait_with_output().unwrap();
-    let findings = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && findings.trim().is_empty(), "promtool findings:\n{findings}");
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && findings.trim().is_empty(),
+        "promtool findings:\n{findings}"
+    );
     assert!(!metrics.contains(SECRET));
     let (code, log) = daemon.terminate().await;
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("alert firing") && !log.contains(SECRET), "{log}");
+    assert!(
+        log.contains("alert firing") && !log.contains(SECRET),
+        "{log}"
+    );
     sim.running.stop().await;
 }

@@ -46,7 +46,7 @@ impl Sim {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 scenario,
                 tls_ca_out: None,
-            fast_signing: false,
+                fast_signing: false,
             },
             Manifest::builtin(),
         )
