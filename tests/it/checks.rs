@@ -509,30 +509,7 @@ async fn the_daemon_checks_on_its_own_and_its_metrics_pass_promtool(pool: PgPool
             "missing {expected} in:\n{metrics}"
         );
     }
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let output = promtool.wait_with_output().unwrap();
-    let findings = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && findings.trim().is_empty(),
-        "promtool findings:\n{findings}"
-    );
+    assert_promtool_clean(&metrics);
     assert!(!metrics.contains(SECRET));
     let (code, log) = daemon.terminate().await;
     assert_eq!(code, 0, "{log}");

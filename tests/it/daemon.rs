@@ -154,30 +154,7 @@ async fn scheduled_jobs_run_and_metrics_pass_promtool(pool: PgPool) {
     assert!(succeeded >= 1.0, "{metrics}");
     assert!(!metrics.contains("Abc8Q~x"));
 
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (scripts/test installs the prometheus package)");
-    use std::io::Write;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let output = promtool.wait_with_output().unwrap();
-    let findings = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && findings.trim().is_empty(),
-        "promtool findings:\n{findings}\n{metrics}"
-    );
+    assert_promtool_clean(&metrics);
 
     let (code, log) = daemon.terminate().await;
     assert_eq!(code, 0, "{log}");

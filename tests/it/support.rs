@@ -142,25 +142,7 @@ impl TestEnv {
     }
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Outcome {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kodo-access");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        Outcome {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        run_command(self.command(args), stdin)
     }
 
     /// As [`TestEnv::run`], without blocking the test's async runtime (needed when the
@@ -170,30 +152,11 @@ impl TestEnv {
     }
 
     pub async fn exec_with_stdin(&self, args: &[&str], stdin: &str) -> Outcome {
-        let mut command = self.command(args);
+        let command = self.command(args);
         let stdin = stdin.to_string();
-        tokio::task::spawn_blocking(move || {
-            let mut child = command
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn kodo-access");
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(stdin.as_bytes())
-                .unwrap();
-            let output = child.wait_with_output().unwrap();
-            Outcome {
-                code: output.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            }
-        })
-        .await
-        .unwrap()
+        tokio::task::spawn_blocking(move || run_command(command, &stdin))
+            .await
+            .unwrap()
     }
 
     /// Registers an organization through the CLI, secret on standard input.
@@ -212,6 +175,41 @@ impl TestEnv {
             secret,
         )
     }
+}
+
+/// Runs a command with `stdin` on its standard input; what it printed and how it ended.
+pub fn run_command(mut command: Command, stdin: &str) -> Outcome {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the command");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Asserts that `promtool check metrics` finds nothing to say about an exposition.
+#[track_caller]
+pub fn assert_promtool_clean(metrics: &str) {
+    let mut command = Command::new("promtool");
+    command.args(["check", "metrics"]);
+    let outcome = run_command(command, metrics);
+    let findings = format!("{}{}", outcome.stdout, outcome.stderr);
+    assert!(
+        outcome.code == 0 && findings.trim().is_empty(),
+        "promtool findings:\n{findings}\n{metrics}"
+    );
 }
 
 /// Writes `content` to a file with the given mode.
