@@ -66,8 +66,8 @@ pub enum Command {
         /// Where to write the CA certificate (PEM) that clients must trust.
         #[arg(long, value_name = "PATH")]
         ca_out: Option<PathBuf>,
-        /// Sign tokens with ES256 rather than Entra's RS256, so that the simulator's CPU
-        /// is not what a load test measures.
+        /// Sign tokens with HMAC (HS256) rather than Entra's RS256, so that the
+        /// simulator's CPU is not what a load test measures (no JWKS key then).
         #[arg(long)]
         fast_signing: bool,
     },

@@ -50,28 +50,19 @@ impl Signer {
         })
     }
 
-    /// ES256 (P-256): far cheaper to sign than RSA. Only for load tests
-    /// (`simulate --fast-signing`), where the simulator's own CPU must not be what is
-    /// measured; kodo-access reads token claims without checking signatures either way.
+    /// HS256 with a random key: signing and verifying cost a microsecond, where RSA costs
+    /// a millisecond. Only for load tests (`simulate --fast-signing`), where the
+    /// simulator's own CPU must not be what is measured. No key is published in the JWKS
+    /// then; kodo-access reads token claims without checking signatures either way.
     pub fn generate_fast() -> anyhow::Result<Signer> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let encoding = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes())?;
-        let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, Algorithm::ES256)?;
-        let jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(ec) = &jwk.algorithm else {
-            anyhow::bail!("generated key is not EC");
-        };
-        let decoding = DecodingKey::from_ec_components(&ec.x, &ec.y)?;
-        let kid = key_id(ec.x.as_bytes());
-        let jwk = serde_json::json!({
-            "kty": "EC", "use": "sig", "kid": kid, "crv": "P-256", "x": ec.x, "y": ec.y,
-            "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
-        });
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
         Ok(Signer {
-            algorithm: Algorithm::ES256,
-            kid,
-            encoding,
-            decoding,
-            jwk,
+            algorithm: Algorithm::HS256,
+            kid: key_id(&secret),
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            jwk: serde_json::Value::Null,
         })
     }
 

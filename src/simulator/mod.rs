@@ -402,7 +402,7 @@ fn dispatch(
             }
         }
         [_, "discovery", "v2.0", "keys"] | [_, "discovery", "keys"] if *method == Method::GET => {
-            (axum::Json(serde_json::json!({ "keys": [signer.jwk.clone()] })).into_response(), None, "keys")
+            (axum::Json(serde_json::json!({ "keys": if signer.jwk.is_null() { vec![] } else { vec![signer.jwk.clone()] } })).into_response(), None, "keys")
         }
         _ => (
             (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": format!("the simulated cloud has no {method} {path}") }))).into_response(),
