@@ -131,7 +131,7 @@ pub async fn record(
              SELECT set_config('synchronous_commit', 'off', true)
          ), recorded AS (
              INSERT INTO checks (organization_id, started_at, finished_at, state, findings, observations)
-             VALUES ($1, $2, $3, $4, $5, $6)
+             VALUES ($1, $2, $3, $4, $5::json, $6::json)
          ), learned AS (
              UPDATE credentials SET key_id = COALESCE(key_id, $14), end_at = COALESCE($15, end_at)
              WHERE id = $13
@@ -140,7 +140,7 @@ pub async fn record(
                  state_since = CASE WHEN state = $4 THEN state_since ELSE $8 END,
                  state = $4,
                  last_known_state = $7,
-                 findings = $5,
+                 findings = $5::json,
                  last_check_at = $8,
                  last_success_at = COALESCE($9, last_success_at),
                  consecutive_failures = CASE WHEN $9 IS NULL THEN consecutive_failures + 1 ELSE 0 END,
@@ -157,8 +157,9 @@ pub async fn record(
     .bind(check.started_at)
     .bind(check.finished_at)
     .bind(check.state)
-    .bind(check.findings)
-    .bind(check.observations)
+    // As text: the columns are json, and a jsonb parameter would be parsed for nothing.
+    .bind(check.findings.to_string())
+    .bind(check.observations.to_string())
     .bind(status.last_known_state)
     .bind(status.checked_at)
     .bind(status.succeeded_at)
