@@ -58,7 +58,7 @@ async fn refresh_gauges(context: &Context) {
     let read = tokio::time::timeout(Duration::from_secs(3), async {
         let mut connection = context.pool.acquire().await?;
         let counts = crate::store::organizations::count_by_enabled(&mut connection).await?;
-        let statuses = crate::store::checks::statuses(&mut connection).await?;
+        let statuses = crate::store::checks::gauges(&mut connection).await?;
         let firing = crate::store::alerts::firing_by_kind(&mut connection).await?;
         let outbox = crate::store::alerts::pending_by_sink(&mut connection).await?;
         Ok::<_, sqlx::Error>((counts, statuses, firing, outbox))

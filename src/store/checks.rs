@@ -132,6 +132,7 @@ pub async fn record(
          ), recorded AS (
              INSERT INTO checks (organization_id, started_at, finished_at, state, findings, observations)
              VALUES ($1, $2, $3, $4, $5::json, $6::json)
+             RETURNING id
          ), learned AS (
              UPDATE credentials SET key_id = COALESCE(key_id, $14), end_at = COALESCE($15, end_at)
              WHERE id = $13
@@ -140,7 +141,7 @@ pub async fn record(
                  state_since = CASE WHEN state = $4 THEN state_since ELSE $8 END,
                  state = $4,
                  last_known_state = $7,
-                 findings = $5::json,
+                 last_check_id = (SELECT id FROM recorded),
                  last_check_at = $8,
                  last_success_at = COALESCE($9, last_success_at),
                  consecutive_failures = CASE WHEN $9 IS NULL THEN consecutive_failures + 1 ELSE 0 END,
@@ -191,11 +192,34 @@ pub struct StatusRow {
 pub async fn statuses(connection: &mut PgConnection) -> Result<Vec<StatusRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT o.name, o.enabled, s.state, s.state_since, s.last_known_state, s.last_check_at,
-                s.last_success_at, c.end_at AS secret_expires_at, s.silenced_until, s.findings
+                s.last_success_at, c.end_at AS secret_expires_at, s.silenced_until,
+                COALESCE(k.findings, '[]'::json) AS findings
          FROM organizations o
          JOIN organization_status s ON s.organization_id = o.id
          LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'
+         LEFT JOIN checks k ON k.id = s.last_check_id
          ORDER BY o.name",
+    )
+    .fetch_all(connection)
+    .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GaugeRow {
+    pub name: String,
+    pub enabled: bool,
+    pub state: String,
+    pub secret_expires_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+/// What the metrics show of every organization (no findings: scrapes stay cheap).
+pub async fn gauges(connection: &mut PgConnection) -> Result<Vec<GaugeRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT o.name, o.enabled, s.state, c.end_at AS secret_expires_at, s.last_success_at
+         FROM organizations o
+         JOIN organization_status s ON s.organization_id = o.id
+         LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'",
     )
     .fetch_all(connection)
     .await

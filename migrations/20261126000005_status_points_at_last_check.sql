@@ -1,0 +1,4 @@
+-- An organization's current findings are those of its last check: point at it instead of
+-- writing the same JSON twice on every check. organization_status.findings is no longer
+-- written (kept, empty, so that this migration removes nothing).
+ALTER TABLE organization_status ADD COLUMN last_check_id bigint REFERENCES checks (id) ON DELETE SET NULL;
