@@ -516,6 +516,25 @@ struct AddPasswordCredential {
     end_date_time: Option<DateTime<Utc>>,
 }
 
+/// Why the caller may not manage the application's secrets: it does not exist (404) or
+/// the caller lacks the permission (403). `None` when it may.
+fn credential_refusal(
+    world: &World,
+    tenant_id: Uuid,
+    claims: &AccessClaims,
+    caller: &Application,
+    app_id: Uuid,
+) -> Option<Response> {
+    let tenant = world.tenants.get(&tenant_id).expect("tenant");
+    if tenant.application(app_id).is_none() {
+        return Some(not_found(&app_id.to_string()));
+    }
+    if !may_manage_credentials(claims, caller, app_id) {
+        return Some(denied());
+    }
+    None
+}
+
 fn add_password(
     world: &mut World,
     tenant_id: Uuid,
@@ -524,13 +543,10 @@ fn add_password(
     app_id: Uuid,
     body: &[u8],
 ) -> Response {
+    if let Some(refusal) = credential_refusal(world, tenant_id, claims, caller, app_id) {
+        return refusal;
+    }
     let tenant = world.tenants.get_mut(&tenant_id).expect("tenant");
-    if tenant.application(app_id).is_none() {
-        return not_found(&app_id.to_string());
-    }
-    if !may_manage_credentials(claims, caller, app_id) {
-        return denied();
-    }
     let parsed: AddPasswordBody = if body.is_empty() {
         AddPasswordBody {
             password_credential: None,
@@ -619,13 +635,10 @@ fn remove_password(
     app_id: Uuid,
     body: &[u8],
 ) -> Response {
+    if let Some(refusal) = credential_refusal(world, tenant_id, claims, caller, app_id) {
+        return refusal;
+    }
     let tenant = world.tenants.get_mut(&tenant_id).expect("tenant");
-    if tenant.application(app_id).is_none() {
-        return not_found(&app_id.to_string());
-    }
-    if !may_manage_credentials(claims, caller, app_id) {
-        return denied();
-    }
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Body {
