@@ -192,7 +192,7 @@ async fn run(args: &SweepArgs, database: &str, work: &std::path::Path) -> anyhow
     let config = format!(
         "[database]\nurl = \"{database_url}\"\nmax_connections = 20\n[crypto]\nmaster_key_file = \"{}\"\n[checks]\nmax_concurrent_checks = {}\nmax_checks_per_tenant = 2\nconfirm_delay = \"1s\"\n[microsoft]\nmax_requests_in_flight = {}\nrequest_timeout = \"60s\"\n[clouds.sim]\nauthority = \"{base}\"\ngraph = \"{base}\"\nexchange = \"{base}\"\nsharepoint = \"{base}\"\nsharepoint_suffix = \"sharepoint.com\"\ngraph_resource = \"https://graph.microsoft.com\"\nexchange_resource = \"https://outlook.office365.com\"\n",
         key.display(),
-        args.concurrency * 2,
+        args.concurrency,
         args.concurrency,
     );
     let config_path = work.join("config.toml");
