@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod microsoft;
 pub mod notify;
 pub mod registry;
+pub mod rotation;
 pub mod scheduler;
 pub mod simulator;
 pub mod store;
