@@ -344,6 +344,14 @@ pub fn token(
         // Not replicated yet: Entra does not know this secret in this region.
         return reply(invalid());
     }
+    if tenant.policy.conditional_access_blocks {
+        return reply(entra_error(
+            S::BAD_REQUEST,
+            "invalid_grant",
+            53003,
+            "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+        ));
+    }
     let roles: Vec<String> = principal
         .assignments
         .iter()

@@ -161,6 +161,10 @@ pub struct Policy {
     /// The longest lifetime the policy allows for a new secret, in days.
     #[serde(default)]
     pub max_lifetime_days: Option<u32>,
+    /// A Conditional Access policy for workload identities blocks the tenant's apps
+    /// (token requests answer AADSTS53003 once the client has authenticated).
+    #[serde(default)]
+    pub conditional_access_blocks: bool,
 }
 
 /// Ways to make the cloud misbehave, per tenant or for every tenant.

@@ -325,6 +325,17 @@ async fn every_broken_tenant_gets_its_state(pool: PgPool) {
     )
     .await;
     sim.put(
+        &format!("/_sim/tenants/{TENANT}/policy"),
+        serde_json::json!({"conditional_access_blocks": true}),
+    )
+    .await;
+    assert_eq!(state(&check().await), "blocked_by_policy");
+    sim.put(
+        &format!("/_sim/tenants/{TENANT}/policy"),
+        serde_json::json!({}),
+    )
+    .await;
+    sim.put(
         &format!("/_sim/tenants/{TENANT}/faults"),
         serde_json::json!({"clock_offset_secs": 250 * 86400}),
     )
@@ -348,7 +359,7 @@ async fn every_broken_tenant_gets_its_state(pool: PgPool) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(history, 7);
+    assert_eq!(history, 8);
     sim.running.stop().await;
 }
 
