@@ -93,6 +93,9 @@ async fn send(
     }
 }
 
+/// Alerts per request when re-sending to Alertmanager.
+const RESEND_BATCH: usize = 500;
+
 /// Re-sends every active alert (of enabled, unsilenced organizations) to every
 /// Alertmanager. Returns how many alerts were sent to each.
 pub async fn resend_active(context: &Context) -> anyhow::Result<usize> {
@@ -123,13 +126,17 @@ pub async fn resend_active(context: &Context) -> anyhow::Result<usize> {
     }
     let mut failures = Vec::new();
     for target in &settings.alertmanagers {
-        if let Err(error) = sinks::post_alertmanager(&context.http, target, &alerts).await {
-            crate::telemetry::metrics::delivery(
-                &format!("alertmanager:{}", target.name),
-                false,
-                alerts.len() as u64,
-            );
-            failures.push(error);
+        // Bounded request bodies: a fleet of thousands has tens of thousands of alerts.
+        for batch in alerts.chunks(RESEND_BATCH) {
+            if let Err(error) = sinks::post_alertmanager(&context.http, target, batch).await {
+                crate::telemetry::metrics::delivery(
+                    &format!("alertmanager:{}", target.name),
+                    false,
+                    batch.len() as u64,
+                );
+                failures.push(error);
+                break;
+            }
         }
     }
     if !failures.is_empty() {

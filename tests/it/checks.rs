@@ -150,6 +150,19 @@ async fn revoked_consent_reaches_alertmanager_and_resolves_when_restored(pool: P
             .contains("KodoAccessConsentRevoked"),
         "{alerts_cli:?}"
     );
+    // The periodic re-send keeps it active in Alertmanager, with endsAt ahead.
+    let resend = env.exec(&["job", "run", "resend-alerts"]).await;
+    assert!(resend.success().stdout.contains("re-sent"), "{resend:?}");
+    let alerts = alertmanager.alerts().await;
+    let revoked = alerts
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "KodoAccessConsentRevoked")
+        .unwrap();
+    let ends: chrono::DateTime<chrono::Utc> = revoked["endsAt"].as_str().unwrap().parse().unwrap();
+    assert!(
+        ends > chrono::Utc::now() + chrono::Duration::minutes(3),
+        "endsAt four re-send intervals ahead: {ends}"
+    );
 
     sim.post(
         &format!("/_sim/tenants/{TENANT}/apps/{APP}/consent/grant"),
