@@ -1,0 +1,349 @@
+//! Handing a new client secret to the backup server (issue 5's deliverers): a file written
+//! atomically, a command that reads the secret on its standard input, or a signed webhook.
+//! The secret never appears in a file name, an argument, an environment variable, a log
+//! line or an error.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use crate::config::SecretSource;
+
+/// The credential to hand over.
+pub struct Delivery<'a> {
+    pub organization: &'a str,
+    pub tenant_id: Uuid,
+    pub client_id: Uuid,
+    pub key_id: Option<Uuid>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub secret: &'a SecretString,
+}
+
+impl Delivery<'_> {
+    /// The JSON document the file and webhook deliverers send.
+    fn document(&self) -> serde_json::Value {
+        serde_json::json!({
+            "organization": self.organization,
+            "tenant_id": self.tenant_id,
+            "client_id": self.client_id,
+            "secret_id": self.key_id,
+            "expires_at": self.expires_at,
+            "client_secret": self.secret.expose_secret(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Deliverer {
+    /// `{directory}/{organization}.json`, written to a temporary file and renamed over.
+    File {
+        directory: PathBuf,
+        mode: u32,
+        group: Option<u32>,
+    },
+    /// A program run with the ids in its environment and the secret on standard input;
+    /// success is exit status 0 within `timeout`.
+    Command {
+        program: PathBuf,
+        args: Vec<String>,
+        timeout: Duration,
+    },
+    /// A POST of the JSON document, signed like the alert webhook.
+    Webhook { url: url::Url, key: SecretSource },
+}
+
+impl Deliverer {
+    pub fn describe(&self) -> String {
+        match self {
+            Deliverer::File { directory, .. } => format!("file in {}", directory.display()),
+            Deliverer::Command { program, .. } => format!("command {}", program.display()),
+            Deliverer::Webhook { url, .. } => format!("webhook {url}"),
+        }
+    }
+}
+
+pub async fn deliver(
+    http: &reqwest::Client,
+    deliverer: &Deliverer,
+    delivery: &Delivery<'_>,
+) -> Result<(), String> {
+    match deliverer {
+        Deliverer::File {
+            directory,
+            mode,
+            group,
+        } => {
+            let directory = directory.clone();
+            let (mode, group) = (*mode, *group);
+            let name = format!("{}.json", delivery.organization);
+            let body = zeroize::Zeroizing::new(
+                serde_json::to_vec_pretty(&delivery.document()).map_err(|e| e.to_string())?,
+            );
+            tokio::task::spawn_blocking(move || {
+                write_atomically(&directory, &name, &body, mode, group)
+            })
+            .await
+            .map_err(|error| format!("file delivery task failed: {error}"))?
+        }
+        Deliverer::Command {
+            program,
+            args,
+            timeout,
+        } => run_command(program, args, *timeout, delivery).await,
+        Deliverer::Webhook { url, key } => {
+            let key = key.read().map_err(|error| error.to_string())?;
+            let body = zeroize::Zeroizing::new(
+                serde_json::to_vec(&delivery.document()).map_err(|e| e.to_string())?,
+            );
+            let timestamp = Utc::now().timestamp();
+            let response = http
+                .post(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(
+                    crate::alerts::sinks::TIMESTAMP_HEADER,
+                    timestamp.to_string(),
+                )
+                .header(
+                    crate::alerts::sinks::SIGNATURE_HEADER,
+                    crate::alerts::sinks::signature(&key, timestamp, &body),
+                )
+                .body(body.to_vec())
+                .send()
+                .await
+                .map_err(|error| {
+                    format!(
+                        "webhook {url}: {}",
+                        crate::microsoft::errors::transport_description(&error)
+                    )
+                })?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("webhook {url} answered {}", response.status()))
+            }
+        }
+    }
+}
+
+/// Writes `body` to `directory/name` so that a reader sees the old file or the new one,
+/// never a part: a temporary file with the final mode from its creation, synced, then
+/// renamed over, and the directory synced.
+fn write_atomically(
+    directory: &Path,
+    name: &str,
+    body: &[u8],
+    mode: u32,
+    group: Option<u32>,
+) -> Result<(), String> {
+    if mode & 0o037 != 0 {
+        return Err(format!(
+            "refusing mode {mode:04o} for a secret file: use 0600 or 0640"
+        ));
+    }
+    let target = directory.join(name);
+    let temporary = directory.join(format!(".{name}.{}.tmp", Uuid::new_v4().simple()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temporary)
+            .map_err(|error| format!("cannot create {}: {error}", temporary.display()))?;
+        // The umask may have narrowed the mode; set exactly what was asked.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| e.to_string())?;
+        if let Some(gid) = group {
+            std::os::unix::fs::fchown(&file, None, Some(gid)).map_err(|error| {
+                format!(
+                    "cannot give {} to group {gid}: {error}",
+                    temporary.display()
+                )
+            })?;
+        }
+        file.write_all(body)
+            .map_err(|error| format!("cannot write {}: {error}", temporary.display()))?;
+        file.sync_all().map_err(|e| e.to_string())?;
+        std::fs::rename(&temporary, &target)
+            .map_err(|error| format!("cannot rename onto {}: {error}", target.display()))?;
+        std::fs::File::open(directory)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| e.to_string())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
+async fn run_command(
+    program: &Path,
+    args: &[String],
+    timeout: Duration,
+    delivery: &Delivery<'_>,
+) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .env("KODO_ACCESS_ORGANIZATION", delivery.organization)
+        .env("KODO_ACCESS_TENANT_ID", delivery.tenant_id.to_string())
+        .env("KODO_ACCESS_CLIENT_ID", delivery.client_id.to_string())
+        .env(
+            "KODO_ACCESS_SECRET_ID",
+            delivery.key_id.map(|k| k.to_string()).unwrap_or_default(),
+        )
+        .env(
+            "KODO_ACCESS_SECRET_EXPIRES_AT",
+            delivery
+                .expires_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|error| format!("cannot run {}: {error}", program.display()))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let secret = zeroize::Zeroizing::new(format!("{}\n", delivery.secret.expose_secret()));
+    // A program that exits without reading is its own failure, reported by its status.
+    let _ = stdin.write_all(secret.as_bytes()).await;
+    drop(stdin);
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => Err(format!(
+            "{} did not finish within {}s",
+            program.display(),
+            timeout.as_secs()
+        )),
+        Ok(Err(error)) => Err(format!("{}: {error}", program.display())),
+        Ok(Ok(output)) if output.status.success() => Ok(()),
+        Ok(Ok(output)) => {
+            // Its own words, minus anything that looks like the secret.
+            let said = String::from_utf8_lossy(&output.stderr)
+                .replace(delivery.secret.expose_secret(), "[REDACTED]");
+            let said: String = said.chars().take(300).collect();
+            Err(format!(
+                "{} exited with {}: {}",
+                program.display(),
+                output.status,
+                said.trim()
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(secret: &SecretString) -> Delivery<'_> {
+        Delivery {
+            organization: "contoso",
+            tenant_id: Uuid::new_v4(),
+            client_id: Uuid::new_v4(),
+            key_id: Some(Uuid::new_v4()),
+            expires_at: Some(Utc::now()),
+            secret,
+        }
+    }
+
+    #[tokio::test]
+    async fn file_delivery_replaces_the_file_atomically_with_the_mode_asked() {
+        let directory = tempfile::tempdir().unwrap();
+        let secret = SecretString::from("New8Q~rotated-secret");
+        let deliverer = Deliverer::File {
+            directory: directory.path().into(),
+            mode: 0o640,
+            group: None,
+        };
+        std::fs::write(directory.path().join("contoso.json"), "old").unwrap();
+        deliver(&reqwest::Client::new(), &deliverer, &delivery(&secret))
+            .await
+            .unwrap();
+        let path = directory.path().join("contoso.json");
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written["client_secret"], "New8Q~rotated-secret");
+        assert_eq!(written["organization"], "contoso");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(directory.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
+        let world_readable = Deliverer::File {
+            directory: directory.path().into(),
+            mode: 0o644,
+            group: None,
+        };
+        let error = deliver(&reqwest::Client::new(), &world_readable, &delivery(&secret))
+            .await
+            .unwrap_err();
+        assert!(error.contains("refusing mode 0644"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn command_delivery_passes_the_secret_on_stdin_only() {
+        let directory = tempfile::tempdir().unwrap();
+        let out = directory.path().join("received");
+        let script = directory.path().join("deploy.sh");
+        std::fs::write(&script, format!("#!/bin/sh\nread secret\nprintf '%s|%s|%s' \"$secret\" \"$KODO_ACCESS_ORGANIZATION\" \"$*\" > {}\nenv | grep -c Rot8Q > {}.env || true\n", out.display(), out.display())).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let secret = SecretString::from("Rot8Q~on-stdin-only");
+        let deliverer = Deliverer::Command {
+            program: script.clone(),
+            args: vec!["--reload".into()],
+            timeout: Duration::from_secs(10),
+        };
+        deliver(&reqwest::Client::new(), &deliverer, &delivery(&secret))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "Rot8Q~on-stdin-only|contoso|--reload"
+        );
+        assert_eq!(
+            std::fs::read_to_string(format!("{}.env", out.display()))
+                .unwrap()
+                .trim(),
+            "0",
+            "not in the environment"
+        );
+
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nread secret\necho \"failed with $secret\" >&2\nexit 3\n",
+        )
+        .unwrap();
+        let error = deliver(&reqwest::Client::new(), &deliverer, &delivery(&secret))
+            .await
+            .unwrap_err();
+        assert!(
+            error.contains("exit status: 3")
+                && error.contains("[REDACTED]")
+                && !error.contains("Rot8Q"),
+            "{error}"
+        );
+
+        std::fs::write(&script, "#!/bin/sh\nsleep 5\n").unwrap();
+        let slow = Deliverer::Command {
+            program: script,
+            args: vec![],
+            timeout: Duration::from_millis(300),
+        };
+        let error = deliver(&reqwest::Client::new(), &slow, &delivery(&secret))
+            .await
+            .unwrap_err();
+        assert!(error.contains("did not finish"), "{error}");
+    }
+}
