@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod housekeeping;
 pub mod job_runs;
 pub mod organizations;
+pub mod rotations;
 
 use std::str::FromStr;
 

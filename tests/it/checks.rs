@@ -11,7 +11,7 @@ use crate::sim_support::{APP, SECRET, Sim, TENANT, default_scenario};
 use crate::support::*;
 
 /// Configuration pointing a cloud named `sim` at the simulator, with short delays.
-fn config(sim: &Sim, extra: &str) -> String {
+pub fn config(sim: &Sim, extra: &str) -> String {
     format!(
         "[clouds.sim]\nauthority = \"{base}\"\ngraph = \"{base}\"\nexchange = \"{base}\"\nsharepoint = \"{base}\"\nsharepoint_suffix = \"sharepoint.com\"\ngraph_resource = \"https://graph.microsoft.com\"\nexchange_resource = \"https://outlook.office365.com\"\n\n[checks]\nconfirm_delay = \"1s\"\npickup_interval = \"1s\"\nresources = [\"graph\", \"exchange\"]\n\n[microsoft]\nretry_attempts = 2\nretry_min_delay = \"50ms\"\nretry_max_delay = \"200ms\"\nretry_max_elapsed = \"3s\"\n\n{extra}",
         base = sim.running.base_url

@@ -11,6 +11,7 @@ mod jobs;
 mod microsoft;
 mod msal;
 mod organizations;
+mod rotation;
 mod rules;
 mod secrets;
 mod sim_support;

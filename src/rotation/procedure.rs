@@ -1,0 +1,394 @@
+//! The journaled rotation of one organization's client secret (issue 5's "How"), one step
+//! after another, each recorded before the call to Microsoft that follows it, so that a
+//! rotation interrupted anywhere resumes where it stopped:
+//!
+//! intent -> added (addPassword; the secret sealed at once) -> verified (tokens and a Graph
+//! call with the new secret, retried while Microsoft propagates it) -> delivered (to every
+//! deliverer) -> activated (the new secret becomes current) -> finished (after the grace
+//! period, removePassword of the replaced secret, and only it).
+//!
+//! Not yet here (issue 5 remains open): the scheduling job and CLI, recovery of a secret
+//! created by a rotation that died before storing it, the lease and fencing for several
+//! daemons, and the refusal-specific states and alerts.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::deliver::{Deliverer, Delivery, deliver};
+use super::plan::{self, RotationPolicy};
+use crate::context::Context;
+use crate::crypto::{SealContext, Sealed};
+use crate::domain::{ClientId, SharePointHost, TenantId};
+use crate::microsoft::{Endpoints, Resource};
+use crate::store::{self, audit::AuditEntry};
+
+#[derive(Debug, Clone)]
+pub struct RotationSettings {
+    pub policy: RotationPolicy,
+    /// How long to keep trying the new secret while Microsoft propagates it.
+    pub verify_timeout: Duration,
+    /// How long the replaced secret stays valid after the new one is current.
+    pub grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub rotation_id: Uuid,
+    /// The step the rotation reached (`finished` when the old secret is gone).
+    pub step: String,
+    pub new_key_id: Option<Uuid>,
+}
+
+const ACTOR: &str = "rotation";
+
+fn display_name(rotation_id: Uuid) -> String {
+    format!("kodo-access rotation {rotation_id}")
+}
+
+/// Drives the organization's rotation as far as it can go now: starts one if none is
+/// open, else resumes the open one.
+pub async fn rotate(
+    context: &Context,
+    organization_id: Uuid,
+    deliverers: &[Deliverer],
+    settings: &RotationSettings,
+) -> anyhow::Result<Report> {
+    let row = {
+        let mut connection = context.pool.acquire().await?;
+        store::checks::targets(&mut connection, &[organization_id])
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no organization {organization_id}"))?
+    };
+    let cloud = context
+        .settings
+        .clouds
+        .get(&row.cloud)
+        .ok_or_else(|| anyhow::anyhow!("cloud {:?} is not configured", row.cloud))?
+        .clone();
+    let endpoints = Endpoints {
+        cloud,
+        tenant_id: TenantId::from_uuid(row.tenant_id),
+        client_id: ClientId::from_uuid(row.client_id),
+        sharepoint_host: row
+            .sharepoint_host
+            .as_deref()
+            .and_then(|h| SharePointHost::parse(h).ok()),
+    };
+    let open_secret =
+        |credential: &store::rotations::CredentialRef| -> anyhow::Result<SecretString> {
+            context
+                .keyring
+                .open(
+                    &Sealed {
+                        key_id: credential.secret_key_id.clone(),
+                        blob: credential.secret_sealed.clone(),
+                    },
+                    SealContext {
+                        organization_id,
+                        credential_id: credential.id,
+                    },
+                )
+                .map_err(|error| anyhow::anyhow!("the stored secret {error}"))
+        };
+
+    // intent
+    let mut transaction = context.pool.begin().await?;
+    let rotation =
+        match store::rotations::open_for_update(&mut transaction, organization_id).await? {
+            Some(open) => open,
+            None => {
+                let rotation = store::rotations::begin(
+                    &mut transaction,
+                    Uuid::now_v7(),
+                    organization_id,
+                    row.credential_id,
+                    "due",
+                )
+                .await?;
+                store::audit::record(
+                    &mut transaction,
+                    AuditEntry {
+                        actor: ACTOR,
+                        action: "rotation.started",
+                        organization_id: Some(organization_id),
+                        organization_name: Some(&row.name),
+                        credential_id: row.credential_id,
+                        key_id: row.key_id,
+                        rotation_id: Some(rotation.id),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                rotation
+            }
+        };
+    transaction.commit().await?;
+    let rotation_id = rotation.id;
+    let mut step = rotation.step.clone();
+    let mut new_credential_id = rotation.new_credential_id;
+    let mut new_key_id = rotation.new_key_id;
+    let audit =
+        |action: &'static str, credential_id: Option<Uuid>, key_id: Option<Uuid>| AuditEntry {
+            actor: ACTOR,
+            action,
+            organization_id: Some(organization_id),
+            organization_name: Some(&row.name),
+            credential_id,
+            key_id,
+            rotation_id: Some(rotation_id),
+            ..Default::default()
+        };
+    let name = row.name.clone();
+    let attempts = rotation.attempts as u32;
+    let fail = |error: String| {
+        let name = name.clone();
+        async move {
+            let mut connection = context.pool.acquire().await?;
+            let next = Utc::now() + plan::backoff(attempts + 1);
+            store::rotations::failed(&mut connection, rotation_id, &error, next).await?;
+            Err::<Report, anyhow::Error>(anyhow::anyhow!(
+                "rotation {rotation_id} of {name}: {error}"
+            ))
+        }
+    };
+
+    // added: addPassword, then the secret sealed and stored before anything else.
+    if step == "intent" {
+        let old = {
+            let mut connection = context.pool.acquire().await?;
+            let id = rotation
+                .old_credential_id
+                .ok_or_else(|| anyhow::anyhow!("no current secret to rotate"))?;
+            store::rotations::credential(&mut connection, id).await?
+        };
+        let current = open_secret(&old)?;
+        let token = match context
+            .microsoft
+            .token(&endpoints, &current, Resource::Graph)
+            .await
+        {
+            Ok(token) => token,
+            Err(error) => return fail(error.to_string()).await,
+        };
+        let end = Utc::now() + plan::lifetime(&settings.policy, None);
+        let created = match context
+            .microsoft
+            .add_password(&endpoints, &token, &display_name(rotation_id), end)
+            .await
+        {
+            Ok(created) => created,
+            Err(error) => return fail(error.to_string()).await,
+        };
+        let credential_id = Uuid::now_v7();
+        let sealed = context.keyring.seal(
+            &created.secret_text,
+            SealContext {
+                organization_id,
+                credential_id,
+            },
+        );
+        let mut transaction = context.pool.begin().await?;
+        store::rotations::added(
+            &mut transaction,
+            store::rotations::NewSecret {
+                rotation_id,
+                credential_id,
+                organization_id,
+                key_id: created.key_id,
+                hint: created.hint.as_deref(),
+                display_name: created.display_name.as_deref(),
+                start_at: created.start_date_time,
+                end_at: created.end_date_time,
+                sealed: &sealed,
+            },
+        )
+        .await?;
+        store::audit::record(
+            &mut transaction,
+            audit(
+                "credential.added",
+                Some(credential_id),
+                Some(created.key_id),
+            ),
+        )
+        .await?;
+        transaction.commit().await?;
+        step = "added".into();
+        new_credential_id = Some(credential_id);
+        new_key_id = Some(created.key_id);
+    }
+    let new_credential = {
+        let mut connection = context.pool.acquire().await?;
+        let id = new_credential_id
+            .ok_or_else(|| anyhow::anyhow!("rotation {rotation_id} has no new secret"))?;
+        store::rotations::credential(&mut connection, id).await?
+    };
+    let new_secret = open_secret(&new_credential)?;
+
+    // verified: the new secret gets tokens and reads Graph, however long propagation takes
+    // (up to the limit).
+    if step == "added" {
+        let started = tokio::time::Instant::now();
+        let mut wait = Duration::from_millis(500);
+        loop {
+            let attempt = async {
+                let graph = context
+                    .microsoft
+                    .token(&endpoints, &new_secret, Resource::Graph)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                context
+                    .microsoft
+                    .token(&endpoints, &new_secret, Resource::Exchange)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                context
+                    .microsoft
+                    .get_application(&endpoints, &graph)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<(), String>(())
+            };
+            match attempt.await {
+                Ok(()) => break,
+                Err(error) if started.elapsed() + wait > settings.verify_timeout => {
+                    return fail(format!(
+                        "the new secret still does not work after {}s: {error}",
+                        settings.verify_timeout.as_secs()
+                    ))
+                    .await;
+                }
+                Err(error) => {
+                    tracing::info!(organization = %row.name, rotation = %rotation_id, "new secret not accepted yet: {error}");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(15));
+                }
+            }
+        }
+        let mut transaction = context.pool.begin().await?;
+        store::rotations::set_step(&mut transaction, rotation_id, "verified").await?;
+        store::audit::record(
+            &mut transaction,
+            audit("credential.verified", new_credential_id, new_key_id),
+        )
+        .await?;
+        transaction.commit().await?;
+        step = "verified".into();
+    }
+
+    // delivered: every deliverer has the new secret before it becomes current.
+    if step == "verified" {
+        let delivery = Delivery {
+            organization: &row.name,
+            tenant_id: row.tenant_id,
+            client_id: row.client_id,
+            key_id: new_key_id,
+            expires_at: None,
+            secret: &new_secret,
+        };
+        for deliverer in deliverers {
+            if let Err(error) = deliver(&context.http, deliverer, &delivery).await {
+                return fail(format!(
+                    "delivery to {} failed: {error}",
+                    deliverer.describe()
+                ))
+                .await;
+            }
+        }
+        let mut transaction = context.pool.begin().await?;
+        store::rotations::set_step(&mut transaction, rotation_id, "delivered").await?;
+        store::audit::record(
+            &mut transaction,
+            audit("credential.delivered", new_credential_id, new_key_id),
+        )
+        .await?;
+        transaction.commit().await?;
+        step = "delivered".into();
+    }
+
+    // activated
+    if step == "delivered" {
+        let mut transaction = context.pool.begin().await?;
+        store::rotations::activate(
+            &mut transaction,
+            rotation_id,
+            organization_id,
+            new_credential.id,
+        )
+        .await?;
+        store::audit::record(
+            &mut transaction,
+            audit("credential.activated", new_credential_id, new_key_id),
+        )
+        .await?;
+        transaction.commit().await?;
+        step = "activated".into();
+    }
+
+    // finished: after the grace period, the replaced secret (and only it) is removed.
+    if step == "activated" {
+        let old = {
+            let mut connection = context.pool.acquire().await?;
+            match rotation.old_credential_id {
+                Some(id) => Some(store::rotations::credential(&mut connection, id).await?),
+                None => None,
+            }
+        };
+        let activated_long_enough = settings.grace.is_zero();
+        if !activated_long_enough {
+            return Ok(Report {
+                rotation_id,
+                step,
+                new_key_id,
+            });
+        }
+        if let Some(old) = old {
+            match old.key_id {
+                Some(old_key_id) => {
+                    let token = match context
+                        .microsoft
+                        .token(&endpoints, &new_secret, Resource::Graph)
+                        .await
+                    {
+                        Ok(token) => token,
+                        Err(error) => return fail(error.to_string()).await,
+                    };
+                    if let Err(error) = context
+                        .microsoft
+                        .remove_password(&endpoints, &token, old_key_id)
+                        .await
+                    {
+                        return fail(error.to_string()).await;
+                    }
+                    let mut transaction = context.pool.begin().await?;
+                    store::rotations::mark_removed(&mut transaction, old.id).await?;
+                    store::audit::record(
+                        &mut transaction,
+                        audit("credential.removed", Some(old.id), Some(old_key_id)),
+                    )
+                    .await?;
+                    transaction.commit().await?;
+                }
+                None => {
+                    // Never learned Microsoft's id of the old secret: leave it, say so.
+                    let mut connection = context.pool.acquire().await?;
+                    let mut entry = audit("credential.not_removed", Some(old.id), None);
+                    entry.details = serde_json::json!({ "reason": "its keyId was never learned; remove it in the portal" });
+                    store::audit::record(&mut connection, entry).await?;
+                }
+            }
+        }
+        let mut connection = context.pool.acquire().await?;
+        store::rotations::finish(&mut connection, rotation_id, "succeeded").await?;
+        step = "finished".into();
+    }
+    Ok(Report {
+        rotation_id,
+        step,
+        new_key_id,
+    })
+}

@@ -1,0 +1,193 @@
+//! The rotation journal (`rotations`) and the credential changes a rotation makes. Every
+//! step is recorded before the call to Microsoft that follows it.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::crypto::Sealed;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RotationRow {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub step: String,
+    pub old_credential_id: Option<Uuid>,
+    pub new_credential_id: Option<Uuid>,
+    pub new_key_id: Option<Uuid>,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, organization_id, step, old_credential_id, new_credential_id, new_key_id, attempts, next_attempt_at";
+
+/// The organization's unfinished rotation, locked until the transaction ends.
+pub async fn open_for_update(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+) -> Result<Option<RotationRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM rotations WHERE organization_id = $1 AND finished_at IS NULL FOR UPDATE"
+    )))
+    .bind(organization_id)
+    .fetch_optional(connection)
+    .await
+}
+
+/// Records the intent to rotate, before anything is asked of Microsoft.
+pub async fn begin(
+    connection: &mut PgConnection,
+    id: Uuid,
+    organization_id: Uuid,
+    old_credential_id: Option<Uuid>,
+    reason: &str,
+) -> Result<RotationRow, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO rotations (id, organization_id, step, reason, old_credential_id)
+         VALUES ($1, $2, 'intent', $3, $4) RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(organization_id)
+    .bind(reason)
+    .bind(old_credential_id)
+    .fetch_one(connection)
+    .await
+}
+
+pub async fn set_step(
+    connection: &mut PgConnection,
+    id: Uuid,
+    step: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE rotations SET step = $2, updated_at = now(), last_error = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .bind(step)
+    .execute(connection)
+    .await
+    .map(|_| ())
+}
+
+/// A failed step: the rotation waits until `next_attempt_at` and stays at its step.
+pub async fn failed(
+    connection: &mut PgConnection,
+    id: Uuid,
+    error: &str,
+    next_attempt_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE rotations SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(next_attempt_at)
+    .execute(connection)
+    .await
+    .map(|_| ())
+}
+
+pub async fn finish(
+    connection: &mut PgConnection,
+    id: Uuid,
+    outcome: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE rotations SET step = 'finished', outcome = $2, finished_at = now(), updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(outcome)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
+
+pub struct NewSecret<'a> {
+    pub rotation_id: Uuid,
+    pub credential_id: Uuid,
+    pub organization_id: Uuid,
+    pub key_id: Uuid,
+    pub hint: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+    pub start_at: Option<DateTime<Utc>>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub sealed: &'a Sealed,
+}
+
+/// Stores the secret Microsoft just created (pending) and moves the rotation to `added`.
+pub async fn added(
+    connection: &mut PgConnection,
+    secret: NewSecret<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH stored AS (
+             INSERT INTO credentials (id, organization_id, key_id, hint, display_name, start_at, end_at,
+                                      origin, status, rotation_id, secret_sealed, secret_key_id)
+             VALUES ($2, $3, $4, $5, $6, $7, $8, 'rotation', 'pending', $1, $9, $10)
+         )
+         UPDATE rotations SET step = 'added', new_credential_id = $2, new_key_id = $4, updated_at = now(),
+                              last_error = NULL
+         WHERE id = $1",
+    )
+    .bind(secret.rotation_id)
+    .bind(secret.credential_id)
+    .bind(secret.organization_id)
+    .bind(secret.key_id)
+    .bind(secret.hint)
+    .bind(secret.display_name)
+    .bind(secret.start_at)
+    .bind(secret.end_at)
+    .bind(&secret.sealed.blob)
+    .bind(&secret.sealed.key_id)
+    .execute(connection)
+    .await
+    .map(|_| ())
+}
+
+/// Makes the rotation's new secret the current one; the replaced one becomes previous.
+pub async fn activate(
+    connection: &mut PgConnection,
+    rotation_id: Uuid,
+    organization_id: Uuid,
+    new_credential_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE credentials SET status = 'previous', retired_at = now()
+         WHERE organization_id = $1 AND status = 'current'",
+    )
+    .bind(organization_id)
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query("UPDATE credentials SET status = 'current', activated_at = now() WHERE id = $1")
+        .bind(new_credential_id)
+        .execute(&mut *connection)
+        .await?;
+    set_step(connection, rotation_id, "activated").await
+}
+
+pub async fn mark_removed(
+    connection: &mut PgConnection,
+    credential_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE credentials SET status = 'removed', removed_at = now() WHERE id = $1")
+        .bind(credential_id)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CredentialRef {
+    pub id: Uuid,
+    pub key_id: Option<Uuid>,
+    pub secret_sealed: Vec<u8>,
+    pub secret_key_id: String,
+}
+
+pub async fn credential(
+    connection: &mut PgConnection,
+    id: Uuid,
+) -> Result<CredentialRef, sqlx::Error> {
+    sqlx::query_as("SELECT id, key_id, secret_sealed, secret_key_id FROM credentials WHERE id = $1")
+        .bind(id)
+        .fetch_one(connection)
+        .await
+}

@@ -1,0 +1,269 @@
+//! Secret rotation (issue 5, in progress): the journaled path against the simulated cloud
+//! and the real PostgreSQL, with Microsoft's propagation delay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kodo_access::rotation::deliver::Deliverer;
+use kodo_access::rotation::plan::RotationPolicy;
+use kodo_access::rotation::procedure::{RotationSettings, rotate};
+use secrecy::SecretString;
+use sqlx::PgPool;
+
+use crate::sim_support::{APP, SECRET, Sim, TENANT, default_scenario};
+use crate::support::*;
+
+async fn context(env: &TestEnv, pool: &PgPool) -> kodo_access::context::Context {
+    let settings = kodo_access::config::Settings::load_with_environment(
+        &kodo_access::config::ConfigLocation {
+            path: env.config_path.clone(),
+            explicit: true,
+        },
+        vec![],
+    )
+    .unwrap();
+    let keyring = kodo_access::crypto::Keyring::load(&settings.crypto).unwrap();
+    kodo_access::context::Context::new(
+        Arc::new(settings),
+        pool.clone(),
+        Arc::new(keyring),
+        Default::default(),
+    )
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: PgPool) {
+    let sim = Sim::start(&default_scenario()).await;
+    sim.put(
+        &format!("/_sim/tenants/{TENANT}/faults"),
+        serde_json::json!({"propagation_delay_secs": 2}),
+    )
+    .await;
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            APP,
+            "--cloud",
+            "sim",
+        ],
+        SECRET,
+    )
+    .await
+    .success();
+    // A check learns the current secret's keyId, which removal needs.
+    env.exec(&["check", "contoso"]).await.success();
+    let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let context = context(&env, &pool).await;
+    let backup_dir = tempfile::tempdir().unwrap();
+    let deliverers = [Deliverer::File {
+        directory: backup_dir.path().into(),
+        mode: 0o600,
+        group: None,
+    }];
+
+    // With a grace period the old secret stays.
+    let graceful = RotationSettings {
+        policy: RotationPolicy::default(),
+        verify_timeout: Duration::from_secs(30),
+        grace: Duration::from_secs(3600),
+    };
+    let started = std::time::Instant::now();
+    let report = rotate(&context, organization, &deliverers, &graceful)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the new secret was used only once Microsoft accepted it"
+    );
+    assert_eq!(report.step, "activated");
+    let state: serde_json::Value = sim
+        .http
+        .get(sim.url("/_sim/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secrets = state["tenants"][0]["apps"][0]["secrets"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(secrets.len(), 2, "old and new during the grace period");
+    assert!(
+        secrets
+            .iter()
+            .any(|s| s["display_name"] == format!("kodo-access rotation {}", report.rotation_id))
+    );
+
+    // The backup server's copy works.
+    let delivered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backup_dir.path().join("contoso.json")).unwrap())
+            .unwrap();
+    let new_secret = SecretString::from(delivered["client_secret"].as_str().unwrap().to_string());
+    assert_ne!(delivered["client_secret"], SECRET);
+    let client = crate::sim_support::client(kodo_access::microsoft::RetryPolicy::NONE);
+    client
+        .token(
+            &sim.endpoints(TENANT, APP),
+            &new_secret,
+            kodo_access::microsoft::Resource::Graph,
+        )
+        .await
+        .unwrap();
+    let (current_key, current_status): (Option<uuid::Uuid>, String) =
+        sqlx::query_as("SELECT key_id, status FROM credentials WHERE status = 'current'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (current_key, current_status.as_str()),
+        (report.new_key_id, "current")
+    );
+
+    // After the grace period, only the replaced secret goes.
+    let done = RotationSettings {
+        grace: Duration::ZERO,
+        ..graceful
+    };
+    let finished = rotate(&context, organization, &deliverers, &done)
+        .await
+        .unwrap();
+    assert_eq!(
+        (finished.rotation_id, finished.step.as_str()),
+        (report.rotation_id, "finished")
+    );
+    let state: serde_json::Value = sim
+        .http
+        .get(sim.url("/_sim/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secrets = state["tenants"][0]["apps"][0]["secrets"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(
+        secrets[0]["key_id"]
+            .as_str()
+            .map(|s| s.parse::<uuid::Uuid>().unwrap()),
+        report.new_key_id
+    );
+    let counters = sim.counters().await;
+    assert_eq!(
+        (
+            counters["add_password"][APP].as_u64(),
+            counters["remove_password"][APP].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM credentials ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(statuses, ["removed", "current"]);
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_log WHERE rotation_id IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        actions,
+        [
+            "rotation.started",
+            "credential.added",
+            "credential.verified",
+            "credential.delivered",
+            "credential.activated",
+            "credential.removed"
+        ]
+    );
+    // Nothing secret in the audit log or the journal.
+    let audit: String = sqlx::query_scalar("SELECT string_agg(details::text, ' ') FROM audit_log")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!audit.contains(new_secret_text(&delivered)) && !audit.contains(SECRET));
+    sim.running.stop().await;
+}
+
+fn new_secret_text(delivered: &serde_json::Value) -> &str {
+    delivered["client_secret"].as_str().unwrap()
+}
+
+#[sqlx::test]
+async fn a_refused_add_password_records_the_failure_and_changes_nothing(pool: PgPool) {
+    let sim = Sim::start(&default_scenario()).await;
+    sim.put(
+        &format!("/_sim/tenants/{TENANT}/apps/{APP}/ownership"),
+        serde_json::json!({"owns_itself": false}),
+    )
+    .await;
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            APP,
+            "--cloud",
+            "sim",
+        ],
+        SECRET,
+    )
+    .await
+    .success();
+    let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let context = context(&env, &pool).await;
+    let settings = RotationSettings {
+        policy: RotationPolicy::default(),
+        verify_timeout: Duration::from_secs(5),
+        grace: Duration::ZERO,
+    };
+    let error = rotate(&context, organization, &[], &settings)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("forbidden") && error.contains("Authorization_RequestDenied"),
+        "{error}"
+    );
+    let (step, attempts, last_error): (String, i32, Option<String>) =
+        sqlx::query_as("SELECT step, attempts, last_error FROM rotations")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((step.as_str(), attempts), ("intent", 1));
+    assert!(last_error.unwrap().contains("Authorization_RequestDenied"));
+    let credentials: i64 = sqlx::query_scalar("SELECT count(*) FROM credentials")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(credentials, 1, "nothing added");
+    assert_eq!(sim.counters().await["add_password"][APP].as_u64(), None);
+    sim.running.stop().await;
+}
