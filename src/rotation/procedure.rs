@@ -7,9 +7,12 @@
 //! deliverer) -> activated (the new secret becomes current) -> finished (after the grace
 //! period, removePassword of the replaced secret, and only it).
 //!
-//! Not yet here (issue 5 remains open): the scheduling job and CLI, recovery of a secret
-//! created by a rotation that died before storing it, the lease and fencing for several
-//! daemons, and the refusal-specific states and alerts.
+//! Recovery: a rotation resumes at its recorded step; at `intent`, a secret on the app that
+//! carries the rotation's name was created by an attempt that died before storing it, and
+//! is removed before a new one is added.
+//!
+//! Not yet here (issue 5 remains open): the scheduling job and CLI, the lease and fencing
+//! for several daemons, and the refusal-specific states and alerts.
 
 use std::time::Duration;
 
@@ -174,6 +177,37 @@ pub async fn rotate(
             Ok(token) => token,
             Err(error) => return fail(error.to_string()).await,
         };
+        // A secret with this rotation's name that we do not hold was created by an attempt
+        // that died between Microsoft's answer and our commit: nobody can ever use it.
+        let application = match context.microsoft.get_application(&endpoints, &token).await {
+            Ok(application) => application,
+            Err(error) => return fail(error.to_string()).await,
+        };
+        let name = display_name(rotation_id);
+        for orphan in application
+            .password_credentials
+            .iter()
+            .filter(|credential| credential.display_name.as_deref() == Some(name.as_str()))
+        {
+            if let Err(error) = context
+                .microsoft
+                .remove_password(&endpoints, &token, orphan.key_id)
+                .await
+            {
+                return fail(format!(
+                    "removing the orphan secret {}: {error}",
+                    orphan.key_id
+                ))
+                .await;
+            }
+            let mut connection = context.pool.acquire().await?;
+            store::audit::record(
+                &mut connection,
+                audit("credential.orphan_removed", None, Some(orphan.key_id)),
+            )
+            .await?;
+            tracing::warn!(organization = %row.name, rotation = %rotation_id, key_id = %orphan.key_id, "removed a secret an interrupted rotation had created");
+        }
         let end = Utc::now() + plan::lifetime(&settings.policy, None);
         let created = match context
             .microsoft

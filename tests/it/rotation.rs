@@ -267,3 +267,109 @@ async fn a_refused_add_password_records_the_failure_and_changes_nothing(pool: Pg
     assert_eq!(sim.counters().await["add_password"][APP].as_u64(), None);
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn a_secret_created_by_a_rotation_that_died_before_storing_it_is_removed(pool: PgPool) {
+    let sim = Sim::start(&default_scenario()).await;
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            APP,
+            "--cloud",
+            "sim",
+        ],
+        SECRET,
+    )
+    .await
+    .success();
+    env.exec(&["check", "contoso"]).await.success();
+    let (organization, current): (uuid::Uuid, uuid::Uuid) =
+        sqlx::query_as("SELECT organization_id, id FROM credentials")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    // The intent was recorded, Microsoft created the secret, and the daemon died before
+    // storing it: the journal says "intent", the app holds a secret nobody knows.
+    let rotation_id = uuid::Uuid::now_v7();
+    let mut connection = pool.acquire().await.unwrap();
+    kodo_access::store::rotations::begin(
+        &mut connection,
+        rotation_id,
+        organization,
+        Some(current),
+        "due",
+    )
+    .await
+    .unwrap();
+    drop(connection);
+    let client = crate::sim_support::client(kodo_access::microsoft::RetryPolicy::NONE);
+    let endpoints = sim.endpoints(TENANT, APP);
+    let token = client
+        .token(
+            &endpoints,
+            &SecretString::from(SECRET),
+            kodo_access::microsoft::Resource::Graph,
+        )
+        .await
+        .unwrap();
+    let lost = client
+        .add_password(
+            &endpoints,
+            &token,
+            &format!("kodo-access rotation {rotation_id}"),
+            chrono::Utc::now() + chrono::Duration::days(180),
+        )
+        .await
+        .unwrap();
+
+    let context = context(&env, &pool).await;
+    let settings = RotationSettings {
+        policy: RotationPolicy::default(),
+        verify_timeout: Duration::from_secs(10),
+        grace: Duration::ZERO,
+    };
+    let report = rotate(&context, organization, &[], &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.rotation_id, report.step.as_str()),
+        (rotation_id, "finished")
+    );
+    let state: serde_json::Value = sim
+        .http
+        .get(sim.url("/_sim/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key_ids: Vec<String> = state["tenants"][0]["apps"][0]["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        key_ids,
+        [report.new_key_id.unwrap().to_string()],
+        "the orphan and the replaced secret are gone; only the new one is left"
+    );
+    assert_ne!(report.new_key_id, Some(lost.key_id));
+    let orphan_audit: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'credential.orphan_removed' AND key_id = $1",
+    )
+    .bind(lost.key_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(orphan_audit, 1);
+    sim.running.stop().await;
+}
