@@ -55,6 +55,7 @@ struct RawSettings {
     microsoft: RawMicrosoft,
     checks: RawChecks,
     alerts: RawAlerts,
+    rotation: RawRotation,
     #[serde(default)]
     clouds: BTreeMap<String, RawCloud>,
 }
@@ -161,6 +162,55 @@ struct RawChecks {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+struct RawRotation {
+    enabled: bool,
+    #[serde(with = "humantime_serde")]
+    lead_time: Duration,
+    #[serde(with = "humantime_serde")]
+    lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    verify_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pickup_interval: Duration,
+    #[serde(default)]
+    file: Vec<RawFileDeliverer>,
+    #[serde(default)]
+    command: Vec<RawCommandDeliverer>,
+    #[serde(default)]
+    webhook: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawFileDeliverer {
+    directory: PathBuf,
+    #[serde(default = "default_file_mode")]
+    mode: String,
+    group: Option<String>,
+}
+
+fn default_file_mode() -> String {
+    "0600".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommandDeliverer {
+    program: PathBuf,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(with = "humantime_serde", default = "default_command_timeout")]
+    timeout: Duration,
+}
+
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 struct RawAlerts {
     #[serde(with = "humantime_serde")]
     delivery_interval: Duration,
@@ -221,6 +271,7 @@ pub struct Settings {
     pub microsoft: MicrosoftSettings,
     pub checks: CheckSettings,
     pub alerts: AlertSettings,
+    pub rotation: RotationSettings,
     pub clouds: BTreeMap<String, CloudSettings>,
     /// The file that was read, if any (for `config check`).
     pub source_file: Option<PathBuf>,
@@ -283,6 +334,16 @@ pub struct CheckSettings {
     pub max_concurrent_checks: usize,
     pub max_checks_per_tenant: usize,
     pub resources: Vec<crate::microsoft::Resource>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RotationSettings {
+    pub enabled: bool,
+    pub policy: crate::rotation::plan::RotationPolicy,
+    pub verify_timeout: Duration,
+    pub grace: Duration,
+    pub pickup_interval: Duration,
+    pub deliverers: Vec<crate::rotation::deliver::Deliverer>,
 }
 
 #[derive(Debug, Clone)]
@@ -749,7 +810,86 @@ impl Settings {
                 webhooks,
             }
         };
+        let rotation = {
+            let raw = raw.rotation;
+            for (key, value) in [
+                ("rotation.lead_time", raw.lead_time),
+                ("rotation.lifetime", raw.lifetime),
+                ("rotation.verify_timeout", raw.verify_timeout),
+                ("rotation.pickup_interval", raw.pickup_interval),
+            ] {
+                positive(key, value)?;
+            }
+            if raw.lifetime > Duration::from_secs(730 * 86400) {
+                return Err(config_error(
+                    "invalid configuration key rotation.lifetime: at most 24 months (730d)",
+                ));
+            }
+            if raw.lead_time >= raw.lifetime {
+                return Err(config_error(
+                    "invalid configuration key rotation.lead_time: must be shorter than rotation.lifetime",
+                ));
+            }
+            let mut deliverers = Vec::new();
+            for (index, file) in raw.file.into_iter().enumerate() {
+                let key = format!("rotation.file[{index}]");
+                let mode = u32::from_str_radix(file.mode.trim_start_matches("0o"), 8)
+                    .ok()
+                    .filter(|mode| *mode == 0o600 || *mode == 0o640)
+                    .ok_or_else(|| config_error(format!("invalid configuration key {key}.mode: {:?} (expected \"0600\" or \"0640\")", file.mode)))?;
+                let group = match file.group {
+                    None => None,
+                    Some(group) => Some(group_id(&group).ok_or_else(|| {
+                        config_error(format!(
+                            "invalid configuration key {key}.group: no group {group:?}"
+                        ))
+                    })?),
+                };
+                deliverers.push(crate::rotation::deliver::Deliverer::File {
+                    directory: absolute(&format!("{key}.directory"), file.directory)?,
+                    mode,
+                    group,
+                });
+            }
+            for (index, command) in raw.command.into_iter().enumerate() {
+                let key = format!("rotation.command[{index}]");
+                deliverers.push(crate::rotation::deliver::Deliverer::Command {
+                    program: absolute(&format!("{key}.program"), command.program)?,
+                    args: command.args,
+                    timeout: command.timeout,
+                });
+            }
+            for (index, hook) in raw.webhook.into_iter().enumerate() {
+                let key = format!("rotation.webhook[{index}]");
+                let url = Url::parse(&hook.url)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        config_error(format!(
+                            "invalid configuration key {key}.url: {:?} is not an http(s) URL",
+                            hook.url
+                        ))
+                    })?;
+                let secret = secret_source(&format!("{key}.secret"), hook.secret_file, hook.secret_credential, false, credentials_directory)?
+                    .ok_or_else(|| config_error(format!("invalid configuration key {key}: a webhook needs secret_file or secret_credential (its HMAC key)")))?;
+                deliverers.push(crate::rotation::deliver::Deliverer::Webhook { url, key: secret });
+            }
+            RotationSettings {
+                enabled: raw.enabled,
+                policy: crate::rotation::plan::RotationPolicy {
+                    lead_time: chrono::Duration::from_std(raw.lead_time)
+                        .unwrap_or(chrono::Duration::days(30)),
+                    lifetime: chrono::Duration::from_std(raw.lifetime)
+                        .unwrap_or(chrono::Duration::days(180)),
+                },
+                verify_timeout: raw.verify_timeout,
+                grace: raw.grace,
+                pickup_interval: raw.pickup_interval,
+                deliverers,
+            }
+        };
         Ok(Settings {
+            rotation,
             checks,
             alerts,
             microsoft,
@@ -928,6 +1068,22 @@ fn parse_resources(
         }
     }
     Ok(resources)
+}
+
+/// A group's id from its name (or a number), read from /etc/group.
+fn group_id(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Some(gid);
+    }
+    std::fs::read_to_string("/etc/group")
+        .ok()?
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?;
+            (name == group).then(|| gid.parse().ok()).flatten()
+        })
 }
 
 fn sink_name(

@@ -21,6 +21,8 @@ pub enum JobName {
     DeliverAlerts,
     /// Re-sends active alerts to every Alertmanager.
     ResendAlerts,
+    /// Starts due secret rotations and resumes unfinished ones.
+    Rotations,
     /// Deletes check history, delivered alert notifications and job runs past their retention.
     Housekeeping,
 }
@@ -48,6 +50,7 @@ impl JobName {
         JobName::Checks,
         JobName::DeliverAlerts,
         JobName::ResendAlerts,
+        JobName::Rotations,
         JobName::Housekeeping,
     ];
 
@@ -56,6 +59,7 @@ impl JobName {
             JobName::Checks => "checks",
             JobName::DeliverAlerts => "deliver-alerts",
             JobName::ResendAlerts => "resend-alerts",
+            JobName::Rotations => "rotations",
             JobName::Housekeeping => "housekeeping",
         }
     }
@@ -67,6 +71,7 @@ impl JobName {
             JobName::Checks => Schedule::Every(settings.checks.pickup_interval),
             JobName::DeliverAlerts => Schedule::Every(settings.alerts.delivery_interval),
             JobName::ResendAlerts => Schedule::Every(settings.alerts.resend_interval),
+            JobName::Rotations => Schedule::Every(settings.rotation.pickup_interval),
             JobName::Housekeeping => Schedule::Cron(settings.jobs.housekeeping.schedule.clone()),
         }
     }
@@ -117,6 +122,7 @@ pub async fn run(context: &Context, job: JobName, trigger: Trigger) -> anyhow::R
                     }
                 })
         }
+        JobName::Rotations => crate::rotation::procedure::rotate_due(context).await,
         JobName::Housekeeping => housekeeping(context).await,
     };
     if matches!(&result, Ok(summary) if summary.is_empty()) && trigger == Trigger::Schedule {
@@ -134,7 +140,7 @@ pub async fn run(context: &Context, job: JobName, trigger: Trigger) -> anyhow::R
     };
     metrics::job_finished(job.as_str(), outcome, elapsed);
     match &result {
-        Ok(summary) => tracing::info!(
+        Ok(_) => tracing::info!(
             job = job.as_str(),
             trigger = trigger.as_str(),
             elapsed_ms = elapsed.as_millis() as u64,
@@ -149,7 +155,7 @@ pub async fn run(context: &Context, job: JobName, trigger: Trigger) -> anyhow::R
     }
     let mut connection = context.pool.acquire().await?;
     store::job_runs::finish(&mut connection, run_id, outcome, &summary).await?;
-    result
+    result.map(|_| summary)
 }
 
 async fn housekeeping(context: &Context) -> anyhow::Result<String> {

@@ -473,10 +473,23 @@ impl Registry<'_> {
         reference: &OrgRef,
         resources: Option<Option<Vec<crate::microsoft::Resource>>>,
         sharepoint_host: Option<SharePointHost>,
+        rotation: Option<bool>,
     ) -> anyhow::Result<()> {
         let mut transaction = self.pool.begin().await?;
         let organization = locked(&mut transaction, reference).await?;
         let mut details = serde_json::Map::new();
+        if let Some(rotation) = rotation {
+            let current = store::organizations::settings(&mut transaction, organization.id).await?;
+            let mut settings = current.as_object().cloned().unwrap_or_default();
+            settings.insert("rotation".into(), serde_json::json!(rotation));
+            store::checks::set_settings(
+                &mut transaction,
+                organization.id,
+                &serde_json::Value::Object(settings),
+            )
+            .await?;
+            details.insert("rotation".into(), serde_json::json!(rotation));
+        }
         if let Some(resources) = resources {
             let current = store::organizations::settings(&mut transaction, organization.id).await?;
             let mut settings = current.as_object().cloned().unwrap_or_default();

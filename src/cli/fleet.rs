@@ -238,3 +238,98 @@ pub struct DemoArgs {
 pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     crate::demo::run(args.phase, args.alertmanager.as_deref(), &args.database_url).await
 }
+
+pub async fn rotate(settings: Settings, org: &str) -> anyhow::Result<()> {
+    let context = super::one_shot_context(settings).await?;
+    let reference = OrgRef::parse(org);
+    let organization = {
+        let mut connection = context.pool.acquire().await?;
+        store::organizations::find(&mut connection, &reference)
+            .await?
+            .ok_or_else(|| input_error(format!("no organization {reference}")))?
+    };
+    let rotation_settings =
+        crate::rotation::procedure::RotationSettings::from_config(&context.settings.rotation);
+    let report = crate::rotation::procedure::rotate(
+        &context,
+        organization.id,
+        &context.settings.rotation.deliverers,
+        &rotation_settings,
+    )
+    .await?;
+    println!(
+        "{}: rotation {} is {}{}",
+        organization.name,
+        report.rotation_id,
+        report.step,
+        if report.step == "activated" {
+            " (the replaced secret is removed after the grace period)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+pub async fn rotations(
+    settings: Settings,
+    org: Option<&str>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let pool = store::connect(&settings.database).await?;
+    let mut connection = pool.acquire().await?;
+    let organization_id = match org {
+        None => None,
+        Some(org) => {
+            let reference = OrgRef::parse(org);
+            Some(
+                store::organizations::find(&mut connection, &reference)
+                    .await?
+                    .ok_or_else(|| input_error(format!("no organization {reference}")))?
+                    .id,
+            )
+        }
+    };
+    let rows = store::rotations::history(&mut connection, organization_id).await?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Table => {
+            if rows.is_empty() {
+                println!("no rotations yet");
+                return Ok(());
+            }
+            let mut table = super::table(&[
+                "ORGANIZATION",
+                "ROTATION",
+                "STEP",
+                "OUTCOME",
+                "ATTEMPTS",
+                "STARTED",
+                "FINISHED",
+                "NEW SECRET ID",
+                "LAST ERROR",
+            ]);
+            for row in rows {
+                table.add_row(vec![
+                    row.organization,
+                    row.id.to_string(),
+                    row.step,
+                    row.outcome.unwrap_or_else(|| "in progress".into()),
+                    row.attempts.to_string(),
+                    super::format_time(Some(row.created_at)),
+                    super::format_time(row.finished_at),
+                    row.new_key_id
+                        .map(|k| k.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    row.last_error
+                        .unwrap_or_default()
+                        .chars()
+                        .take(80)
+                        .collect(),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(())
+}

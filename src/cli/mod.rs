@@ -95,6 +95,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Rotate an organization's client secret now (or resume its unfinished rotation).
+    Rotate { org: String },
+    /// Rotation history and rotations in progress, newest first.
+    Rotations {
+        org: Option<String>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Run the simulated cloud and the daemon against it with a handful of tenants, some
     /// broken; watch checks, alerts, and a tenant healing. Nothing to configure.
     Demo(fleet::DemoArgs),
@@ -222,6 +230,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             fleet::check(settings(&cli)?, org.as_deref(), *all, *output).await
         }
         Command::Status { output } => fleet::status(settings(&cli)?, *output).await,
+        Command::Rotate { org } => fleet::rotate(settings(&cli)?, org).await,
+        Command::Rotations { org, output } => {
+            fleet::rotations(settings(&cli)?, org.as_deref(), *output).await
+        }
         Command::Alerts { output } => fleet::alerts(settings(&cli)?, *output).await,
         Command::Demo(args) => {
             crate::telemetry::init_logging("info", cli.log_format.unwrap_or(LogFormat::Text));

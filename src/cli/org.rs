@@ -79,6 +79,9 @@ pub enum OrgCommand {
         /// The tenant's SharePoint Online host.
         #[arg(long)]
         sharepoint_host: Option<String>,
+        /// Whether kodo-access rotates this organization's secret (on, off).
+        #[arg(long, value_name = "on|off")]
+        rotation: Option<String>,
     },
     /// Stop alert deliveries for an organization for a while (checks and state go on).
     Silence {
@@ -278,6 +281,7 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             org,
             resources,
             sharepoint_host,
+            rotation,
         } => {
             let pool = store::connect(&settings.database).await?;
             let registry_keyring = Keyring::load(&settings.crypto)?;
@@ -310,14 +314,24 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
                 .map(crate::domain::SharePointHost::parse)
                 .transpose()
                 .map_err(|error| input_error(format!("--sharepoint-host: {}", error.0)))?;
-            if resources.is_none() && host.is_none() {
+            let rotation = match rotation.as_deref() {
+                None => None,
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some(other) => {
+                    return Err(
+                        input_error(format!("--rotation: {other:?} (expected on or off)")).into(),
+                    );
+                }
+            };
+            if resources.is_none() && host.is_none() && rotation.is_none() {
                 return Err(input_error(
-                    "nothing to change: pass --resources or --sharepoint-host",
+                    "nothing to change: pass --resources, --sharepoint-host or --rotation",
                 )
                 .into());
             }
             registry
-                .configure(&OrgRef::parse(org), resources, host)
+                .configure(&OrgRef::parse(org), resources, host, rotation)
                 .await?;
             println!("{org} updated");
             Ok(())

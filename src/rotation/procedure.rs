@@ -361,6 +361,13 @@ pub async fn rotate(
         .await?;
         transaction.commit().await?;
         step = "activated".into();
+        if !settings.grace.is_zero() {
+            return Ok(Report {
+                rotation_id,
+                step,
+                new_key_id,
+            });
+        }
     }
 
     // finished: after the grace period, the replaced secret (and only it) is removed.
@@ -372,7 +379,9 @@ pub async fn rotate(
                 None => None,
             }
         };
-        let activated_long_enough = settings.grace.is_zero();
+        let activated_at = new_credential.activated_at.unwrap_or_else(Utc::now);
+        let grace = chrono::Duration::from_std(settings.grace).unwrap_or_default();
+        let activated_long_enough = activated_at + grace <= Utc::now();
         if !activated_long_enough {
             return Ok(Report {
                 rotation_id,
@@ -425,4 +434,90 @@ pub async fn rotate(
         step,
         new_key_id,
     })
+}
+
+impl RotationSettings {
+    pub fn from_config(settings: &crate::config::RotationSettings) -> RotationSettings {
+        RotationSettings {
+            policy: settings.policy,
+            verify_timeout: settings.verify_timeout,
+            grace: settings.grace,
+        }
+    }
+}
+
+/// The scheduled job: resumes unfinished rotations whose wait is over and starts the ones
+/// that are due. One organization's failure never stops the others. Returns a summary.
+pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
+    let config = &context.settings.rotation;
+    if !config.enabled {
+        return Ok(String::new());
+    }
+    let candidates = {
+        let mut connection = context.pool.acquire().await?;
+        store::rotations::candidates(&mut connection).await?
+    };
+    let now = Utc::now();
+    let due: Vec<Uuid> = candidates
+        .into_iter()
+        .filter(|candidate| {
+            candidate.settings.get("rotation").and_then(|v| v.as_bool()) != Some(false)
+        })
+        .filter(|candidate| {
+            match (
+                candidate.open_rotation,
+                candidate.start_at,
+                candidate.end_at,
+            ) {
+                (Some(_), _, _) => candidate.next_attempt_at.is_none_or(|at| at <= now),
+                (None, Some(start), Some(end)) => {
+                    plan::decide(&config.policy, start, end, 0, None, now) == plan::Decision::Rotate
+                }
+                // Without a known expiry there is nothing to plan on (a check learns it).
+                _ => false,
+            }
+        })
+        .map(|candidate| candidate.organization_id)
+        .collect();
+    if due.is_empty() {
+        return Ok(String::new());
+    }
+    let settings = RotationSettings::from_config(config);
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = tokio::task::JoinSet::new();
+    for organization_id in due {
+        let context = context.clone();
+        let settings = settings.clone();
+        let limit = limit.clone();
+        tasks.spawn(async move {
+            let _permit = limit.acquire().await.expect("never closed");
+            rotate(
+                &context,
+                organization_id,
+                &context.settings.rotation.deliverers,
+                &settings,
+            )
+            .await
+        });
+    }
+    let (mut advanced, mut failed) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(report)) => {
+                tracing::info!(rotation = %report.rotation_id, step = %report.step, "rotation advanced");
+                advanced += 1;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!("rotation failed: {error:#}");
+                failed += 1;
+            }
+            Err(error) => {
+                tracing::error!("rotation task failed: {error}");
+                failed += 1;
+            }
+        }
+    }
+    Ok(format!(
+        "advanced {advanced} rotation(s), {failed} failed and will be retried"
+    ))
 }

@@ -178,6 +178,7 @@ pub async fn mark_removed(
 pub struct CredentialRef {
     pub id: Uuid,
     pub key_id: Option<Uuid>,
+    pub activated_at: Option<DateTime<Utc>>,
     pub secret_sealed: Vec<u8>,
     pub secret_key_id: String,
 }
@@ -186,8 +187,65 @@ pub async fn credential(
     connection: &mut PgConnection,
     id: Uuid,
 ) -> Result<CredentialRef, sqlx::Error> {
-    sqlx::query_as("SELECT id, key_id, secret_sealed, secret_key_id FROM credentials WHERE id = $1")
+    sqlx::query_as("SELECT id, key_id, activated_at, secret_sealed, secret_key_id FROM credentials WHERE id = $1")
         .bind(id)
         .fetch_one(connection)
         .await
+}
+
+/// An organization the rotation job looks at: its current secret's validity and any
+/// unfinished rotation.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Candidate {
+    pub organization_id: Uuid,
+    pub settings: serde_json::Value,
+    pub start_at: Option<DateTime<Utc>>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub open_rotation: Option<Uuid>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+pub async fn candidates(connection: &mut PgConnection) -> Result<Vec<Candidate>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT o.id AS organization_id, o.settings,
+                COALESCE(c.start_at, c.activated_at, c.created_at) AS start_at, c.end_at,
+                r.id AS open_rotation, r.next_attempt_at
+         FROM organizations o
+         LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'
+         LEFT JOIN rotations r ON r.organization_id = o.id AND r.finished_at IS NULL
+         WHERE o.enabled",
+    )
+    .fetch_all(connection)
+    .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct HistoryRow {
+    pub id: Uuid,
+    pub organization: String,
+    pub step: String,
+    pub outcome: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub new_key_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// Rotations, newest first; one organization's when `organization_id` is given.
+pub async fn history(
+    connection: &mut PgConnection,
+    organization_id: Option<Uuid>,
+) -> Result<Vec<HistoryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.id, o.name AS organization, r.step, r.outcome, r.attempts, r.last_error, r.new_key_id,
+                r.created_at, r.finished_at, r.next_attempt_at
+         FROM rotations r JOIN organizations o ON o.id = r.organization_id
+         WHERE $1::uuid IS NULL OR r.organization_id = $1
+         ORDER BY r.created_at DESC LIMIT 200",
+    )
+    .bind(organization_id)
+    .fetch_all(connection)
+    .await
 }

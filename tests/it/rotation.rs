@@ -373,3 +373,157 @@ async fn a_secret_created_by_a_rotation_that_died_before_storing_it_is_removed(p
     assert_eq!(orphan_audit, 1);
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn the_job_rotates_what_is_due_and_finishes_after_the_grace_period(pool: PgPool) {
+    // The secret expires in 5 days: within the 30-day lead time.
+    let scenario = default_scenario().replace("expires_in_days = 200", "expires_in_days = 5");
+    let sim = Sim::start(&scenario).await;
+    let backup_dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[rotation]\ngrace = \"1s\"\nverify_timeout = \"20s\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
+        backup_dir.path().display()
+    );
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, &extra));
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            APP,
+            "--cloud",
+            "sim",
+        ],
+        SECRET,
+    )
+    .await
+    .success();
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "other",
+            "--tenant-id",
+            "0b0b0b0b-1c1c-4d2d-8e3e-4f4f4f4f4f4f",
+            "--client-id",
+            "5a5a5a5a-6b6b-4c7c-8d8d-9e9e9e9e9e9e",
+            "--cloud",
+            "sim",
+        ],
+        "Oth8Q~x",
+    )
+    .await
+    .success();
+    env.exec(&["org", "set", "other", "--rotation", "off"])
+        .await
+        .success();
+    // Nothing is known about the expiry yet: nothing to plan on.
+    let nothing = env.exec(&["job", "run", "rotations"]).await;
+    assert!(
+        nothing.success().stdout.contains("nothing to do"),
+        "{nothing:?}"
+    );
+    env.exec(&["check", "contoso"]).await; // learns the expiry (the state is secret_expiring)
+    let run = env.exec(&["job", "run", "rotations"]).await;
+    assert!(
+        run.success()
+            .stdout
+            .contains("advanced 1 rotation(s), 0 failed"),
+        "{run:?}"
+    );
+    let history = env
+        .exec(&["rotations", "contoso", "--output", "json"])
+        .await;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&history.success().stdout).unwrap();
+    assert_eq!(
+        (rows.len(), rows[0]["step"].as_str()),
+        (1, Some("activated"))
+    );
+    assert!(backup_dir.path().join("contoso.json").exists());
+    assert!(
+        !backup_dir.path().join("other.json").exists(),
+        "rotation off for other"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    env.exec(&["job", "run", "rotations"]).await.success();
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&env.exec(&["rotations", "--output", "json"]).await.stdout).unwrap();
+    assert_eq!(
+        (rows[0]["step"].as_str(), rows[0]["outcome"].as_str()),
+        (Some("finished"), Some("succeeded"))
+    );
+    let state: serde_json::Value = sim
+        .http
+        .get(sim.url("/_sim/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        state["tenants"][0]["apps"][0]["secrets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // The new secret lives 180 days: no longer due, the organization checks healthy again.
+    assert!(
+        env.exec(&["job", "run", "rotations"])
+            .await
+            .success()
+            .stdout
+            .contains("nothing to do")
+    );
+    let check = env.exec(&["check", "contoso", "--output", "json"]).await;
+    let results: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).unwrap();
+    assert_eq!(results[0]["state"], "healthy", "{check:?}");
+    sim.running.stop().await;
+}
+
+#[sqlx::test]
+async fn rotate_on_demand_from_the_command_line(pool: PgPool) {
+    let sim = Sim::start(&default_scenario()).await;
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            APP,
+            "--cloud",
+            "sim",
+        ],
+        SECRET,
+    )
+    .await
+    .success();
+    let outcome = env.exec(&["rotate", "contoso"]).await;
+    assert!(
+        outcome
+            .success()
+            .stdout
+            .contains("is activated (the replaced secret is removed after the grace period)"),
+        "{outcome:?}"
+    );
+    let table = env.exec(&["rotations"]).await;
+    assert!(
+        table.success().stdout.contains("activated") && table.stdout.contains("in progress"),
+        "{table:?}"
+    );
+    env.exec(&["rotate", "nobody"])
+        .await
+        .fails_with(2, "no organization nobody");
+    sim.running.stop().await;
+}
