@@ -11,8 +11,8 @@
 //! carries the rotation's name was created by an attempt that died before storing it, and
 //! is removed before a new one is added.
 //!
-//! Not yet here (issue 5 remains open): the scheduling job and CLI, the lease and fencing
-//! for several daemons, and the refusal-specific states and alerts.
+//! Not yet here (issue 5 remains open): the refusal-specific states and alerts ("rotation
+//! overdue"), rotation metrics.
 
 use std::time::Duration;
 
@@ -51,10 +51,37 @@ fn display_name(rotation_id: Uuid) -> String {
     format!("kodo-access rotation {rotation_id}")
 }
 
-/// Drives the organization's rotation as far as it can go now: starts one if none is
-/// open, else resumes the open one.
+/// Starts a rotation if none is open, else resumes the open one.
+/// Another kodo-access (or another command) is rotating this organization right now.
+#[derive(Debug, thiserror::Error)]
+#[error("another kodo-access is rotating organization {0} right now")]
+pub struct RotationBusy(pub Uuid);
+
+/// Drives the organization's rotation as far as it can go now, holding the
+/// organization's rotation lock in PostgreSQL: at most one rotation of an organization runs
+/// at a time across all daemons, and a daemon that dies releases it with its connection.
 pub async fn rotate(
     context: &Context,
+    organization_id: Uuid,
+    deliverers: &[Deliverer],
+    settings: &RotationSettings,
+) -> anyhow::Result<Report> {
+    let mut lock = context.pool.acquire().await?;
+    if !store::rotations::try_lock(&mut lock, organization_id).await? {
+        return Err(RotationBusy(organization_id).into());
+    }
+    let result = rotate_locked(context, &mut lock, organization_id, deliverers, settings).await;
+    match store::rotations::unlock(&mut lock, organization_id).await {
+        Ok(true) => {}
+        // Never hand a connection that may still hold the lock back to the pool.
+        _ => drop(lock.detach()),
+    }
+    result
+}
+
+async fn rotate_locked(
+    context: &Context,
+    lock: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
     organization_id: Uuid,
     deliverers: &[Deliverer],
     settings: &RotationSettings,
@@ -169,6 +196,7 @@ pub async fn rotate(
             store::rotations::credential(&mut connection, id).await?
         };
         let current = open_secret(&old)?;
+        fence(lock, organization_id).await?;
         let token = match context
             .microsoft
             .token(&endpoints, &current, Resource::Graph)
@@ -209,6 +237,7 @@ pub async fn rotate(
             tracing::warn!(organization = %row.name, rotation = %rotation_id, key_id = %orphan.key_id, "removed a secret an interrupted rotation had created");
         }
         let end = Utc::now() + plan::lifetime(&settings.policy, None);
+        fence(lock, organization_id).await?;
         let created = match context
             .microsoft
             .add_password(&endpoints, &token, &display_name(rotation_id), end)
@@ -324,6 +353,7 @@ pub async fn rotate(
             expires_at: None,
             secret: &new_secret,
         };
+        fence(lock, organization_id).await?;
         for deliverer in deliverers {
             if let Err(error) = deliver(&context.http, deliverer, &delivery).await {
                 return fail(format!(
@@ -392,6 +422,7 @@ pub async fn rotate(
         if let Some(old) = old {
             match old.key_id {
                 Some(old_key_id) => {
+                    fence(lock, organization_id).await?;
                     let token = match context
                         .microsoft
                         .token(&endpoints, &new_secret, Resource::Graph)
@@ -483,7 +514,10 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
         return Ok(String::new());
     }
     let settings = RotationSettings::from_config(config);
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    // Each rotation holds a database connection for its lock and needs another for its
+    // work: at most half the pool rotates at once, so the pool never runs dry.
+    let parallel = (context.settings.database.max_connections as usize / 2).max(1);
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut tasks = tokio::task::JoinSet::new();
     for organization_id in due {
         let context = context.clone();
@@ -507,6 +541,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
                 tracing::info!(rotation = %report.rotation_id, step = %report.step, "rotation advanced");
                 advanced += 1;
             }
+            Ok(Err(error)) if error.is::<RotationBusy>() => tracing::info!("{error}"),
             Ok(Err(error)) => {
                 tracing::warn!("rotation failed: {error:#}");
                 failed += 1;
@@ -520,4 +555,20 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
     Ok(format!(
         "advanced {advanced} rotation(s), {failed} failed and will be retried"
     ))
+}
+
+/// The fencing check before each call to Microsoft: stop if the lock is no longer ours.
+async fn fence(
+    lock: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+    organization_id: Uuid,
+) -> anyhow::Result<()> {
+    match store::rotations::still_locked(lock, organization_id).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(anyhow::anyhow!(
+            "lost the rotation lock of {organization_id}; stopping before calling Microsoft"
+        )),
+        Err(error) => Err(anyhow::anyhow!(
+            "cannot confirm the rotation lock of {organization_id} ({error}); stopping before calling Microsoft"
+        )),
+    }
 }

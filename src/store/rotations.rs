@@ -249,3 +249,50 @@ pub async fn history(
     .fetch_all(connection)
     .await
 }
+
+/// The advisory-lock key of an organization's rotation.
+fn lock_key(organization_id: Uuid) -> i64 {
+    i64::from_be_bytes(
+        organization_id.as_bytes()[..8]
+            .try_into()
+            .expect("16 bytes"),
+    )
+}
+
+/// Takes the organization's rotation lock on this connection (session-level: held until
+/// released or the connection ends, so a daemon that dies releases it). False when
+/// another connection holds it.
+pub async fn try_lock(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(lock_key(organization_id))
+        .fetch_one(connection)
+        .await
+}
+
+pub async fn unlock(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+        .bind(lock_key(organization_id))
+        .fetch_one(connection)
+        .await
+}
+
+/// The fencing check before a call to Microsoft: the lock's connection is alive, so the
+/// lock is still ours.
+pub async fn still_locked(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+                        AND granted AND ((classid::bigint << 32) | objid::bigint) = $1)",
+    )
+    .bind(lock_key(organization_id))
+    .fetch_one(connection)
+    .await
+}

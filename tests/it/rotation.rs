@@ -527,3 +527,68 @@ async fn rotate_on_demand_from_the_command_line(pool: PgPool) {
         .fails_with(2, "no organization nobody");
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn two_rotations_of_one_organization_never_run_at_once(pool: PgPool) {
+    let sim = Sim::start(&default_scenario()).await;
+    sim.put(
+        &format!("/_sim/tenants/{TENANT}/faults"),
+        serde_json::json!({"propagation_delay_secs": 2}),
+    )
+    .await;
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            APP,
+            "--cloud",
+            "sim",
+        ],
+        SECRET,
+    )
+    .await
+    .success();
+    let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // Two daemons' worth of contexts against one database.
+    let first = context(&env, &pool).await;
+    let second = context(&env, &pool).await;
+    let settings = RotationSettings {
+        policy: RotationPolicy::default(),
+        verify_timeout: Duration::from_secs(20),
+        grace: Duration::from_secs(3600),
+    };
+    let (a, b) = tokio::join!(rotate(&first, organization, &[], &settings), async {
+        // Start while the first is waiting for Microsoft to accept its new secret.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        rotate(&second, organization, &[], &settings).await
+    });
+    assert_eq!(a.unwrap().step, "activated");
+    let busy = b.unwrap_err();
+    assert!(
+        busy.is::<kodo_access::rotation::procedure::RotationBusy>(),
+        "{busy}"
+    );
+    assert_eq!(
+        sim.counters().await["add_password"][APP].as_u64(),
+        Some(1),
+        "exactly one new secret"
+    );
+    // Once the first is done, the lock is free again (the rotation resumes and waits for its grace).
+    assert_eq!(
+        rotate(&second, organization, &[], &settings)
+            .await
+            .unwrap()
+            .step,
+        "activated"
+    );
+    sim.running.stop().await;
+}
