@@ -136,6 +136,8 @@ async fn demo(
         sim.base_url, sim.base_url
     );
 
+    let backup = work.join("backup-server");
+    std::fs::create_dir(&backup)?;
     let key = work.join("master.key");
     crate::crypto::generate_key_file(&key)?;
     let mut database_url = url::Url::parse(admin_url)?;
@@ -163,6 +165,14 @@ retry_failed_after = "5s"
 delivery_interval = "2s"
 resend_interval = "10s"
 {alertmanager_section}
+[rotation]
+pickup_interval = "5s"
+grace = "15s"
+verify_timeout = "30s"
+[[rotation.file]]
+directory = "{backup}"
+mode = "0600"
+
 [clouds.sim]
 authority = "{base}"
 graph = "{base}"
@@ -174,6 +184,7 @@ exchange_resource = "https://outlook.office365.com"
 "#,
         key = key.display(),
         base = sim.base_url,
+        backup = backup.display(),
     );
     let config_path = work.join("config.toml");
     std::fs::write(&config_path, &config)?;
@@ -237,7 +248,7 @@ exchange_resource = "https://outlook.office365.com"
         }
     }
 
-    say("kodo-access run: checks every 10 s; watch the alerts fire");
+    say("kodo-access run: checks every 10 s; watch the alerts fire, and adatum's secret rotate");
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(crate::app::run_until(settings.clone(), shutdown.clone()));
     let stopped_early = wait(phase, interrupted).await;
@@ -267,6 +278,26 @@ exchange_resource = "https://outlook.office365.com"
         drop(connection);
         if !wait(phase, interrupted).await {
             print_fleet(&pool).await?;
+            say("rotations, and what the backup server received");
+            let mut connection = pool.acquire().await?;
+            for row in crate::store::rotations::history(&mut connection, None).await? {
+                println!(
+                    "  {:<10} rotation {} {} (new secret id {})",
+                    row.organization,
+                    row.id,
+                    row.step,
+                    row.new_key_id.map(|k| k.to_string()).unwrap_or_default()
+                );
+            }
+            for entry in std::fs::read_dir(&backup)? {
+                let path = entry?.path();
+                let document: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+                println!(
+                    "  {} (secret id {}, the secret itself not shown)",
+                    path.display(),
+                    document["secret_id"].as_str().unwrap_or_default()
+                );
+            }
         }
     }
     say("stopping the daemon (as SIGTERM would)");
