@@ -377,7 +377,7 @@ async fn every_broken_tenant_gets_its_state(pool: PgPool) {
 }
 
 /// Receives webhook posts and verifies their signatures independently of kodo-access.
-async fn webhook_receiver(secret: &'static str) -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+pub async fn webhook_receiver(secret: &'static str) -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, StatusCode};
     use hmac::Mac;

@@ -592,3 +592,72 @@ async fn two_rotations_of_one_organization_never_run_at_once(pool: PgPool) {
     );
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn the_webhook_deliverer_posts_the_new_secret_signed(pool: PgPool) {
+    let sim = Sim::start(&default_scenario()).await;
+    let (port, received) = crate::checks::webhook_receiver("rotation-hook-key").await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("hook-key");
+    write_file(&key_file, "rotation-hook-key\n", 0o600);
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            APP,
+            "--cloud",
+            "sim",
+        ],
+        SECRET,
+    )
+    .await
+    .success();
+    let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let context = context(&env, &pool).await;
+    let deliverers = [Deliverer::Webhook {
+        url: format!("http://127.0.0.1:{port}/hook").parse().unwrap(),
+        key: kodo_access::config::SecretSource::File {
+            key: "test".into(),
+            path: key_file,
+        },
+    }];
+    let settings = RotationSettings {
+        policy: RotationPolicy::default(),
+        verify_timeout: Duration::from_secs(10),
+        grace: Duration::from_secs(3600),
+    };
+    let report = rotate(&context, organization, &deliverers, &settings)
+        .await
+        .unwrap();
+    assert_eq!(report.step, "activated");
+    // The receiver verified the signature independently before accepting the post.
+    let posts = received.lock().unwrap().clone();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0]["organization"], "contoso");
+    assert_eq!(
+        posts[0]["secret_id"]
+            .as_str()
+            .map(|s| s.parse::<uuid::Uuid>().unwrap()),
+        report.new_key_id
+    );
+    let secret = SecretString::from(posts[0]["client_secret"].as_str().unwrap().to_string());
+    let client = crate::sim_support::client(kodo_access::microsoft::RetryPolicy::NONE);
+    client
+        .token(
+            &sim.endpoints(TENANT, APP),
+            &secret,
+            kodo_access::microsoft::Resource::Graph,
+        )
+        .await
+        .unwrap();
+    sim.running.stop().await;
+}
