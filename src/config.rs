@@ -767,15 +767,7 @@ impl Settings {
             for (index, sink) in raw.alertmanager.into_iter().enumerate() {
                 let key = format!("alerts.alertmanager[{index}]");
                 sink_name(&key, &sink.name, &mut names)?;
-                let url = Url::parse(&sink.url)
-                    .ok()
-                    .filter(|url| matches!(url.scheme(), "http" | "https"))
-                    .ok_or_else(|| {
-                        config_error(format!(
-                            "invalid configuration key {key}.url: {:?} is not an http(s) URL",
-                            sink.url
-                        ))
-                    })?;
+                let url = http_url(&format!("{key}.url"), &sink.url)?;
                 alertmanagers.push(AlertmanagerSink {
                     name: sink.name,
                     url,
@@ -785,17 +777,13 @@ impl Settings {
             for (index, sink) in raw.webhook.into_iter().enumerate() {
                 let key = format!("alerts.webhook[{index}]");
                 sink_name(&key, &sink.name, &mut names)?;
-                let url = Url::parse(&sink.url)
-                    .ok()
-                    .filter(|url| matches!(url.scheme(), "http" | "https"))
-                    .ok_or_else(|| {
-                        config_error(format!(
-                            "invalid configuration key {key}.url: {:?} is not an http(s) URL",
-                            sink.url
-                        ))
-                    })?;
-                let secret = secret_source(&format!("{key}.secret"), sink.secret_file, sink.secret_credential, false, credentials_directory)?
-                    .ok_or_else(|| config_error(format!("invalid configuration key {key}: a webhook needs secret_file or secret_credential (its HMAC key)")))?;
+                let url = http_url(&format!("{key}.url"), &sink.url)?;
+                let secret = webhook_key(
+                    &key,
+                    sink.secret_file,
+                    sink.secret_credential,
+                    credentials_directory,
+                )?;
                 webhooks.push(WebhookSink {
                     name: sink.name,
                     url,
@@ -861,17 +849,13 @@ impl Settings {
             }
             for (index, hook) in raw.webhook.into_iter().enumerate() {
                 let key = format!("rotation.webhook[{index}]");
-                let url = Url::parse(&hook.url)
-                    .ok()
-                    .filter(|url| matches!(url.scheme(), "http" | "https"))
-                    .ok_or_else(|| {
-                        config_error(format!(
-                            "invalid configuration key {key}.url: {:?} is not an http(s) URL",
-                            hook.url
-                        ))
-                    })?;
-                let secret = secret_source(&format!("{key}.secret"), hook.secret_file, hook.secret_credential, false, credentials_directory)?
-                    .ok_or_else(|| config_error(format!("invalid configuration key {key}: a webhook needs secret_file or secret_credential (its HMAC key)")))?;
+                let url = http_url(&format!("{key}.url"), &hook.url)?;
+                let secret = webhook_key(
+                    &key,
+                    hook.secret_file,
+                    hook.secret_credential,
+                    credentials_directory,
+                )?;
                 deliverers.push(crate::rotation::deliver::Deliverer::Webhook { url, key: secret });
             }
             RotationSettings {
@@ -943,8 +927,8 @@ impl Settings {
                 "url": url.as_str(),
                 "password": describe(&self.database.password).unwrap_or_else(|| "<none>".into()),
                 "max_connections": self.database.max_connections,
-                "connect_timeout": format_duration(self.database.connect_timeout).to_string(),
-                "health_interval": format_duration(self.database.health_interval).to_string(),
+                "connect_timeout": format_duration(self.database.connect_timeout),
+                "health_interval": format_duration(self.database.health_interval),
                 "auto_migrate": self.database.auto_migrate,
             },
             "crypto": {
@@ -952,12 +936,12 @@ impl Settings {
                 "previous_keys": self.crypto.previous_keys.iter().map(|source| format!("<redacted: {source}>")).collect::<Vec<_>>(),
             },
             "http": { "listen": self.http.listen.to_string() },
-            "daemon": { "shutdown_timeout": format_duration(self.daemon.shutdown_timeout).to_string() },
+            "daemon": { "shutdown_timeout": format_duration(self.daemon.shutdown_timeout) },
             "jobs": { "housekeeping": {
                 "schedule": self.jobs.housekeeping.schedule,
-                "check_history_retention": format_duration(self.jobs.housekeeping.check_history_retention).to_string(),
-                "delivered_alert_retention": format_duration(self.jobs.housekeeping.delivered_alert_retention).to_string(),
-                "job_run_retention": format_duration(self.jobs.housekeeping.job_run_retention).to_string(),
+                "check_history_retention": format_duration(self.jobs.housekeeping.check_history_retention),
+                "delivered_alert_retention": format_duration(self.jobs.housekeeping.delivered_alert_retention),
+                "job_run_retention": format_duration(self.jobs.housekeeping.job_run_retention),
             }},
             "checks": {
                 "interval": format_duration(self.checks.interval),
@@ -988,34 +972,14 @@ impl Settings {
                 "ca_file": self.microsoft.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<none>".into()),
                 "permissions_file": self.microsoft.permissions_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<built in>".into()),
             },
-            "checks": {
-                "interval": format_duration(self.checks.interval),
-                "pickup_interval": format_duration(self.checks.pickup_interval),
-                "warning_window": format_duration(self.checks.warning_window),
-                "confirm_delay": format_duration(self.checks.confirm_delay),
-                "retry_failed_after": format_duration(self.checks.retry_failed_after),
-                "failing_alert_after": format_duration(self.checks.failing_alert_after),
-                "max_concurrent_checks": self.checks.max_concurrent_checks,
-                "max_checks_per_tenant": self.checks.max_checks_per_tenant,
-                "resources": self.checks.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-            },
-            "alerts": {
-                "delivery_interval": format_duration(self.alerts.delivery_interval),
-                "resend_interval": format_duration(self.alerts.resend_interval),
-                "max_delivery_backoff": format_duration(self.alerts.max_delivery_backoff),
-                "alertmanager": self.alerts.alertmanagers.iter().map(|sink| serde_json::json!({"name": sink.name, "url": sink.url.as_str()})).collect::<Vec<_>>(),
-                "webhook": self.alerts.webhooks.iter().map(|sink| serde_json::json!({"name": sink.name, "url": sink.url.as_str(), "secret": format!("<redacted: {}>", sink.secret)})).collect::<Vec<_>>(),
-            },
-            "microsoft": {
-                "max_requests_in_flight": self.microsoft.max_requests_in_flight,
-                "connect_timeout": format_duration(self.microsoft.connect_timeout),
-                "request_timeout": format_duration(self.microsoft.request_timeout),
-                "retry_attempts": self.microsoft.retry.max_attempts,
-                "retry_max_elapsed": format_duration(self.microsoft.retry.max_elapsed),
-                "retry_min_delay": format_duration(self.microsoft.retry.min_delay),
-                "retry_max_delay": format_duration(self.microsoft.retry.max_delay),
-                "ca_file": self.microsoft.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<none>".into()),
-                "permissions_file": self.microsoft.permissions_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<built in>".into()),
+            "rotation": {
+                "enabled": self.rotation.enabled,
+                "lead_time": format_duration(self.rotation.policy.lead_time.to_std().unwrap_or_default()),
+                "lifetime": format_duration(self.rotation.policy.lifetime.to_std().unwrap_or_default()),
+                "verify_timeout": format_duration(self.rotation.verify_timeout),
+                "grace": format_duration(self.rotation.grace),
+                "pickup_interval": format_duration(self.rotation.pickup_interval),
+                "deliverers": self.rotation.deliverers.iter().map(|deliverer| deliverer.redacted()).collect::<Vec<_>>(),
             },
             "clouds": self.clouds.iter().map(|(name, cloud)| (name.clone(), serde_json::json!({
                 "authority": cloud.authority.as_str(),
@@ -1033,8 +997,28 @@ impl Settings {
         } else {
             text.push_str("# configuration file: none (built-in defaults and environment)\n");
         }
-        text.push_str(&toml::to_string_pretty(&document).unwrap_or_default());
+        // TOML has no null: an unset value is left out.
+        let document = without_nulls(document);
+        match toml::to_string_pretty(&document) {
+            Ok(rendered) => text.push_str(&rendered),
+            Err(_) => text.push_str(&serde_json::to_string_pretty(&document).unwrap_or_default()),
+        }
         text
+    }
+}
+
+fn without_nulls(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(without_nulls).collect())
+        }
+        other => other,
     }
 }
 
@@ -1084,6 +1068,32 @@ fn group_id(group: &str) -> Option<u32> {
             let gid = fields.nth(1)?;
             (name == group).then(|| gid.parse().ok()).flatten()
         })
+}
+
+/// An http(s) URL, or an error naming the key.
+fn http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
+    Url::parse(value)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .ok_or_else(|| {
+            config_error(format!(
+                "invalid configuration key {key}: {value:?} is not an http(s) URL"
+            ))
+        })
+}
+
+/// A webhook's HMAC key: required, as `secret_file` or `secret_credential`.
+fn webhook_key(
+    key: &str,
+    file: Option<PathBuf>,
+    credential: Option<String>,
+    credentials_directory: Option<&Path>,
+) -> Result<SecretSource, ConfigError> {
+    secret_source(&format!("{key}.secret"), file, credential, false, credentials_directory)?.ok_or_else(|| {
+        config_error(format!(
+            "invalid configuration key {key}: a webhook needs secret_file or secret_credential (its HMAC key)"
+        ))
+    })
 }
 
 fn sink_name(

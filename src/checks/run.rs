@@ -178,13 +178,27 @@ struct Prepared {
     target: Target,
 }
 
-fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
+/// The organization's endpoints: its configured cloud applied to its tenant and app.
+pub fn endpoints(context: &Context, row: &TargetRow) -> Result<Endpoints, String> {
     let cloud = context
         .settings
         .clouds
         .get(&row.cloud)
         .ok_or_else(|| format!("cloud {:?} is not configured", row.cloud))?
         .clone();
+    Ok(Endpoints {
+        cloud,
+        tenant_id: TenantId::from_uuid(row.tenant_id),
+        client_id: ClientId::from_uuid(row.client_id),
+        sharepoint_host: row
+            .sharepoint_host
+            .as_deref()
+            .and_then(|host| SharePointHost::parse(host).ok()),
+    })
+}
+
+fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
+    let endpoints = endpoints(context, row)?;
     let (Some(credential_id), Some(sealed), Some(seal_key)) = (
         row.credential_id,
         row.secret_sealed.clone(),
@@ -217,20 +231,11 @@ fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
                 .collect()
         })
         .unwrap_or_else(|| context.settings.checks.resources.clone());
-    let sharepoint_host = row
-        .sharepoint_host
-        .as_deref()
-        .and_then(|host| SharePointHost::parse(host).ok());
     Ok(Prepared {
         target: Target {
             organization_id: row.id,
             name: row.name.clone(),
-            endpoints: Endpoints {
-                cloud,
-                tenant_id: TenantId::from_uuid(row.tenant_id),
-                client_id: ClientId::from_uuid(row.client_id),
-                sharepoint_host,
-            },
+            endpoints,
             resources,
             secret,
             our_secret: OurSecret {
@@ -402,20 +407,8 @@ async fn store_result(
         learned,
     )
     .await?;
-    let endpoints_consent = context
-        .settings
-        .clouds
-        .get(&row.cloud)
-        .map(|cloud| {
-            Endpoints {
-                cloud: cloud.clone(),
-                tenant_id: TenantId::from_uuid(row.tenant_id),
-                client_id: ClientId::from_uuid(row.client_id),
-                sharepoint_host: None,
-            }
-            .admin_consent_url()
-            .to_string()
-        })
+    let endpoints_consent = endpoints(context, row)
+        .map(|endpoints| endpoints.admin_consent_url().to_string())
         .unwrap_or_default();
     let subject = Subject {
         organization: &row.name,

@@ -58,6 +58,29 @@ pub enum Deliverer {
 }
 
 impl Deliverer {
+    /// What `config check` shows: everything but the webhook's key.
+    pub fn redacted(&self) -> serde_json::Value {
+        match self {
+            Deliverer::File {
+                directory,
+                mode,
+                group,
+            } => {
+                serde_json::json!({"file": directory.display().to_string(), "mode": format!("{mode:04o}"), "group": group})
+            }
+            Deliverer::Command {
+                program,
+                args,
+                timeout,
+            } => {
+                serde_json::json!({"command": program.display().to_string(), "args": args, "timeout": crate::config::format_duration(*timeout)})
+            }
+            Deliverer::Webhook { url, key } => {
+                serde_json::json!({"webhook": url.as_str(), "key": format!("<redacted: {key}>")})
+            }
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Deliverer::File { directory, .. } => format!("file in {}", directory.display()),

@@ -24,8 +24,7 @@ use super::deliver::{Deliverer, Delivery, deliver};
 use super::plan::{self, RotationPolicy};
 use crate::context::Context;
 use crate::crypto::{SealContext, Sealed};
-use crate::domain::{ClientId, SharePointHost, TenantId};
-use crate::microsoft::{Endpoints, Resource};
+use crate::microsoft::Resource;
 use crate::store::{self, audit::AuditEntry};
 
 #[derive(Debug, Clone)]
@@ -93,21 +92,7 @@ async fn rotate_locked(
             .pop()
             .ok_or_else(|| anyhow::anyhow!("no organization {organization_id}"))?
     };
-    let cloud = context
-        .settings
-        .clouds
-        .get(&row.cloud)
-        .ok_or_else(|| anyhow::anyhow!("cloud {:?} is not configured", row.cloud))?
-        .clone();
-    let endpoints = Endpoints {
-        cloud,
-        tenant_id: TenantId::from_uuid(row.tenant_id),
-        client_id: ClientId::from_uuid(row.client_id),
-        sharepoint_host: row
-            .sharepoint_host
-            .as_deref()
-            .and_then(|h| SharePointHost::parse(h).ok()),
-    };
+    let endpoints = crate::checks::run::endpoints(context, &row).map_err(anyhow::Error::msg)?;
     let open_secret =
         |credential: &store::rotations::CredentialRef| -> anyhow::Result<SecretString> {
             context

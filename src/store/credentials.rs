@@ -135,20 +135,6 @@ pub async fn count_by_seal_key(
     .await
 }
 
-/// The sealed secret of the organization's current credential.
-pub async fn current_sealed(
-    connection: &mut PgConnection,
-    organization_id: Uuid,
-) -> Result<Option<SealedRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, organization_id, secret_sealed, secret_key_id FROM credentials
-         WHERE organization_id = $1 AND status = 'current'",
-    )
-    .bind(organization_id)
-    .fetch_optional(connection)
-    .await
-}
-
 /// Every sealed secret, for verification.
 pub async fn all_sealed(connection: &mut PgConnection) -> Result<Vec<SealedRow>, sqlx::Error> {
     sqlx::query_as(

@@ -18,26 +18,6 @@ pub fn config(sim: &Sim, extra: &str) -> String {
     )
 }
 
-async fn register(env: &TestEnv) {
-    env.exec_with_stdin(
-        &[
-            "org",
-            "add",
-            "--name",
-            "contoso",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            APP,
-            "--cloud",
-            "sim",
-        ],
-        SECRET,
-    )
-    .await
-    .success();
-}
-
 async fn firing_kinds(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT kind FROM alerts WHERE status = 'firing' ORDER BY kind")
         .fetch_all(pool)
@@ -49,7 +29,7 @@ async fn firing_kinds(pool: &PgPool) -> Vec<String> {
 async fn a_healthy_organization_checks_healthy_and_learns_its_secret(pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
     let env = TestEnv::with_extra(&pool, &config(&sim, ""));
-    register(&env).await;
+    crate::sim_support::register_contoso(&env).await;
     let outcome = env.exec(&["check", "contoso", "--output", "json"]).await;
     let results: Vec<serde_json::Value> = serde_json::from_str(&outcome.success().stdout).unwrap();
     assert_eq!(results[0]["state"], "healthy", "{}", outcome.stdout);
@@ -90,7 +70,7 @@ async fn revoked_consent_reaches_alertmanager_and_resolves_when_restored(pool: P
             ),
         ),
     );
-    register(&env).await;
+    crate::sim_support::register_contoso(&env).await;
     env.exec(&["check", "contoso"]).await.success();
 
     sim.post(
@@ -208,7 +188,7 @@ async fn alerts_wait_in_the_outbox_while_alertmanager_is_down(pool: PgPool) {
             ),
         ),
     );
-    register(&env).await;
+    crate::sim_support::register_contoso(&env).await;
     sim.post(
         &format!("/_sim/tenants/{TENANT}/apps/{APP}/consent/revoke"),
         serde_json::json!({"resource": "exchange"}),
@@ -251,7 +231,7 @@ async fn alerts_wait_in_the_outbox_while_alertmanager_is_down(pool: PgPool) {
 async fn a_storm_of_5xx_and_429_never_says_access_is_gone(pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
     let env = TestEnv::with_extra(&pool, &config(&sim, ""));
-    register(&env).await;
+    crate::sim_support::register_contoso(&env).await;
     env.exec(&["check", "contoso"]).await.success();
     sim.put(
         "/_sim/faults",
@@ -301,7 +281,7 @@ async fn a_storm_of_5xx_and_429_never_says_access_is_gone(pool: PgPool) {
 async fn every_broken_tenant_gets_its_state(pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
     let env = TestEnv::with_extra(&pool, &config(&sim, ""));
-    register(&env).await;
+    crate::sim_support::register_contoso(&env).await;
     let state = |outcome: &Outcome| -> String {
         let results: Vec<serde_json::Value> =
             serde_json::from_str(&outcome.stdout).unwrap_or_else(|_| panic!("{outcome:?}"));
@@ -446,7 +426,7 @@ async fn webhooks_are_signed_and_silences_hold_them_back(pool: PgPool) {
             ),
         ),
     );
-    register(&env).await;
+    crate::sim_support::register_contoso(&env).await;
     env.exec(&[
         "org",
         "silence",
@@ -498,7 +478,7 @@ async fn webhooks_are_signed_and_silences_hold_them_back(pool: PgPool) {
 async fn the_daemon_checks_on_its_own_and_its_metrics_pass_promtool(pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
     let env = TestEnv::with_extra(&pool, &config(&sim, ""));
-    register(&env).await;
+    crate::sim_support::register_contoso(&env).await;
     sim.post(
         &format!("/_sim/tenants/{TENANT}/apps/{APP}/consent/revoke"),
         serde_json::json!({"permissions": ["graph:Mail.ReadWrite"]}),

@@ -82,7 +82,7 @@ fn config_check_reads_systemd_credentials_and_prints_no_secret() {
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
-        "[database]\nurl = \"postgres://kodo:inline-Pa55@db.example/kodo\"\npassword_credential = \"database-password\"\n",
+        "[database]\nurl = \"postgres://kodo:inline-Pa55@db.example/kodo\"\npassword_credential = \"database-password\"\n\n[[rotation.webhook]]\nname = \"backup\"\nurl = \"https://backup.example/credentials\"\nsecret_credential = \"database-password\"\n\n[[rotation.file]]\ndirectory = \"/var/lib/kodo/credentials\"\n",
     )
     .unwrap();
     let key_content = std::fs::read_to_string(&key).unwrap();
@@ -99,6 +99,22 @@ fn config_check_reads_systemd_credentials_and_prints_no_secret() {
         outcome
             .stdout
             .contains("<redacted: systemd credential database-password>"),
+        "{outcome:?}"
+    );
+    // The rotation section is shown too, its webhook key only by where it comes from.
+    assert!(
+        outcome.stdout.contains("[rotation]")
+            && outcome
+                .stdout
+                .contains("webhook = \"https://backup.example/credentials\"")
+            && outcome
+                .stdout
+                .contains("file = \"/var/lib/kodo/credentials\"")
+            && outcome
+                .stdout
+                .matches("<redacted: systemd credential database-password>")
+                .count()
+                == 2,
         "{outcome:?}"
     );
     for secret in ["pg-Pa55word-xyz", "inline-Pa55", key_content.trim()] {

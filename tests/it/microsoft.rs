@@ -171,15 +171,7 @@ async fn every_token_failure_mode_is_classified() {
     )
     .await;
 
-    let state: serde_json::Value = sim
-        .http
-        .get(sim.url("/_sim/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = sim.state().await;
     let key_id = state["tenants"][0]["apps"][0]["secrets"][0]["key_id"]
         .as_str()
         .unwrap()

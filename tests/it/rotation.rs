@@ -10,7 +10,7 @@ use kodo_access::rotation::procedure::{RotationSettings, rotate};
 use secrecy::SecretString;
 use sqlx::PgPool;
 
-use crate::sim_support::{APP, SECRET, Sim, TENANT, default_scenario};
+use crate::sim_support::{APP, SECRET, Sim, TENANT, default_scenario, register_contoso};
 use crate::support::*;
 
 async fn context(env: &TestEnv, pool: &PgPool) -> kodo_access::context::Context {
@@ -41,23 +41,7 @@ async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: P
     )
     .await;
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
-    env.exec_with_stdin(
-        &[
-            "org",
-            "add",
-            "--name",
-            "contoso",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            APP,
-            "--cloud",
-            "sim",
-        ],
-        SECRET,
-    )
-    .await
-    .success();
+    register_contoso(&env).await;
     // A check learns the current secret's keyId, which removal needs.
     env.exec(&["check", "contoso"]).await.success();
     let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
@@ -87,15 +71,7 @@ async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: P
         "the new secret was used only once Microsoft accepted it"
     );
     assert_eq!(report.step, "activated");
-    let state: serde_json::Value = sim
-        .http
-        .get(sim.url("/_sim/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = sim.state().await;
     let secrets = state["tenants"][0]["apps"][0]["secrets"]
         .as_array()
         .unwrap()
@@ -144,15 +120,7 @@ async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: P
         (finished.rotation_id, finished.step.as_str()),
         (report.rotation_id, "finished")
     );
-    let state: serde_json::Value = sim
-        .http
-        .get(sim.url("/_sim/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = sim.state().await;
     let secrets = state["tenants"][0]["apps"][0]["secrets"]
         .as_array()
         .unwrap()
@@ -217,23 +185,7 @@ async fn a_refused_add_password_records_the_failure_and_changes_nothing(pool: Pg
     )
     .await;
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
-    env.exec_with_stdin(
-        &[
-            "org",
-            "add",
-            "--name",
-            "contoso",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            APP,
-            "--cloud",
-            "sim",
-        ],
-        SECRET,
-    )
-    .await
-    .success();
+    register_contoso(&env).await;
     let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
         .fetch_one(&pool)
         .await
@@ -272,23 +224,7 @@ async fn a_refused_add_password_records_the_failure_and_changes_nothing(pool: Pg
 async fn a_secret_created_by_a_rotation_that_died_before_storing_it_is_removed(pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
-    env.exec_with_stdin(
-        &[
-            "org",
-            "add",
-            "--name",
-            "contoso",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            APP,
-            "--cloud",
-            "sim",
-        ],
-        SECRET,
-    )
-    .await
-    .success();
+    register_contoso(&env).await;
     env.exec(&["check", "contoso"]).await.success();
     let (organization, current): (uuid::Uuid, uuid::Uuid) =
         sqlx::query_as("SELECT organization_id, id FROM credentials")
@@ -342,15 +278,7 @@ async fn a_secret_created_by_a_rotation_that_died_before_storing_it_is_removed(p
         (report.rotation_id, report.step.as_str()),
         (rotation_id, "finished")
     );
-    let state: serde_json::Value = sim
-        .http
-        .get(sim.url("/_sim/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = sim.state().await;
     let key_ids: Vec<String> = state["tenants"][0]["apps"][0]["secrets"]
         .as_array()
         .unwrap()
@@ -385,23 +313,7 @@ async fn the_job_rotates_what_is_due_and_finishes_after_the_grace_period(pool: P
         backup_dir.path().display()
     );
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, &extra));
-    env.exec_with_stdin(
-        &[
-            "org",
-            "add",
-            "--name",
-            "contoso",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            APP,
-            "--cloud",
-            "sim",
-        ],
-        SECRET,
-    )
-    .await
-    .success();
+    register_contoso(&env).await;
     env.exec_with_stdin(
         &[
             "org",
@@ -458,15 +370,7 @@ async fn the_job_rotates_what_is_due_and_finishes_after_the_grace_period(pool: P
         (rows[0]["step"].as_str(), rows[0]["outcome"].as_str()),
         (Some("finished"), Some("succeeded"))
     );
-    let state: serde_json::Value = sim
-        .http
-        .get(sim.url("/_sim/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = sim.state().await;
     assert_eq!(
         state["tenants"][0]["apps"][0]["secrets"]
             .as_array()
@@ -492,23 +396,7 @@ async fn the_job_rotates_what_is_due_and_finishes_after_the_grace_period(pool: P
 async fn rotate_on_demand_from_the_command_line(pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
-    env.exec_with_stdin(
-        &[
-            "org",
-            "add",
-            "--name",
-            "contoso",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            APP,
-            "--cloud",
-            "sim",
-        ],
-        SECRET,
-    )
-    .await
-    .success();
+    register_contoso(&env).await;
     let outcome = env.exec(&["rotate", "contoso"]).await;
     assert!(
         outcome
@@ -537,23 +425,7 @@ async fn two_rotations_of_one_organization_never_run_at_once(pool: PgPool) {
     )
     .await;
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
-    env.exec_with_stdin(
-        &[
-            "org",
-            "add",
-            "--name",
-            "contoso",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            APP,
-            "--cloud",
-            "sim",
-        ],
-        SECRET,
-    )
-    .await
-    .success();
+    register_contoso(&env).await;
     let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
         .fetch_one(&pool)
         .await
@@ -601,23 +473,7 @@ async fn the_webhook_deliverer_posts_the_new_secret_signed(pool: PgPool) {
     let key_file = dir.path().join("hook-key");
     write_file(&key_file, "rotation-hook-key\n", 0o600);
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
-    env.exec_with_stdin(
-        &[
-            "org",
-            "add",
-            "--name",
-            "contoso",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            APP,
-            "--cloud",
-            "sim",
-        ],
-        SECRET,
-    )
-    .await
-    .success();
+    register_contoso(&env).await;
     let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
         .fetch_one(&pool)
         .await

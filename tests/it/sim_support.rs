@@ -131,6 +131,18 @@ impl Sim {
         value
     }
 
+    /// What the cloud holds (`GET /_sim/state`; never secret values).
+    pub async fn state(&self) -> serde_json::Value {
+        self.http
+            .get(self.url("/_sim/state"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn counters(&self) -> serde_json::Value {
         self.http
             .get(self.url("/_sim/counters"))
@@ -175,4 +187,25 @@ pub fn fast_retry(attempts: u32) -> RetryPolicy {
         min_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(50),
     }
+}
+
+/// Registers the scenario's organization as `contoso` on the simulated cloud.
+pub async fn register_contoso(env: &crate::support::TestEnv) {
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            APP,
+            "--cloud",
+            "sim",
+        ],
+        SECRET,
+    )
+    .await
+    .success();
 }
