@@ -39,6 +39,14 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> anyho
     let listener = tokio::net::TcpListener::bind(settings.http.listen)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", settings.http.listen))?;
+    let rotation = &settings.rotation;
+    if rotation.enabled && rotation.deliverers.is_empty() {
+        tracing::warn!(
+            "secret rotation is on but no [[rotation.file]], [[rotation.command]] or [[rotation.webhook]] is configured: nothing is rotated (the backup server would lose the replaced secret), secret_expiring alerts instead"
+        );
+    } else if rotation.active() {
+        tracing::info!(deliverers = %rotation.deliverers.iter().map(|d| d.describe()).collect::<Vec<_>>().join(", "), "secret rotation on");
+    }
     tracing::info!(address = %settings.http.listen, "http listener up: /healthz /readyz /metrics");
     let tracker = TaskTracker::new();
     tracker.spawn(http::serve(

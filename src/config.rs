@@ -346,6 +346,24 @@ pub struct RotationSettings {
     pub deliverers: Vec<crate::rotation::deliver::Deliverer>,
 }
 
+impl RotationSettings {
+    /// Whether the daemon rotates secrets at all: switched on, and with somewhere to hand
+    /// the new secret. Without a deliverer the backup server would keep using the old
+    /// secret, which rotation removes after the grace period, so nothing is rotated.
+    pub fn active(&self) -> bool {
+        self.enabled && !self.deliverers.is_empty()
+    }
+
+    /// Whether this organization's secret is rotated (`org set ORG --rotation off`).
+    pub fn active_for(&self, organization_settings: &serde_json::Value) -> bool {
+        self.active()
+            && organization_settings
+                .get("rotation")
+                .and_then(|value| value.as_bool())
+                != Some(false)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AlertSettings {
     pub delivery_interval: Duration,

@@ -113,11 +113,31 @@ async fn refresh_gauges(context: &Context) {
                 },
                 secret_expires: status.secret_expires_at.map(|t| t.timestamp() as f64),
                 last_success: status.last_success_at.map(|t| t.timestamp() as f64),
+                rotation_due: rotation_due(&context.settings.rotation, status)
+                    .map(|t| t.timestamp() as f64),
             })
             .collect(),
         firing,
         outbox: pending,
     });
+}
+
+/// When the organization's secret is next rotated: the unfinished rotation's next attempt,
+/// else the plan's due time; none when it is not rotated or its expiry is unknown.
+fn rotation_due(
+    rotation: &crate::config::RotationSettings,
+    status: &crate::store::checks::GaugeRow,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    if !status.enabled || !rotation.active_for(&status.settings.0) {
+        return None;
+    }
+    status.rotation_next_attempt_at.or_else(|| {
+        Some(crate::rotation::plan::due_at(
+            &rotation.policy,
+            status.secret_start_at,
+            status.secret_expires_at?,
+        ))
+    })
 }
 
 /// Serves until `shutdown` is cancelled.

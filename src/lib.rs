@@ -11,6 +11,7 @@ pub mod context;
 pub mod crypto;
 pub mod demo;
 pub mod domain;
+pub mod failpoint;
 pub mod health;
 pub mod http;
 pub mod jobs;

@@ -43,7 +43,19 @@ fn action(kind: &str) -> Option<&'static str> {
             "create a new client secret in the app registration and store it: kodo-access org set-secret ORG"
         }
         "secret_expiring" => {
-            "rotate the client secret before it expires (kodo-access org set-secret ORG with a new one)"
+            "kodo-access does not rotate this secret: create a new one and store it (kodo-access org set-secret ORG), or turn rotation on (org set ORG --rotation on, with a [[rotation.*]] deliverer)"
+        }
+        "rotation_overdue" => {
+            "the secret expires soon and has not been replaced: fix the reason given, then `kodo-access rotate ORG`; `kodo-access rotations ORG` shows the attempts"
+        }
+        "rotation_failing" => {
+            "secret rotation keeps failing: see the reason, `kodo-access rotations ORG` and the log; it is retried with backoff"
+        }
+        "rotation_not_authorized" => {
+            "grant the app Application.ReadWrite.OwnedBy (admin consent) and make its service principal an owner of its application object: POST https://graph.microsoft.com/v1.0/applications/{object-id}/owners/$ref with {\"@odata.id\": \"https://graph.microsoft.com/v1.0/directoryObjects/{service-principal-id}\"}"
+        }
+        "rotation_secrets_not_allowed" => {
+            "the tenant's app-management policy blocks client secrets for this app: exempt the app from the policy, or give it a certificate and turn rotation off (org set ORG --rotation off)"
         }
         "app_missing" => {
             "the app registration or its service principal is gone from the tenant: register it again, or check the tenant and client ids"
@@ -134,7 +146,10 @@ fn content(subject: &Subject<'_>, kind: &str, severity: &str, message: &str) -> 
     });
     if matches!(
         kind,
-        "consent_revoked" | "permissions_missing" | "rotation_permission_missing"
+        "consent_revoked"
+            | "permissions_missing"
+            | "rotation_permission_missing"
+            | "rotation_not_authorized"
     ) {
         annotations["admin_consent_url"] = serde_json::json!(subject.admin_consent_url);
     }

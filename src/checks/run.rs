@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::observe::{Target, observe};
 use super::verdict::{
-    CheckPolicy, Finding, Observations, OurSecret, Severity, State, Verdict, decide,
+    CheckPolicy, Finding, Observations, OurSecret, RotationFailure, RotationView, Severity, State,
+    Verdict, decide,
 };
 use crate::alerts::lifecycle::{self, Subject};
 use crate::context::Context;
@@ -197,6 +198,37 @@ pub fn endpoints(context: &Context, row: &TargetRow) -> Result<Endpoints, String
     })
 }
 
+/// What the rotation journal says of the organization, for the verdict.
+fn rotation_view(context: &Context, row: &TargetRow) -> RotationView {
+    RotationView {
+        enabled: context.settings.rotation.active_for(&row.settings.0),
+        failure: match (&row.rotation_failure, row.rotation_failing_since) {
+            (Some(reason), Some(since)) => Some(RotationFailure {
+                reason: reason.clone(),
+                error: row.rotation_error.clone().unwrap_or_default(),
+                attempts: row.rotation_attempts.unwrap_or(1),
+                since,
+            }),
+            _ => None,
+        },
+    }
+}
+
+/// The resources the organization is checked on (and a new secret verified on).
+pub fn resources(context: &Context, row: &TargetRow) -> Vec<Resource> {
+    row.settings
+        .0
+        .get("resources")
+        .and_then(|value| value.as_array())
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().and_then(Resource::parse))
+                .collect()
+        })
+        .unwrap_or_else(|| context.settings.checks.resources.clone())
+}
+
 fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
     let endpoints = endpoints(context, row)?;
     let (Some(credential_id), Some(sealed), Some(seal_key)) = (
@@ -219,18 +251,7 @@ fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
             },
         )
         .map_err(|error| format!("the stored secret {error}"))?;
-    let resources: Vec<Resource> = row
-        .settings
-        .0
-        .get("resources")
-        .and_then(|value| value.as_array())
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| n.as_str().and_then(Resource::parse))
-                .collect()
-        })
-        .unwrap_or_else(|| context.settings.checks.resources.clone());
+    let resources = resources(context, row);
     Ok(Prepared {
         target: Target {
             organization_id: row.id,
@@ -271,13 +292,16 @@ async fn check_one(
         manifest: context.settings.microsoft.manifest.clone(),
         warning_window: chrono::Duration::from_std(context.settings.checks.warning_window)
             .unwrap_or(chrono::Duration::days(30)),
+        rotation_lead_time: context.settings.rotation.policy.lead_time,
     };
+    let rotation = rotation_view(context, &row);
     let previous = State::parse(&row.state);
     let (verdict, observations) = match prepare(context, &row) {
         Err(reason) => (cannot_check(reason), Observations::default()),
         Ok(prepared) => {
             let target = &prepared.target;
-            let first_look = look(context, limits, target).await;
+            let mut first_look = look(context, limits, target).await;
+            first_look.rotation = rotation.clone();
             let first = decide(&first_look, &policy, Utc::now());
             if first.state.needs_confirmation() && previous != Some(first.state) {
                 // Access looks gone: believe it only if a second look agrees.
@@ -286,7 +310,8 @@ async fn check_one(
                     _ = tokio::time::sleep(context.settings.checks.confirm_delay) => {}
                     _ = context.shutdown.cancelled() => anyhow::bail!("shutting down before confirming {}", row.name),
                 }
-                let second_look = look(context, limits, target).await;
+                let mut second_look = look(context, limits, target).await;
+                second_look.rotation = rotation.clone();
                 let second = decide(&second_look, &policy, Utc::now());
                 if second.state.needs_confirmation() && second.state != first.state {
                     let mut unconfirmed = cannot_check(format!(

@@ -217,6 +217,28 @@ pub struct OurSecret {
     pub known_key_ids: Vec<Uuid>,
 }
 
+/// What the rotation journal says of the organization (not seen at Microsoft, read from
+/// the database with the organization).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationView {
+    /// kodo-access rotates this organization's secret (on globally, with a deliverer, and
+    /// not switched off for it). When it does not, `secret_expiring` warns instead.
+    pub enabled: bool,
+    /// The unfinished rotation's last attempt failed.
+    pub failure: Option<RotationFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationFailure {
+    /// not_authorized, secrets_not_allowed, lifetime_policy, access_lost, not_verified,
+    /// delivery_failed, microsoft_unavailable, failed.
+    pub reason: String,
+    pub error: String,
+    /// Failed attempts of this rotation so far.
+    pub attempts: i32,
+    pub since: DateTime<Utc>,
+}
+
 /// Everything one check saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observations {
@@ -229,6 +251,8 @@ pub struct Observations {
     /// Resources the organization should be checked on but could not be (no SharePoint host).
     #[serde(default)]
     pub not_configured: Vec<Resource>,
+    #[serde(default)]
+    pub rotation: RotationView,
 }
 
 impl Observations {
@@ -269,6 +293,9 @@ pub struct CheckPolicy {
     pub manifest: std::sync::Arc<Manifest>,
     /// `secret_expiring` when the secret expires sooner than this.
     pub warning_window: chrono::Duration,
+    /// Rotation's lead time: `rotation_overdue` when the secret expires sooner than this
+    /// and its rotation keeps failing, or sooner than half of it in any case.
+    pub rotation_lead_time: chrono::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -555,7 +582,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
             serde_json::json!({ "missing": missing }),
         ));
     }
-    if !missing_rotation.is_empty() {
+    if !missing_rotation.is_empty() && observations.rotation.enabled {
         findings.push(Finding::new(
             "rotation_permission_missing",
             Severity::Warning,
@@ -594,7 +621,14 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
         ));
     }
     let expiring = secret_expires_at.is_some_and(|end| end - now < policy.warning_window);
-    if let (true, Some(end)) = (expiring, secret_expires_at) {
+    if observations.rotation.enabled {
+        findings.extend(rotation_findings(
+            &observations.rotation,
+            secret_expires_at,
+            policy,
+            now,
+        ));
+    } else if let (true, Some(end)) = (expiring, secret_expires_at) {
         let days = (end - now).num_hours() as f64 / 24.0;
         findings.push(Finding::new(
             "secret_expiring",
@@ -636,6 +670,93 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     }
 }
 
+/// What the rotation's failures and the secret's expiry say when kodo-access rotates the
+/// secret: refusals that need a person at once, failures that keep coming, and
+/// `rotation_overdue` as expiry nears without a new secret.
+fn rotation_findings(
+    rotation: &RotationView,
+    secret_expires_at: Option<DateTime<Utc>>,
+    policy: &CheckPolicy,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let details = |failure: &RotationFailure| {
+        serde_json::json!({
+            "reason": failure.reason,
+            "attempts": failure.attempts,
+            "failing_since": failure.since,
+        })
+    };
+    if let Some(failure) = &rotation.failure {
+        let refusal = match failure.reason.as_str() {
+            "not_authorized" => Some((
+                "rotation_not_authorized",
+                format!(
+                    "Microsoft Graph refuses to add a client secret (403): the app needs Application.ReadWrite.OwnedBy and must own its application object ({})",
+                    failure.error
+                ),
+            )),
+            "secrets_not_allowed" => Some((
+                "rotation_secrets_not_allowed",
+                format!(
+                    "the tenant's app-management policy allows no client secrets on this app: it needs a certificate ({})",
+                    failure.error
+                ),
+            )),
+            _ => None,
+        };
+        match refusal {
+            Some((kind, message)) => findings.push(Finding::new(
+                kind,
+                Severity::Warning,
+                message,
+                details(failure),
+            )),
+            // One failure may be a passing problem that the next attempt survives.
+            None if failure.attempts >= 2 => findings.push(Finding::new(
+                "rotation_failing",
+                Severity::Warning,
+                format!(
+                    "secret rotation has failed {} times since {} ({}): {}",
+                    failure.attempts,
+                    failure.since.format("%Y-%m-%d %H:%M UTC"),
+                    failure.reason,
+                    failure.error
+                ),
+                details(failure),
+            )),
+            None => {}
+        }
+    }
+    if let Some(end) = secret_expires_at {
+        let left = end - now;
+        let failing = rotation.failure.is_some();
+        if left < policy.rotation_lead_time && (failing || left < policy.rotation_lead_time / 2) {
+            let days = left.num_hours() as f64 / 24.0;
+            let why = match &rotation.failure {
+                Some(failure) => format!(
+                    "its rotation keeps failing ({}): {}",
+                    failure.reason, failure.error
+                ),
+                None => "it has not been rotated (is the rotations job running?)".to_string(),
+            };
+            findings.push(Finding::new(
+                "rotation_overdue",
+                Severity::Critical,
+                format!(
+                    "the client secret expires in {days:.1} days ({}) and {why}",
+                    end.format("%Y-%m-%d %H:%M UTC")
+                ),
+                serde_json::json!({
+                    "expires": end,
+                    "reason": rotation.failure.as_ref().map(|f| f.reason.as_str()),
+                }),
+            ));
+        }
+    }
+    findings
+}
+
 /// Our secret among the app's credentials: by keyId, else by a hint only one has.
 fn secret_on_app<'a>(
     ours: &OurSecret,
@@ -664,6 +785,7 @@ mod tests {
         CheckPolicy {
             manifest: std::sync::Arc::new(Manifest::builtin()),
             warning_window: chrono::Duration::days(30),
+            rotation_lead_time: chrono::Duration::days(30),
         }
     }
 
@@ -720,6 +842,7 @@ mod tests {
                 known_key_ids: vec![OUR_KEY.parse().unwrap()],
             },
             not_configured: vec![],
+            rotation: RotationView::default(),
         }
     }
 
@@ -893,9 +1016,103 @@ mod tests {
         if let Some(GraphObservation::Seen { value }) = &mut observations.assignments {
             value.retain(|(_, id)| *id != owned_by);
         }
+        assert!(
+            !kinds(&check(&observations)).contains(&"rotation_permission_missing"),
+            "without rotation, nothing needs the permission"
+        );
+        observations.rotation.enabled = true;
         let verdict = check(&observations);
         assert_eq!(verdict.state, State::Degraded);
         assert!(kinds(&verdict).contains(&"rotation_permission_missing"));
+    }
+
+    fn expiring_in(days: i64) -> Observations {
+        let mut observations = healthy();
+        observations.application = Some(GraphObservation::Seen {
+            value: vec![CredentialSeen {
+                key_id: OUR_KEY.parse().unwrap(),
+                display_name: None,
+                hint: Some("Abc".into()),
+                end: Some(now() + chrono::Duration::days(days)),
+            }],
+        });
+        observations
+    }
+
+    fn rotation_failure(reason: &str, attempts: i32) -> Option<RotationFailure> {
+        Some(RotationFailure {
+            reason: reason.into(),
+            error: "graph addPassword failed".into(),
+            attempts,
+            since: now() - chrono::Duration::hours(3),
+        })
+    }
+
+    #[test]
+    fn with_rotation_on_an_expiring_secret_is_rotations_business() {
+        // Rotating, not failing, due only recently: no alert, the state still says so.
+        let mut observations = expiring_in(20);
+        observations.rotation.enabled = true;
+        let verdict = check(&observations);
+        assert_eq!(verdict.state, State::SecretExpiring);
+        assert!(
+            !kinds(&verdict)
+                .iter()
+                .any(|k| k.starts_with("secret_expiring") || k.starts_with("rotation_")),
+            "{:?}",
+            kinds(&verdict)
+        );
+        // Failing while expiry is within the lead time: overdue, with the reason.
+        observations.rotation.failure = rotation_failure("delivery_failed", 1);
+        let verdict = check(&observations);
+        let overdue = verdict
+            .findings
+            .iter()
+            .find(|f| f.kind == "rotation_overdue")
+            .expect("overdue");
+        assert_eq!(overdue.severity, Severity::Critical);
+        assert!(
+            overdue.message.contains("delivery_failed"),
+            "{}",
+            overdue.message
+        );
+        assert!(
+            !kinds(&verdict).contains(&"rotation_failing"),
+            "one failure is not yet a pattern"
+        );
+        observations.rotation.failure = rotation_failure("delivery_failed", 2);
+        assert!(kinds(&check(&observations)).contains(&"rotation_failing"));
+        // Not failing, yet less than half the lead time left: overdue all the same.
+        let mut stalled = expiring_in(10);
+        stalled.rotation.enabled = true;
+        assert!(kinds(&check(&stalled)).contains(&"rotation_overdue"));
+        // Far from expiry, a failure is not overdue.
+        let mut early = healthy();
+        early.rotation.enabled = true;
+        early.rotation.failure = rotation_failure("microsoft_unavailable", 3);
+        assert_eq!(
+            kinds(&check(&early)),
+            ["rotation_failing", "ews_retirement"]
+        );
+    }
+
+    #[test]
+    fn rotation_refusals_that_need_a_person_alert_at_once() {
+        for (reason, kind) in [
+            ("not_authorized", "rotation_not_authorized"),
+            ("secrets_not_allowed", "rotation_secrets_not_allowed"),
+        ] {
+            let mut observations = healthy();
+            observations.rotation.enabled = true;
+            observations.rotation.failure = rotation_failure(reason, 1);
+            let verdict = check(&observations);
+            assert!(
+                kinds(&verdict).contains(&kind),
+                "{reason}: {:?}",
+                kinds(&verdict)
+            );
+            assert_eq!(verdict.state, State::Degraded);
+        }
     }
 
     #[test]

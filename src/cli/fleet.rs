@@ -321,11 +321,13 @@ pub async fn rotations(
                     row.new_key_id
                         .map(|k| k.to_string())
                         .unwrap_or_else(|| "-".into()),
-                    row.last_error
-                        .unwrap_or_default()
-                        .chars()
-                        .take(80)
-                        .collect(),
+                    match (&row.failure_reason, &row.last_error) {
+                        (Some(reason), Some(error)) => format!("{reason}: {error}"),
+                        _ => String::new(),
+                    }
+                    .chars()
+                    .take(100)
+                    .collect(),
                 ]);
             }
             println!("{table}");

@@ -85,7 +85,14 @@ impl Deliverer {
         match self {
             Deliverer::File { directory, .. } => format!("file in {}", directory.display()),
             Deliverer::Command { program, .. } => format!("command {}", program.display()),
-            Deliverer::Webhook { url, .. } => format!("webhook {url}"),
+            // Never the query: it may carry a token.
+            Deliverer::Webhook { url, .. } => {
+                format!(
+                    "webhook {}{}",
+                    url.origin().ascii_serialization(),
+                    url.path()
+                )
+            }
         }
     }
 }

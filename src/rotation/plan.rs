@@ -30,10 +30,25 @@ impl Default for RotationPolicy {
     }
 }
 
-/// When the secret valid from `start` to `end` is due for rotation.
-pub fn due_at(policy: &RotationPolicy, start: DateTime<Utc>, end: DateTime<Utc>) -> DateTime<Utc> {
-    let third = (end - start) / 3;
-    end - policy.lead_time.max(third)
+/// When the secret valid from `start` to `end` is due for rotation. A secret whose whole
+/// life is shorter than the lead time (a tenant policy allowing only short secrets) is
+/// rotated after two thirds of it, as cert-manager does, instead of at once, forever.
+/// Without a known start (a secret stored by hand), the lead time alone decides.
+pub fn due_at(
+    policy: &RotationPolicy,
+    start: Option<DateTime<Utc>>,
+    end: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let Some(start) = start else {
+        return end - policy.lead_time;
+    };
+    let total = end - start;
+    let third = total / 3;
+    if policy.lead_time < total {
+        end - policy.lead_time.max(third)
+    } else {
+        end - third
+    }
 }
 
 /// Whether to rotate now, given the secret's validity and the time of the last failure.
@@ -48,7 +63,7 @@ pub enum Decision {
 /// `failures` is how many rotation attempts failed in a row, the last at `last_failure`.
 pub fn decide(
     policy: &RotationPolicy,
-    start: DateTime<Utc>,
+    start: Option<DateTime<Utc>>,
     end: DateTime<Utc>,
     failures: u32,
     last_failure: Option<DateTime<Utc>>,
@@ -86,6 +101,20 @@ pub fn lifetime(policy: &RotationPolicy, policy_maximum: Option<Duration>) -> Du
     lifetime.max(Duration::days(1))
 }
 
+/// The lifetimes to ask for, longest first: the one `lifetime` chooses, then shorter ones
+/// for when the tenant's app-management policy refuses it (Graph says only that the
+/// lifetime is too long, not what the limit is).
+pub fn lifetime_ladder(policy: &RotationPolicy, policy_maximum: Option<Duration>) -> Vec<Duration> {
+    let mut ladder = vec![lifetime(policy, policy_maximum)];
+    for days in [365, 180, 90, 60, 30, 14, 7, 1] {
+        let step = Duration::days(days);
+        if ladder.last().is_some_and(|last| step < *last) {
+            ladder.push(step);
+        }
+    }
+    ladder
+}
+
 /// "rotation overdue": expiry is nearer than the lead time and rotation has not succeeded.
 pub fn overdue(policy: &RotationPolicy, end: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     end - now < policy.lead_time
@@ -104,29 +133,59 @@ mod tests {
     fn due_at_the_larger_of_the_lead_time_and_a_third_of_the_lifetime() {
         let policy = RotationPolicy::default();
         // 180 days: a third is 60 days, more than the 30-day lead.
-        assert_eq!(due_at(&policy, day(0), day(180)), day(120));
+        assert_eq!(due_at(&policy, Some(day(0)), day(180)), day(120));
         // 60 days: a third is 20 days, less than the lead: 30 days before expiry.
-        assert_eq!(due_at(&policy, day(0), day(60)), day(30));
+        assert_eq!(due_at(&policy, Some(day(0)), day(60)), day(30));
         // Two years: a third.
-        assert_eq!(due_at(&policy, day(0), day(729)), day(486));
+        assert_eq!(due_at(&policy, Some(day(0)), day(729)), day(486));
+    }
+
+    #[test]
+    fn without_a_known_start_the_lead_time_decides() {
+        let policy = RotationPolicy::default();
+        assert_eq!(due_at(&policy, None, day(5)), day(-25));
+    }
+
+    #[test]
+    fn a_secret_shorter_than_the_lead_time_is_rotated_after_two_thirds() {
+        let policy = RotationPolicy::default();
+        assert_eq!(
+            due_at(&policy, Some(day(0)), day(7)),
+            day(0) + Duration::hours(112)
+        );
+        assert_eq!(due_at(&policy, Some(day(0)), day(30)), day(20));
+    }
+
+    #[test]
+    fn the_lifetime_ladder_steps_down_from_the_chosen_lifetime() {
+        let policy = RotationPolicy::default();
+        let days = |ladder: Vec<Duration>| ladder.iter().map(|d| d.num_days()).collect::<Vec<_>>();
+        assert_eq!(
+            days(lifetime_ladder(&policy, None)),
+            [180, 90, 60, 30, 14, 7, 1]
+        );
+        assert_eq!(
+            days(lifetime_ladder(&policy, Some(Duration::days(45)))),
+            [45, 30, 14, 7, 1]
+        );
     }
 
     #[test]
     fn decide_waits_until_due_and_backs_off_after_failures() {
         let policy = RotationPolicy::default();
         assert_eq!(
-            decide(&policy, day(0), day(180), 0, None, day(100)),
+            decide(&policy, Some(day(0)), day(180), 0, None, day(100)),
             Decision::Wait { until: day(120) }
         );
         assert_eq!(
-            decide(&policy, day(0), day(180), 0, None, day(120)),
+            decide(&policy, Some(day(0)), day(180), 0, None, day(120)),
             Decision::Rotate
         );
         let failed_at = day(121);
         assert_eq!(
             decide(
                 &policy,
-                day(0),
+                Some(day(0)),
                 day(180),
                 1,
                 Some(failed_at),
@@ -139,7 +198,7 @@ mod tests {
         assert_eq!(
             decide(
                 &policy,
-                day(0),
+                Some(day(0)),
                 day(180),
                 3,
                 Some(failed_at),

@@ -9,10 +9,12 @@
 //!
 //! Recovery: a rotation resumes at its recorded step; at `intent`, a secret on the app that
 //! carries the rotation's name was created by an attempt that died before storing it, and
-//! is removed before a new one is added.
+//! is removed before a new one is added; at removal, a replaced secret already gone from the
+//! app (removed by an attempt that died before recording it) counts as removed.
 //!
-//! Not yet here (issue 5 remains open): the refusal-specific states and alerts ("rotation
-//! overdue"), rotation metrics.
+//! A failed attempt records why (`FailureReason`) and when to try again; the checks turn
+//! the reason into an alert that says what to do. The `failpoint` hooks let the tests kill
+//! the process right before and right after every step.
 
 use std::time::Duration;
 
@@ -24,7 +26,8 @@ use super::deliver::{Deliverer, Delivery, deliver};
 use super::plan::{self, RotationPolicy};
 use crate::context::Context;
 use crate::crypto::{SealContext, Sealed};
-use crate::microsoft::Resource;
+use crate::failpoint;
+use crate::microsoft::{GraphError, GraphFailure, Resource, TokenError, TokenFailure};
 use crate::store::{self, audit::AuditEntry};
 
 #[derive(Debug, Clone)]
@@ -44,21 +47,104 @@ pub struct Report {
     pub new_key_id: Option<Uuid>,
 }
 
+/// Why a rotation attempt failed, as recorded and as the alerts name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// Graph answered 403 to a secret change: no Application.ReadWrite.OwnedBy, or the app
+    /// does not own itself.
+    NotAuthorized,
+    /// The tenant's app-management policy allows no client secrets.
+    SecretsNotAllowed,
+    /// The policy refused even the shortest lifetime tried.
+    LifetimePolicy,
+    /// The current secret no longer gets tokens, or the app is gone: the checks say which.
+    AccessLost,
+    /// The new secret still failed when the verification limit ran out.
+    NotVerified,
+    /// A deliverer failed; the new secret does not become current until all succeed.
+    DeliveryFailed,
+    /// Throttling or a Microsoft outage outlasted the retries.
+    MicrosoftUnavailable,
+    Failed,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::NotAuthorized => "not_authorized",
+            FailureReason::SecretsNotAllowed => "secrets_not_allowed",
+            FailureReason::LifetimePolicy => "lifetime_policy",
+            FailureReason::AccessLost => "access_lost",
+            FailureReason::NotVerified => "not_verified",
+            FailureReason::DeliveryFailed => "delivery_failed",
+            FailureReason::MicrosoftUnavailable => "microsoft_unavailable",
+            FailureReason::Failed => "failed",
+        }
+    }
+}
+
+/// A failed attempt: why, and what happened, for people.
+#[derive(Debug)]
+struct Failure {
+    reason: FailureReason,
+    message: String,
+}
+
+impl From<GraphError> for Failure {
+    fn from(error: GraphError) -> Failure {
+        let reason = match error.kind {
+            GraphFailure::Forbidden => FailureReason::NotAuthorized,
+            GraphFailure::SecretsNotAllowed => FailureReason::SecretsNotAllowed,
+            GraphFailure::LifetimeTooLong => FailureReason::LifetimePolicy,
+            GraphFailure::Unauthorized | GraphFailure::NotFound => FailureReason::AccessLost,
+            GraphFailure::Throttled | GraphFailure::Transient => {
+                FailureReason::MicrosoftUnavailable
+            }
+            GraphFailure::BadRequest | GraphFailure::Unknown => FailureReason::Failed,
+        };
+        Failure {
+            reason,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<TokenError> for Failure {
+    fn from(error: TokenError) -> Failure {
+        let reason = match error.kind {
+            kind if kind.is_retryable() => FailureReason::MicrosoftUnavailable,
+            TokenFailure::SecretInvalid
+            | TokenFailure::SecretExpired
+            | TokenFailure::AppNotFound
+            | TokenFailure::ServicePrincipalMissing
+            | TokenFailure::AppDisabled
+            | TokenFailure::TenantNotFound
+            | TokenFailure::WrongCloud
+            | TokenFailure::BlockedByPolicy => FailureReason::AccessLost,
+            _ => FailureReason::Failed,
+        };
+        Failure {
+            reason,
+            message: error.to_string(),
+        }
+    }
+}
+
 const ACTOR: &str = "rotation";
 
 fn display_name(rotation_id: Uuid) -> String {
     format!("kodo-access rotation {rotation_id}")
 }
 
-/// Starts a rotation if none is open, else resumes the open one.
 /// Another kodo-access (or another command) is rotating this organization right now.
 #[derive(Debug, thiserror::Error)]
 #[error("another kodo-access is rotating organization {0} right now")]
 pub struct RotationBusy(pub Uuid);
 
-/// Drives the organization's rotation as far as it can go now, holding the
-/// organization's rotation lock in PostgreSQL: at most one rotation of an organization runs
-/// at a time across all daemons, and a daemon that dies releases it with its connection.
+/// Starts a rotation if none is open, else resumes the open one, and drives it as far as it
+/// can go now, holding the organization's rotation lock in PostgreSQL: at most one
+/// rotation of an organization runs at a time across all daemons, and a daemon that dies
+/// releases it with its connection.
 pub async fn rotate(
     context: &Context,
     organization_id: Uuid,
@@ -116,6 +202,7 @@ async fn rotate_locked(
         match store::rotations::open_for_update(&mut transaction, organization_id).await? {
             Some(open) => open,
             None => {
+                failpoint::hit("rotation-before-intent").await;
                 let rotation = store::rotations::begin(
                     &mut transaction,
                     Uuid::now_v7(),
@@ -138,6 +225,9 @@ async fn rotate_locked(
                     },
                 )
                 .await?;
+                transaction.commit().await?;
+                failpoint::hit("rotation-after-intent").await;
+                transaction = context.pool.begin().await?;
                 rotation
             }
         };
@@ -159,14 +249,27 @@ async fn rotate_locked(
         };
     let name = row.name.clone();
     let attempts = rotation.attempts as u32;
-    let fail = |error: String| {
+    let fail = |failure: Failure| {
         let name = name.clone();
         async move {
             let mut connection = context.pool.acquire().await?;
             let next = Utc::now() + plan::backoff(attempts + 1);
-            store::rotations::failed(&mut connection, rotation_id, &error, next).await?;
+            store::rotations::failed(
+                &mut connection,
+                rotation_id,
+                failure.reason.as_str(),
+                &failure.message,
+                next,
+            )
+            .await?;
+            // The check turns the failure into its alert now, not at its next turn.
+            store::checks::check_soon(&mut connection, organization_id).await?;
+            crate::telemetry::metrics::rotation_failed(failure.reason.as_str());
             Err::<Report, anyhow::Error>(anyhow::anyhow!(
-                "rotation {rotation_id} of {name}: {error}"
+                "rotation {rotation_id} of {name} ({}): {}; next attempt after {}",
+                failure.reason.as_str(),
+                failure.message,
+                next.format("%Y-%m-%d %H:%M UTC")
             ))
         }
     };
@@ -188,13 +291,13 @@ async fn rotate_locked(
             .await
         {
             Ok(token) => token,
-            Err(error) => return fail(error.to_string()).await,
+            Err(error) => return fail(error.into()).await,
         };
         // A secret with this rotation's name that we do not hold was created by an attempt
         // that died between Microsoft's answer and our commit: nobody can ever use it.
         let application = match context.microsoft.get_application(&endpoints, &token).await {
             Ok(application) => application,
-            Err(error) => return fail(error.to_string()).await,
+            Err(error) => return fail(error.into()).await,
         };
         let name = display_name(rotation_id);
         for orphan in application
@@ -202,16 +305,18 @@ async fn rotate_locked(
             .iter()
             .filter(|credential| credential.display_name.as_deref() == Some(name.as_str()))
         {
+            fence(lock, organization_id).await?;
             if let Err(error) = context
                 .microsoft
                 .remove_password(&endpoints, &token, orphan.key_id)
                 .await
             {
-                return fail(format!(
-                    "removing the orphan secret {}: {error}",
-                    orphan.key_id
-                ))
-                .await;
+                let mut failure = Failure::from(error);
+                failure.message = format!(
+                    "removing the orphan secret {}: {}",
+                    orphan.key_id, failure.message
+                );
+                return fail(failure).await;
             }
             let mut connection = context.pool.acquire().await?;
             store::audit::record(
@@ -221,16 +326,52 @@ async fn rotate_locked(
             .await?;
             tracing::warn!(organization = %row.name, rotation = %rotation_id, key_id = %orphan.key_id, "removed a secret an interrupted rotation had created");
         }
-        let end = Utc::now() + plan::lifetime(&settings.policy, None);
-        fence(lock, organization_id).await?;
-        let created = match context
-            .microsoft
-            .add_password(&endpoints, &token, &display_name(rotation_id), end)
-            .await
-        {
-            Ok(created) => created,
-            Err(error) => return fail(error.to_string()).await,
-        };
+        // The configured lifetime, then shorter ones while the tenant's policy refuses.
+        let limit = row
+            .secret_lifetime_limit_days
+            .map(|days| chrono::Duration::days(days.into()));
+        let ladder = plan::lifetime_ladder(&settings.policy, limit);
+        let mut created = None;
+        for (index, lifetime) in ladder.iter().enumerate() {
+            let end = Utc::now() + *lifetime;
+            fence(lock, organization_id).await?;
+            failpoint::hit("rotation-before-added").await;
+            match context
+                .microsoft
+                .add_password(&endpoints, &token, &display_name(rotation_id), end)
+                .await
+            {
+                Ok(new) => {
+                    if index > 0 {
+                        let mut connection = context.pool.acquire().await?;
+                        store::rotations::learn_lifetime_limit(
+                            &mut connection,
+                            organization_id,
+                            lifetime.num_days(),
+                        )
+                        .await?;
+                        let mut entry = audit("rotation.lifetime_limited", None, None);
+                        entry.details = serde_json::json!({
+                            "asked_days": ladder[0].num_days(),
+                            "accepted_days": lifetime.num_days(),
+                            "why": "the tenant's app-management policy refused a longer lifetime",
+                        });
+                        store::audit::record(&mut connection, entry).await?;
+                        tracing::warn!(organization = %row.name, rotation = %rotation_id, "the tenant's policy limits client secrets: asked {} days, got {}", ladder[0].num_days(), lifetime.num_days());
+                    }
+                    created = Some(new);
+                    break;
+                }
+                Err(error)
+                    if error.kind == GraphFailure::LifetimeTooLong && index + 1 < ladder.len() =>
+                {
+                    tracing::info!(organization = %row.name, rotation = %rotation_id, "the tenant's policy refused {} days; trying shorter", lifetime.num_days());
+                }
+                Err(error) => return fail(error.into()).await,
+            }
+        }
+        let created = created.ok_or_else(|| anyhow::anyhow!("no lifetime to try"))?;
+        failpoint::hit("rotation-after-added").await;
         let credential_id = Uuid::now_v7();
         let sealed = context.keyring.seal(
             &created.secret_text,
@@ -277,46 +418,55 @@ async fn rotate_locked(
     };
     let new_secret = open_secret(&new_credential)?;
 
-    // verified: the new secret gets tokens and reads Graph, however long propagation takes
-    // (up to the limit).
+    // verified: the new secret gets a token for every checked resource and reads Graph,
+    // however long propagation takes (up to the limit).
     if step == "added" {
+        failpoint::hit("rotation-before-verified").await;
+        let mut resources = crate::checks::run::resources(context, &row);
+        if !resources.contains(&Resource::Graph) {
+            resources.insert(0, Resource::Graph);
+        }
         let started = tokio::time::Instant::now();
         let mut wait = Duration::from_millis(500);
         loop {
             let attempt = async {
-                let graph = context
-                    .microsoft
-                    .token(&endpoints, &new_secret, Resource::Graph)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                context
-                    .microsoft
-                    .token(&endpoints, &new_secret, Resource::Exchange)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                context
-                    .microsoft
-                    .get_application(&endpoints, &graph)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<(), String>(())
+                for resource in &resources {
+                    let token = context
+                        .microsoft
+                        .token(&endpoints, &new_secret, *resource)
+                        .await
+                        .map_err(Failure::from)?;
+                    if *resource == Resource::Graph {
+                        context
+                            .microsoft
+                            .get_application(&endpoints, &token)
+                            .await
+                            .map_err(Failure::from)?;
+                    }
+                }
+                Ok::<(), Failure>(())
             };
             match attempt.await {
                 Ok(()) => break,
-                Err(error) if started.elapsed() + wait > settings.verify_timeout => {
-                    return fail(format!(
-                        "the new secret still does not work after {}s: {error}",
-                        settings.verify_timeout.as_secs()
-                    ))
+                Err(failure) if started.elapsed() + wait > settings.verify_timeout => {
+                    return fail(Failure {
+                        reason: FailureReason::NotVerified,
+                        message: format!(
+                            "the new secret still does not work after {}s: {}",
+                            settings.verify_timeout.as_secs(),
+                            failure.message
+                        ),
+                    })
                     .await;
                 }
-                Err(error) => {
-                    tracing::info!(organization = %row.name, rotation = %rotation_id, "new secret not accepted yet: {error}");
+                Err(failure) => {
+                    tracing::info!(organization = %row.name, rotation = %rotation_id, "new secret not accepted yet: {}", failure.message);
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(15));
                 }
             }
         }
+        failpoint::hit("rotation-after-verified").await;
         let mut transaction = context.pool.begin().await?;
         store::rotations::set_step(&mut transaction, rotation_id, "verified").await?;
         store::audit::record(
@@ -335,19 +485,21 @@ async fn rotate_locked(
             tenant_id: row.tenant_id,
             client_id: row.client_id,
             key_id: new_key_id,
-            expires_at: None,
+            expires_at: new_credential.end_at,
             secret: &new_secret,
         };
         fence(lock, organization_id).await?;
+        failpoint::hit("rotation-before-delivered").await;
         for deliverer in deliverers {
             if let Err(error) = deliver(&context.http, deliverer, &delivery).await {
-                return fail(format!(
-                    "delivery to {} failed: {error}",
-                    deliverer.describe()
-                ))
+                return fail(Failure {
+                    reason: FailureReason::DeliveryFailed,
+                    message: format!("delivery to {} failed: {error}", deliverer.describe()),
+                })
                 .await;
             }
         }
+        failpoint::hit("rotation-after-delivered").await;
         let mut transaction = context.pool.begin().await?;
         store::rotations::set_step(&mut transaction, rotation_id, "delivered").await?;
         store::audit::record(
@@ -361,6 +513,7 @@ async fn rotate_locked(
 
     // activated
     if step == "delivered" {
+        failpoint::hit("rotation-before-activated").await;
         let mut transaction = context.pool.begin().await?;
         store::rotations::activate(
             &mut transaction,
@@ -374,7 +527,16 @@ async fn rotate_locked(
             audit("credential.activated", new_credential_id, new_key_id),
         )
         .await?;
+        // The next check looks at the new secret (and resolves any rotation alert).
+        store::checks::check_soon(&mut transaction, organization_id).await?;
         transaction.commit().await?;
+        failpoint::hit("rotation-after-activated").await;
+        crate::telemetry::metrics::rotation_activated(
+            (Utc::now() - rotation.created_at)
+                .to_std()
+                .unwrap_or_default(),
+        );
+        tracing::info!(organization = %row.name, rotation = %rotation_id, key_id = ?new_key_id, "the new secret is current");
         step = "activated".into();
         if !settings.grace.is_zero() {
             return Ok(Report {
@@ -396,8 +558,7 @@ async fn rotate_locked(
         };
         let activated_at = new_credential.activated_at.unwrap_or_else(Utc::now);
         let grace = chrono::Duration::from_std(settings.grace).unwrap_or_default();
-        let activated_long_enough = activated_at + grace <= Utc::now();
-        if !activated_long_enough {
+        if activated_at + grace > Utc::now() {
             return Ok(Report {
                 rotation_id,
                 step,
@@ -414,22 +575,37 @@ async fn rotate_locked(
                         .await
                     {
                         Ok(token) => token,
-                        Err(error) => return fail(error.to_string()).await,
+                        Err(error) => return fail(error.into()).await,
                     };
-                    if let Err(error) = context
-                        .microsoft
-                        .remove_password(&endpoints, &token, old_key_id)
-                        .await
-                    {
-                        return fail(error.to_string()).await;
+                    // Gone already when an attempt died after removing it.
+                    let application =
+                        match context.microsoft.get_application(&endpoints, &token).await {
+                            Ok(application) => application,
+                            Err(error) => return fail(error.into()).await,
+                        };
+                    let on_app = application
+                        .password_credentials
+                        .iter()
+                        .any(|credential| credential.key_id == old_key_id);
+                    if on_app {
+                        fence(lock, organization_id).await?;
+                        failpoint::hit("rotation-before-removed").await;
+                        if let Err(error) = context
+                            .microsoft
+                            .remove_password(&endpoints, &token, old_key_id)
+                            .await
+                        {
+                            return fail(error.into()).await;
+                        }
+                        failpoint::hit("rotation-after-removed").await;
                     }
                     let mut transaction = context.pool.begin().await?;
                     store::rotations::mark_removed(&mut transaction, old.id).await?;
-                    store::audit::record(
-                        &mut transaction,
-                        audit("credential.removed", Some(old.id), Some(old_key_id)),
-                    )
-                    .await?;
+                    let mut entry = audit("credential.removed", Some(old.id), Some(old_key_id));
+                    if !on_app {
+                        entry.details = serde_json::json!({ "already_gone": true });
+                    }
+                    store::audit::record(&mut transaction, entry).await?;
                     transaction.commit().await?;
                 }
                 None => {
@@ -443,6 +619,7 @@ async fn rotate_locked(
         }
         let mut connection = context.pool.acquire().await?;
         store::rotations::finish(&mut connection, rotation_id, "succeeded").await?;
+        crate::telemetry::metrics::rotation_finished();
         step = "finished".into();
     }
     Ok(Report {
@@ -466,7 +643,8 @@ impl RotationSettings {
 /// that are due. One organization's failure never stops the others. Returns a summary.
 pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
     let config = &context.settings.rotation;
-    if !config.enabled {
+    if !config.active() {
+        // Switched off, or nowhere to deliver a new secret (the daemon said so at start).
         return Ok(String::new());
     }
     let candidates = {
@@ -476,9 +654,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
     let now = Utc::now();
     let due: Vec<Uuid> = candidates
         .into_iter()
-        .filter(|candidate| {
-            candidate.settings.get("rotation").and_then(|v| v.as_bool()) != Some(false)
-        })
+        .filter(|candidate| config.active_for(&candidate.settings))
         .filter(|candidate| {
             match (
                 candidate.open_rotation,
@@ -486,7 +662,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
                 candidate.end_at,
             ) {
                 (Some(_), _, _) => candidate.next_attempt_at.is_none_or(|at| at <= now),
-                (None, Some(start), Some(end)) => {
+                (None, start, Some(end)) => {
                     plan::decide(&config.policy, start, end, 0, None, now) == plan::Decision::Rotate
                 }
                 // Without a known expiry there is nothing to plan on (a check learns it).

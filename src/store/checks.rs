@@ -29,16 +29,26 @@ pub struct TargetRow {
     pub state: String,
     pub last_known_state: Option<String>,
     pub failing_since: Option<DateTime<Utc>>,
+    /// The longest secret lifetime the tenant's policy accepted, when it refused longer.
+    pub secret_lifetime_limit_days: Option<i32>,
+    /// The unfinished rotation's last failure, if its last attempt failed.
+    pub rotation_failure: Option<String>,
+    pub rotation_error: Option<String>,
+    pub rotation_attempts: Option<i32>,
+    pub rotation_failing_since: Option<DateTime<Utc>>,
 }
 
 const TARGET_SELECT: &str = "SELECT o.id, o.name, o.tenant_id, o.client_id, o.cloud, o.sharepoint_host, o.labels, o.settings,
         c.id AS credential_id, c.key_id, c.hint, c.end_at, c.secret_sealed, c.secret_key_id,
         COALESCE((SELECT array_agg(k.key_id) FROM credentials k
                   WHERE k.organization_id = o.id AND k.key_id IS NOT NULL AND k.status <> 'removed'), '{}') AS known_key_ids,
-        s.state, s.last_known_state, s.failing_since
+        s.state, s.last_known_state, s.failing_since, o.secret_lifetime_limit_days,
+        r.failure_reason AS rotation_failure, r.last_error AS rotation_error,
+        r.attempts AS rotation_attempts, r.failing_since AS rotation_failing_since
     FROM organizations o
     JOIN organization_status s ON s.organization_id = o.id
-    LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'";
+    LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'
+    LEFT JOIN rotations r ON r.organization_id = o.id AND r.finished_at IS NULL";
 
 /// Claims up to `limit` enabled organizations whose check is due, pushing their next
 /// check `lease` ahead so that no other pickup (or daemon) takes them meanwhile.
@@ -211,15 +221,23 @@ pub struct GaugeRow {
     pub state: String,
     pub secret_expires_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
+    pub settings: Json<serde_json::Value>,
+    /// The current secret's start (or when kodo-access first held it), for the rotation plan.
+    pub secret_start_at: Option<DateTime<Utc>>,
+    /// When the unfinished rotation tries again, if there is one.
+    pub rotation_next_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// What the metrics show of every organization (no findings: scrapes stay cheap).
 pub async fn gauges(connection: &mut PgConnection) -> Result<Vec<GaugeRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT o.name, o.enabled, s.state, c.end_at AS secret_expires_at, s.last_success_at
+        "SELECT o.name, o.enabled, s.state, c.end_at AS secret_expires_at, s.last_success_at, o.settings,
+                c.start_at AS secret_start_at,
+                r.next_attempt_at AS rotation_next_attempt_at
          FROM organizations o
          JOIN organization_status s ON s.organization_id = o.id
-         LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'",
+         LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'
+         LEFT JOIN rotations r ON r.organization_id = o.id AND r.finished_at IS NULL",
     )
     .fetch_all(connection)
     .await

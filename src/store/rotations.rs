@@ -17,9 +17,10 @@ pub struct RotationRow {
     pub new_key_id: Option<Uuid>,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, organization_id, step, old_credential_id, new_credential_id, new_key_id, attempts, next_attempt_at";
+const COLUMNS: &str = "id, organization_id, step, old_credential_id, new_credential_id, new_key_id, attempts, next_attempt_at, created_at";
 
 /// The organization's unfinished rotation, locked until the transaction ends.
 pub async fn open_for_update(
@@ -60,7 +61,9 @@ pub async fn set_step(
     step: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE rotations SET step = $2, updated_at = now(), last_error = NULL WHERE id = $1",
+        "UPDATE rotations SET step = $2, updated_at = now(), last_error = NULL, failure_reason = NULL,
+                              failing_since = NULL
+         WHERE id = $1",
     )
     .bind(id)
     .bind(step)
@@ -73,13 +76,18 @@ pub async fn set_step(
 pub async fn failed(
     connection: &mut PgConnection,
     id: Uuid,
+    reason: &str,
     error: &str,
     next_attempt_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE rotations SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, updated_at = now() WHERE id = $1",
+        "UPDATE rotations SET attempts = attempts + 1, failure_reason = $2, last_error = $3,
+                              failing_since = COALESCE(failing_since, now()),
+                              next_attempt_at = $4, updated_at = now()
+         WHERE id = $1",
     )
     .bind(id)
+    .bind(reason)
     .bind(error)
     .bind(next_attempt_at)
     .execute(connection)
@@ -124,7 +132,7 @@ pub async fn added(
              VALUES ($2, $3, $4, $5, $6, $7, $8, 'rotation', 'pending', $1, $9, $10)
          )
          UPDATE rotations SET step = 'added', new_credential_id = $2, new_key_id = $4, updated_at = now(),
-                              last_error = NULL
+                              last_error = NULL, failure_reason = NULL, failing_since = NULL
          WHERE id = $1",
     )
     .bind(secret.rotation_id)
@@ -163,6 +171,20 @@ pub async fn activate(
     set_step(connection, rotation_id, "activated").await
 }
 
+/// Remembers the longest lifetime the tenant's policy accepted (in days).
+pub async fn learn_lifetime_limit(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+    days: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE organizations SET secret_lifetime_limit_days = $2 WHERE id = $1")
+        .bind(organization_id)
+        .bind(days as i32)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
+
 pub async fn mark_removed(
     connection: &mut PgConnection,
     credential_id: Uuid,
@@ -178,6 +200,7 @@ pub async fn mark_removed(
 pub struct CredentialRef {
     pub id: Uuid,
     pub key_id: Option<Uuid>,
+    pub end_at: Option<DateTime<Utc>>,
     pub activated_at: Option<DateTime<Utc>>,
     pub secret_sealed: Vec<u8>,
     pub secret_key_id: String,
@@ -187,7 +210,7 @@ pub async fn credential(
     connection: &mut PgConnection,
     id: Uuid,
 ) -> Result<CredentialRef, sqlx::Error> {
-    sqlx::query_as("SELECT id, key_id, activated_at, secret_sealed, secret_key_id FROM credentials WHERE id = $1")
+    sqlx::query_as("SELECT id, key_id, end_at, activated_at, secret_sealed, secret_key_id FROM credentials WHERE id = $1")
         .bind(id)
         .fetch_one(connection)
         .await
@@ -208,7 +231,7 @@ pub struct Candidate {
 pub async fn candidates(connection: &mut PgConnection) -> Result<Vec<Candidate>, sqlx::Error> {
     sqlx::query_as(
         "SELECT o.id AS organization_id, o.settings,
-                COALESCE(c.start_at, c.activated_at, c.created_at) AS start_at, c.end_at,
+                c.start_at, c.end_at,
                 r.id AS open_rotation, r.next_attempt_at
          FROM organizations o
          LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'
@@ -226,6 +249,7 @@ pub struct HistoryRow {
     pub step: String,
     pub outcome: Option<String>,
     pub attempts: i32,
+    pub failure_reason: Option<String>,
     pub last_error: Option<String>,
     pub new_key_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
@@ -239,7 +263,7 @@ pub async fn history(
     organization_id: Option<Uuid>,
 ) -> Result<Vec<HistoryRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT r.id, o.name AS organization, r.step, r.outcome, r.attempts, r.last_error, r.new_key_id,
+        "SELECT r.id, o.name AS organization, r.step, r.outcome, r.attempts, r.failure_reason, r.last_error, r.new_key_id,
                 r.created_at, r.finished_at, r.next_attempt_at
          FROM rotations r JOIN organizations o ON o.id = r.organization_id
          WHERE $1::uuid IS NULL OR r.organization_id = $1

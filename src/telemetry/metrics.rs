@@ -25,6 +25,10 @@ const ALERTS_FIRING: &str = "kodo_access_alerts_firing";
 const OUTBOX_PENDING: &str = "kodo_access_alert_outbox_pending";
 const DELIVERY_FAILURES: &str = "kodo_access_alert_delivery_failures_total";
 const DELIVERIES: &str = "kodo_access_alert_deliveries_total";
+const ROTATIONS: &str = "kodo_access_rotations_total";
+const ROTATION_FAILURES: &str = "kodo_access_rotation_failures_total";
+const ROTATION_DURATION: &str = "kodo_access_rotation_duration_seconds";
+const ROTATION_DUE: &str = "kodo_access_secret_rotation_due_timestamp_seconds";
 
 /// Installs the process-wide recorder and returns the handle that renders the exposition.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -37,10 +41,17 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
             Matcher::Full(CHECK_DURATION.into()),
             &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
         )?
+        .set_buckets_for_metric(
+            Matcher::Full(ROTATION_DURATION.into()),
+            &[
+                1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 86400.0,
+            ],
+        )?
         .install_recorder()?;
     describe();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     gauge!(DATABASE_UP).set(0.0);
+    counter!(ROTATIONS, "outcome" => "succeeded").increment(0);
     for &job in crate::jobs::JobName::ALL {
         for outcome in ["succeeded", "failed"] {
             counter!(JOB_RUNS, "job" => job.as_str(), "outcome" => outcome).increment(0);
@@ -109,6 +120,24 @@ fn describe() {
         "Failed attempts to deliver alert notifications, by sink."
     );
     describe_counter!(DELIVERIES, "Alert notifications delivered, by sink.");
+    describe_counter!(
+        ROTATIONS,
+        "Secret rotations finished (the replaced secret removed), by outcome."
+    );
+    describe_counter!(
+        ROTATION_FAILURES,
+        "Failed rotation attempts, by reason (each is retried with backoff)."
+    );
+    describe_histogram!(
+        ROTATION_DURATION,
+        Unit::Seconds,
+        "Time from a rotation's start to its new secret becoming current (retries included)."
+    );
+    describe_gauge!(
+        ROTATION_DUE,
+        Unit::Seconds,
+        "Unix time the organization's secret is next rotated (or its unfinished rotation retried)."
+    );
     describe_gauge!(
         JOB_LAST_SUCCESS,
         Unit::Seconds,
@@ -144,6 +173,18 @@ pub fn check_finished(state: &'static str, elapsed: Duration) {
     histogram!(CHECK_DURATION).record(elapsed.as_secs_f64());
 }
 
+pub fn rotation_failed(reason: &'static str) {
+    counter!(ROTATION_FAILURES, "reason" => reason).increment(1);
+}
+
+pub fn rotation_activated(elapsed: Duration) {
+    histogram!(ROTATION_DURATION).record(elapsed.as_secs_f64());
+}
+
+pub fn rotation_finished() {
+    counter!(ROTATIONS, "outcome" => "succeeded").increment(1);
+}
+
 pub fn delivery(sink: &str, ok: bool, count: u64) {
     if ok {
         counter!(DELIVERIES, "sink" => sink.to_string()).increment(count);
@@ -172,6 +213,7 @@ pub struct OrganizationGauge {
     pub state: String,
     pub secret_expires: Option<f64>,
     pub last_success: Option<f64>,
+    pub rotation_due: Option<f64>,
 }
 
 /// Sets the fleet gauges; series of organizations or states no longer present drop to
@@ -199,6 +241,9 @@ pub fn fleet(snapshot: &FleetSnapshot) {
         emitted.insert(organization.name.clone(), organization.state.clone());
         if let Some(expires) = organization.secret_expires {
             gauge!(SECRET_EXPIRY, "organization" => organization.name.clone()).set(expires);
+        }
+        if let Some(due) = organization.rotation_due {
+            gauge!(ROTATION_DUE, "organization" => organization.name.clone()).set(due);
         }
         if let Some(last) = organization.last_success {
             gauge!(LAST_SUCCESSFUL_CHECK, "organization" => organization.name.clone()).set(last);

@@ -1,6 +1,13 @@
 //! Integration tests: the real binary, a real PostgreSQL (one database per test), real
 //! promtool and systemd-analyze. DATABASE_URL must point at a role with CREATEDB
 //! (scripts/test sets it).
+//!
+//! They need the binary's test hooks: `cargo test --features failpoints` (scripts/test).
+
+#[cfg(not(feature = "failpoints"))]
+compile_error!(
+    "the integration tests kill the daemon at its failpoints: run them with `cargo test --features failpoints` (scripts/test does)"
+);
 
 mod alertmanager;
 mod checks;
@@ -12,6 +19,7 @@ mod microsoft;
 mod msal;
 mod organizations;
 mod rotation;
+mod rotation_kill;
 mod rules;
 mod secrets;
 mod sim_support;
