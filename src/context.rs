@@ -23,6 +23,9 @@ pub struct Context {
     pub http: reqwest::Client,
     /// Cancelled when the daemon is asked to stop; long work checks it between items.
     pub shutdown: CancellationToken,
+    /// Rotations holding their lock at once: each holds two database connections, so at
+    /// most half the pool.
+    pub rotation_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Context {
@@ -38,6 +41,9 @@ impl Context {
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(15))
             .build()?;
+        let rotation_slots = Arc::new(tokio::sync::Semaphore::new(
+            (settings.database.max_connections as usize / 2).max(1),
+        ));
         Ok(Context {
             settings,
             pool,
@@ -45,6 +51,7 @@ impl Context {
             readiness: Arc::new(Readiness::default()),
             microsoft,
             http,
+            rotation_slots,
             shutdown,
         })
     }

@@ -142,20 +142,95 @@ fn display_name(rotation_id: Uuid) -> String {
 pub struct RotationBusy(pub Uuid);
 
 /// Starts a rotation if none is open, else resumes the open one, and drives it as far as it
-/// can go now, holding the organization's rotation lock in PostgreSQL: at most one
-/// rotation of an organization runs at a time across all daemons, and a daemon that dies
-/// releases it with its connection.
+/// can go now. Every step that changes something (the intent, addPassword, delivery,
+/// activation, removePassword) runs holding the organization's rotation lock in
+/// PostgreSQL: at most one rotation of an organization runs at a time across all daemons,
+/// and a daemon that dies releases it with its connection. Verification, which only reads
+/// and may wait minutes for Microsoft's propagation, runs without the lock, so that a
+/// thousand rotations can wait at once without a thousand database connections.
 pub async fn rotate(
     context: &Context,
     organization_id: Uuid,
     deliverers: &[Deliverer],
     settings: &RotationSettings,
 ) -> anyhow::Result<Report> {
+    rotate_with(
+        context,
+        organization_id,
+        deliverers,
+        settings,
+        Trigger::OnDemand,
+    )
+    .await
+}
+
+/// As `rotate`, for the scheduled job: starts a rotation only if the plan says it is due,
+/// and resumes one only if its wait is over, both judged again under the lock (another
+/// daemon may have finished or claimed it since the job looked).
+pub async fn rotate_if_due(
+    context: &Context,
+    organization_id: Uuid,
+    deliverers: &[Deliverer],
+    settings: &RotationSettings,
+) -> anyhow::Result<Report> {
+    rotate_with(context, organization_id, deliverers, settings, Trigger::Due).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Due,
+    OnDemand,
+}
+
+/// `Report::step` when there was nothing to do after all.
+pub const NOT_DUE: &str = "not_due";
+
+async fn rotate_with(
+    context: &Context,
+    organization_id: Uuid,
+    deliverers: &[Deliverer],
+    settings: &RotationSettings,
+    trigger: Trigger,
+) -> anyhow::Result<Report> {
+    let report = rotate_under_lock(context, organization_id, deliverers, settings, trigger).await?;
+    if report.step != "added" {
+        return Ok(report);
+    }
+    verify(context, organization_id, report.rotation_id, settings).await?;
+    // Verified now: whatever the trigger, go on.
+    rotate_under_lock(
+        context,
+        organization_id,
+        deliverers,
+        settings,
+        Trigger::OnDemand,
+    )
+    .await
+}
+
+async fn rotate_under_lock(
+    context: &Context,
+    organization_id: Uuid,
+    deliverers: &[Deliverer],
+    settings: &RotationSettings,
+    trigger: Trigger,
+) -> anyhow::Result<Report> {
+    // Each locked stretch holds two connections (the lock's and the work's); the slots keep
+    // the pool from running dry, whatever the number of rotations under way.
+    let _slot = context.rotation_slots.acquire().await?;
     let mut lock = context.pool.acquire().await?;
     if !store::rotations::try_lock(&mut lock, organization_id).await? {
         return Err(RotationBusy(organization_id).into());
     }
-    let result = rotate_locked(context, &mut lock, organization_id, deliverers, settings).await;
+    let result = rotate_locked(
+        context,
+        &mut lock,
+        organization_id,
+        deliverers,
+        settings,
+        trigger,
+    )
+    .await;
     match store::rotations::unlock(&mut lock, organization_id).await {
         Ok(true) => {}
         // Never hand a connection that may still hold the lock back to the pool.
@@ -164,12 +239,173 @@ pub async fn rotate(
     result
 }
 
+/// Records a failed attempt (why, and when to try again) and returns the error to report.
+async fn record_failure(
+    context: &Context,
+    organization_id: Uuid,
+    organization: &str,
+    rotation_id: Uuid,
+    attempts: u32,
+    failure: Failure,
+) -> anyhow::Error {
+    let next = Utc::now() + plan::backoff(attempts + 1);
+    let recorded = async {
+        let mut connection = context.pool.acquire().await?;
+        store::rotations::failed(
+            &mut connection,
+            rotation_id,
+            failure.reason.as_str(),
+            &failure.message,
+            next,
+        )
+        .await?;
+        // The check turns the failure into its alert now, not at its next turn.
+        store::checks::check_soon(&mut connection, organization_id).await?;
+        Ok::<(), sqlx::Error>(())
+    };
+    if let Err(error) = recorded.await {
+        return anyhow::anyhow!(
+            "rotation {rotation_id} of {organization} ({}): {}; and recording the failure failed: {error}",
+            failure.reason.as_str(),
+            failure.message
+        );
+    }
+    crate::telemetry::metrics::rotation_failed(failure.reason.as_str());
+    anyhow::anyhow!(
+        "rotation {rotation_id} of {organization} ({}): {}; next attempt after {}",
+        failure.reason.as_str(),
+        failure.message,
+        next.format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+/// The `verified` step: the new secret gets a token for every checked resource and reads
+/// Graph, however long propagation takes (up to the limit). Runs without the rotation
+/// lock: it changes nothing at Microsoft. While it waits, the rotation is claimed (its next
+/// attempt put off) so that other daemons leave it alone; the step is recorded only if no
+/// one else recorded it meanwhile.
+async fn verify(
+    context: &Context,
+    organization_id: Uuid,
+    rotation_id: Uuid,
+    settings: &RotationSettings,
+) -> anyhow::Result<()> {
+    let claim = settings.verify_timeout + Duration::from_secs(5);
+    let (rotation, row, new_credential) = {
+        let mut connection = context.pool.acquire().await?;
+        if !store::rotations::claim_for_verification(&mut connection, rotation_id, claim).await? {
+            return Ok(()); // moved on meanwhile
+        }
+        let rotation = store::rotations::by_id(&mut connection, rotation_id).await?;
+        let row = store::checks::targets(&mut connection, &[organization_id])
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no organization {organization_id}"))?;
+        let id = rotation
+            .new_credential_id
+            .ok_or_else(|| anyhow::anyhow!("rotation {rotation_id} has no new secret"))?;
+        let credential = store::rotations::credential(&mut connection, id).await?;
+        (rotation, row, credential)
+    };
+    let endpoints = crate::checks::run::endpoints(context, &row).map_err(anyhow::Error::msg)?;
+    let new_secret = context
+        .keyring
+        .open(
+            &Sealed {
+                key_id: new_credential.secret_key_id.clone(),
+                blob: new_credential.secret_sealed.clone(),
+            },
+            SealContext {
+                organization_id,
+                credential_id: new_credential.id,
+            },
+        )
+        .map_err(|error| anyhow::anyhow!("the stored secret {error}"))?;
+    failpoint::hit("rotation-before-verified").await;
+    let mut resources = crate::checks::run::resources(context, &row);
+    if !resources.contains(&Resource::Graph) {
+        resources.insert(0, Resource::Graph);
+    }
+    let started = tokio::time::Instant::now();
+    let mut wait = Duration::from_millis(500);
+    loop {
+        let attempt = async {
+            for resource in &resources {
+                let token = context
+                    .microsoft
+                    .token(&endpoints, &new_secret, *resource)
+                    .await
+                    .map_err(Failure::from)?;
+                if *resource == Resource::Graph {
+                    context
+                        .microsoft
+                        .get_application(&endpoints, &token)
+                        .await
+                        .map_err(Failure::from)?;
+                }
+            }
+            Ok::<(), Failure>(())
+        };
+        match attempt.await {
+            Ok(()) => break,
+            Err(failure) if started.elapsed() + wait > settings.verify_timeout => {
+                let failure = Failure {
+                    reason: FailureReason::NotVerified,
+                    message: format!(
+                        "the new secret still does not work after {}s: {}",
+                        settings.verify_timeout.as_secs(),
+                        failure.message
+                    ),
+                };
+                return Err(record_failure(
+                    context,
+                    organization_id,
+                    &row.name,
+                    rotation_id,
+                    rotation.attempts as u32,
+                    failure,
+                )
+                .await);
+            }
+            Err(failure) => {
+                tracing::info!(organization = %row.name, rotation = %rotation_id, "new secret not accepted yet: {}", failure.message);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = context.shutdown.cancelled() => anyhow::bail!("shutting down while verifying rotation {rotation_id}"),
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    failpoint::hit("rotation-after-verified").await;
+    let mut transaction = context.pool.begin().await?;
+    if store::rotations::advance(&mut transaction, rotation_id, "added", "verified").await? {
+        store::audit::record(
+            &mut transaction,
+            AuditEntry {
+                actor: ACTOR,
+                action: "credential.verified",
+                organization_id: Some(organization_id),
+                organization_name: Some(&row.name),
+                credential_id: Some(new_credential.id),
+                key_id: new_credential.key_id,
+                rotation_id: Some(rotation_id),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    transaction.commit().await?;
+    Ok(())
+}
+
 async fn rotate_locked(
     context: &Context,
     lock: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
     organization_id: Uuid,
     deliverers: &[Deliverer],
     settings: &RotationSettings,
+    trigger: Trigger,
 ) -> anyhow::Result<Report> {
     let row = {
         let mut connection = context.pool.acquire().await?;
@@ -200,7 +436,28 @@ async fn rotate_locked(
     let mut transaction = context.pool.begin().await?;
     let rotation =
         match store::rotations::open_for_update(&mut transaction, organization_id).await? {
+            Some(open) if trigger == Trigger::Due && open.next_attempt_at > Utc::now() => {
+                // Backing off, or claimed by a daemon verifying it.
+                return Ok(Report {
+                    rotation_id: open.id,
+                    step: NOT_DUE.into(),
+                    new_key_id: open.new_key_id,
+                });
+            }
             Some(open) => open,
+            None if trigger == Trigger::Due
+                && !row.end_at.is_some_and(|end| {
+                    plan::decide(&settings.policy, row.start_at, end, 0, None, Utc::now())
+                        == plan::Decision::Rotate
+                }) =>
+            {
+                // Finished by another daemon since the job looked.
+                return Ok(Report {
+                    rotation_id: Uuid::nil(),
+                    step: NOT_DUE.into(),
+                    new_key_id: None,
+                });
+            }
             None => {
                 failpoint::hit("rotation-before-intent").await;
                 let rotation = store::rotations::begin(
@@ -252,25 +509,17 @@ async fn rotate_locked(
     let fail = |failure: Failure| {
         let name = name.clone();
         async move {
-            let mut connection = context.pool.acquire().await?;
-            let next = Utc::now() + plan::backoff(attempts + 1);
-            store::rotations::failed(
-                &mut connection,
-                rotation_id,
-                failure.reason.as_str(),
-                &failure.message,
-                next,
+            Err::<Report, anyhow::Error>(
+                record_failure(
+                    context,
+                    organization_id,
+                    &name,
+                    rotation_id,
+                    attempts,
+                    failure,
+                )
+                .await,
             )
-            .await?;
-            // The check turns the failure into its alert now, not at its next turn.
-            store::checks::check_soon(&mut connection, organization_id).await?;
-            crate::telemetry::metrics::rotation_failed(failure.reason.as_str());
-            Err::<Report, anyhow::Error>(anyhow::anyhow!(
-                "rotation {rotation_id} of {name} ({}): {}; next attempt after {}",
-                failure.reason.as_str(),
-                failure.message,
-                next.format("%Y-%m-%d %H:%M UTC")
-            ))
         }
     };
 
@@ -418,64 +667,13 @@ async fn rotate_locked(
     };
     let new_secret = open_secret(&new_credential)?;
 
-    // verified: the new secret gets a token for every checked resource and reads Graph,
-    // however long propagation takes (up to the limit).
+    // verified: done without the lock (see `rotate`).
     if step == "added" {
-        failpoint::hit("rotation-before-verified").await;
-        let mut resources = crate::checks::run::resources(context, &row);
-        if !resources.contains(&Resource::Graph) {
-            resources.insert(0, Resource::Graph);
-        }
-        let started = tokio::time::Instant::now();
-        let mut wait = Duration::from_millis(500);
-        loop {
-            let attempt = async {
-                for resource in &resources {
-                    let token = context
-                        .microsoft
-                        .token(&endpoints, &new_secret, *resource)
-                        .await
-                        .map_err(Failure::from)?;
-                    if *resource == Resource::Graph {
-                        context
-                            .microsoft
-                            .get_application(&endpoints, &token)
-                            .await
-                            .map_err(Failure::from)?;
-                    }
-                }
-                Ok::<(), Failure>(())
-            };
-            match attempt.await {
-                Ok(()) => break,
-                Err(failure) if started.elapsed() + wait > settings.verify_timeout => {
-                    return fail(Failure {
-                        reason: FailureReason::NotVerified,
-                        message: format!(
-                            "the new secret still does not work after {}s: {}",
-                            settings.verify_timeout.as_secs(),
-                            failure.message
-                        ),
-                    })
-                    .await;
-                }
-                Err(failure) => {
-                    tracing::info!(organization = %row.name, rotation = %rotation_id, "new secret not accepted yet: {}", failure.message);
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(15));
-                }
-            }
-        }
-        failpoint::hit("rotation-after-verified").await;
-        let mut transaction = context.pool.begin().await?;
-        store::rotations::set_step(&mut transaction, rotation_id, "verified").await?;
-        store::audit::record(
-            &mut transaction,
-            audit("credential.verified", new_credential_id, new_key_id),
-        )
-        .await?;
-        transaction.commit().await?;
-        step = "verified".into();
+        return Ok(Report {
+            rotation_id,
+            step,
+            new_key_id,
+        });
     }
 
     // delivered: every deliverer has the new secret before it becomes current.
@@ -675,9 +873,10 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
         return Ok(String::new());
     }
     let settings = RotationSettings::from_config(config);
-    // Each rotation holds a database connection for its lock and needs another for its
-    // work: at most half the pool rotates at once, so the pool never runs dry.
-    let parallel = (context.settings.database.max_connections as usize / 2).max(1);
+    // Most of a rotation is waiting for Microsoft (propagation takes seconds to minutes),
+    // so many run at once; their locked stretches take turns (`Context::rotation_slots`)
+    // and their requests share the client's in-flight limit.
+    let parallel = context.settings.microsoft.max_requests_in_flight.max(1);
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut tasks = tokio::task::JoinSet::new();
     for organization_id in due {
@@ -686,7 +885,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
         let limit = limit.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire().await.expect("never closed");
-            rotate(
+            rotate_if_due(
                 &context,
                 organization_id,
                 &context.settings.rotation.deliverers,
@@ -698,6 +897,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
     let (mut advanced, mut failed) = (0, 0);
     while let Some(joined) = tasks.join_next().await {
         match joined {
+            Ok(Ok(report)) if report.step == NOT_DUE => {}
             Ok(Ok(report)) => {
                 tracing::info!(rotation = %report.rotation_id, step = %report.step, "rotation advanced");
                 advanced += 1;

@@ -23,6 +23,8 @@ pub struct TargetRow {
     pub key_id: Option<Uuid>,
     pub hint: Option<String>,
     pub end_at: Option<DateTime<Utc>>,
+    /// The current secret's start, when known (for the rotation plan).
+    pub start_at: Option<DateTime<Utc>>,
     pub secret_sealed: Option<Vec<u8>>,
     pub secret_key_id: Option<String>,
     pub known_key_ids: Vec<Uuid>,
@@ -39,7 +41,7 @@ pub struct TargetRow {
 }
 
 const TARGET_SELECT: &str = "SELECT o.id, o.name, o.tenant_id, o.client_id, o.cloud, o.sharepoint_host, o.labels, o.settings,
-        c.id AS credential_id, c.key_id, c.hint, c.end_at, c.secret_sealed, c.secret_key_id,
+        c.id AS credential_id, c.key_id, c.hint, c.end_at, c.start_at, c.secret_sealed, c.secret_key_id,
         COALESCE((SELECT array_agg(k.key_id) FROM credentials k
                   WHERE k.organization_id = o.id AND k.key_id IS NOT NULL AND k.status <> 'removed'), '{}') AS known_key_ids,
         s.state, s.last_known_state, s.failing_since, o.secret_lifetime_limit_days,

@@ -72,6 +72,54 @@ pub async fn set_step(
     .map(|_| ())
 }
 
+/// The rotation by id.
+pub async fn by_id(connection: &mut PgConnection, id: Uuid) -> Result<RotationRow, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM rotations WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_one(connection)
+    .await
+}
+
+/// Puts off the next attempt of a rotation at `added` while this process verifies its new
+/// secret, so that other daemons leave it alone. False when the rotation moved on.
+pub async fn claim_for_verification(
+    connection: &mut PgConnection,
+    id: Uuid,
+    claim: std::time::Duration,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "UPDATE rotations SET next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+         WHERE id = $1 AND step = 'added' AND finished_at IS NULL",
+    )
+    .bind(id)
+    .bind(claim.as_secs_f64())
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected() == 1)
+}
+
+/// Moves the rotation from step `from` to `to`; false when it was no longer at `from`.
+pub async fn advance(
+    connection: &mut PgConnection,
+    id: Uuid,
+    from: &str,
+    to: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "UPDATE rotations SET step = $3, next_attempt_at = now(), updated_at = now(), last_error = NULL,
+                              failure_reason = NULL, failing_since = NULL
+         WHERE id = $1 AND step = $2",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected() == 1)
+}
+
 /// A failed step: the rotation waits until `next_attempt_at` and stays at its step.
 pub async fn failed(
     connection: &mut PgConnection,

@@ -19,6 +19,7 @@ mod microsoft;
 mod msal;
 mod organizations;
 mod rotation;
+mod rotation_fleet;
 mod rotation_kill;
 mod rules;
 mod secrets;
