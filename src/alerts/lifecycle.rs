@@ -29,6 +29,9 @@ pub struct AlertContent {
 pub struct Plan {
     pub fire: Vec<AlertContent>,
     pub resolve: Vec<FiringRow>,
+    /// Firing alerts whose text changed (a new reason, fewer days left): (id, annotations).
+    /// Alertmanager sees the new text at the next re-send.
+    pub update: Vec<(Uuid, serde_json::Value)>,
 }
 
 /// The finding kinds that are alerts, and what the operator should do about each.
@@ -189,13 +192,13 @@ pub fn plan(
     for finding in &verdict.findings {
         if action(&finding.kind).is_some() && !wanted.contains(&finding.kind.as_str()) {
             wanted.push(finding.kind.as_str());
-            if !is_firing(&finding.kind) {
-                plan.fire.push(content(
-                    subject,
-                    &finding.kind,
-                    severity(finding),
-                    &finding.message,
-                ));
+            let alert = content(subject, &finding.kind, severity(finding), &finding.message);
+            match firing.iter().find(|row| row.kind == finding.kind) {
+                None => plan.fire.push(alert),
+                Some(row) if row.annotations != alert.annotations => {
+                    plan.update.push((row.id, alert.annotations))
+                }
+                Some(_) => {}
             }
         }
     }
@@ -248,6 +251,27 @@ mod tests {
             annotations: serde_json::Value::Null,
             severity: "critical".into(),
         }
+    }
+
+    #[test]
+    fn a_firing_alert_whose_text_changed_is_updated_not_fired_again() {
+        let labels = BTreeMap::new();
+        let subject = subject(&labels);
+        let verdict = verdict(State::Degraded, &[("rotation_failing", Severity::Warning)]);
+        let mut row = firing("rotation_failing");
+        row.annotations =
+            content(&subject, "rotation_failing", "warning", "old reason").annotations;
+        let plan = plan(&verdict, &subject, std::slice::from_ref(&row), false);
+        assert!(plan.fire.is_empty() && plan.resolve.is_empty());
+        assert_eq!(plan.update.len(), 1);
+        assert_eq!(
+            plan.update[0].1["summary"],
+            "contoso: rotation_failing happened"
+        );
+        // Unchanged text: nothing to do.
+        row.annotations = plan.update[0].1.clone();
+        let plan = super::plan(&verdict, &subject, &[row], false);
+        assert!(plan.update.is_empty());
     }
 
     #[test]

@@ -457,6 +457,7 @@ async fn store_result(
     store::alerts::insert_firing(&mut transaction, row.id, now, &new_alerts).await?;
     let resolved_ids: Vec<Uuid> = plan.resolve.iter().map(|alert| alert.id).collect();
     store::alerts::resolve(&mut transaction, &resolved_ids, now).await?;
+    store::alerts::update_annotations(&mut transaction, &plan.update).await?;
     let mut notifications = Vec::new();
     for alert in &new_alerts {
         notifications.push((

@@ -738,7 +738,7 @@ fn rotation_findings(
                     "its rotation keeps failing ({}): {}",
                     failure.reason, failure.error
                 ),
-                None => "it has not been rotated (is the rotations job running?)".to_string(),
+                None => "no rotation has replaced it yet".to_string(),
             };
             findings.push(Finding::new(
                 "rotation_overdue",

@@ -248,6 +248,11 @@ pub async fn rotate(settings: Settings, org: &str) -> anyhow::Result<()> {
             .await?
             .ok_or_else(|| input_error(format!("no organization {reference}")))?
     };
+    if context.settings.rotation.deliverers.is_empty() {
+        eprintln!(
+            "warning: no [[rotation.*]] deliverer is configured: the backup server does not receive the new secret"
+        );
+    }
     let rotation_settings =
         crate::rotation::procedure::RotationSettings::from_config(&context.settings.rotation);
     let report = crate::rotation::procedure::rotate(

@@ -71,6 +71,27 @@ pub async fn resolve(
         .map(|_| ())
 }
 
+/// Rewrites the text of firing alerts (one statement, none when nothing changed).
+pub async fn update_annotations(
+    connection: &mut PgConnection,
+    updates: &[(Uuid, serde_json::Value)],
+) -> Result<(), sqlx::Error> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    super::count_statements(1);
+    sqlx::query(
+        "UPDATE alerts SET annotations = t.annotations
+         FROM UNNEST($1::uuid[], $2::jsonb[]) AS t(id, annotations)
+         WHERE alerts.id = t.id AND alerts.status = 'firing'",
+    )
+    .bind(updates.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(updates.iter().map(|(_, a)| a.clone()).collect::<Vec<_>>())
+    .execute(connection)
+    .await
+    .map(|_| ())
+}
+
 /// Queues notifications: every (alert, payload) for every sink (one statement).
 pub async fn enqueue(
     connection: &mut PgConnection,

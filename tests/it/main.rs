@@ -21,6 +21,7 @@ mod organizations;
 mod rotation;
 mod rotation_fleet;
 mod rotation_kill;
+mod rotation_refusals;
 mod rules;
 mod secrets;
 mod sim_support;
