@@ -120,21 +120,31 @@ impl Drop for Simulator {
 }
 
 pub async fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
+    throwaway(&args.database_url, |database, work| {
+        run(args, database, work)
+    })
+    .await
+}
+
+/// Runs `bench` with a database and a working directory that are removed afterwards.
+async fn throwaway<F, Fut>(database_url: &str, bench: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String, std::path::PathBuf) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let database = format!("kodo_access_bench_{}", std::process::id());
-    let admin = sqlx::PgPool::connect(&args.database_url)
-        .await
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "the benchmark needs a PostgreSQL server where it may create a database ({error})"
-            )
-        })?;
+    let admin = sqlx::PgPool::connect(database_url).await.map_err(|error| {
+        anyhow::anyhow!(
+            "the benchmark needs a PostgreSQL server where it may create a database ({error})"
+        )
+    })?;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
         .execute(&admin)
         .await?;
     let work = tempfile::Builder::new()
         .prefix("kodo-access-bench-")
         .tempdir()?;
-    let result = run(args, &database, work.path()).await;
+    let result = bench(database.clone(), work.path().to_path_buf()).await;
     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
     )))
@@ -143,25 +153,49 @@ pub async fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn run(args: &SweepArgs, database: &str, work: &std::path::Path) -> anyhow::Result<()> {
-    let n = args.organizations;
+/// The simulated cloud (its own process) and N registered organizations, each its own
+/// tenant with one app and one secret expiring in `expires_in_days`.
+struct Fleet {
+    _simulator: Simulator,
+    simulator_pid: u32,
+    base: String,
+    settings: Settings,
+    keyring: Keyring,
+}
+
+struct FleetSpec<'a> {
+    organizations: usize,
+    latency_ms: u64,
+    propagation_delay_secs: u64,
+    concurrency: usize,
+    expires_in_days: i64,
+    database_url: &'a str,
+    database: &'a str,
+    /// More configuration (TOML) for the daemon.
+    extra_config: &'a str,
+}
+
+async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fleet> {
+    let n = spec.organizations;
     let namespace = Uuid::from_u128(0x6b6f_646f_6265_6e63_6800_0000_0000_0000);
     let tenant = |i: usize| Uuid::new_v5(&namespace, format!("tenant-{i}").as_bytes());
     let app = |i: usize| Uuid::new_v5(&namespace, format!("app-{i}").as_bytes());
+    let key_id = |i: usize| Uuid::new_v5(&namespace, format!("key-{i}").as_bytes());
     let secret = |i: usize| format!("Ben8Q~bench-secret-{i:08}-000000000000");
+    let expires = chrono::Utc::now() + chrono::Duration::days(spec.expires_in_days);
     let scenario = serde_json::json!({
-        "faults": { "latency_ms": args.latency_ms },
+        "faults": { "latency_ms": spec.latency_ms, "propagation_delay_secs": spec.propagation_delay_secs },
         "tenants": (0..n).map(|i| serde_json::json!({
             "id": tenant(i),
             "sharepoint_host": format!("t{i}.sharepoint.com"),
-            "apps": [{ "app_id": app(i), "permissions": "all", "secrets": [{ "value": secret(i), "expires_in_days": 200 }] }],
+            "apps": [{ "app_id": app(i), "permissions": "all", "secrets": [{ "value": secret(i), "key_id": key_id(i), "expires": expires }] }],
         })).collect::<Vec<_>>(),
     });
     let scenario_path = work.join("scenario.json");
     std::fs::write(&scenario_path, serde_json::to_vec(&scenario)?)?;
     eprintln!(
-        "starting the simulated cloud with {n} tenants and {} ms latency",
-        args.latency_ms
+        "starting the simulated cloud with {n} tenants, {} ms latency, {} s propagation",
+        spec.latency_ms, spec.propagation_delay_secs
     );
     let mut child = Command::new(std::env::current_exe()?)
         .args([
@@ -187,13 +221,14 @@ async fn run(args: &SweepArgs, database: &str, work: &std::path::Path) -> anyhow
 
     let key = work.join("master.key");
     crate::crypto::generate_key_file(&key)?;
-    let mut database_url = url::Url::parse(&args.database_url)?;
-    database_url.set_path(&format!("/{database}"));
+    let mut database_url = url::Url::parse(spec.database_url)?;
+    database_url.set_path(&format!("/{}", spec.database));
     let config = format!(
-        "[database]\nurl = \"{database_url}\"\nmax_connections = 20\n[crypto]\nmaster_key_file = \"{}\"\n[checks]\nmax_concurrent_checks = {}\nmax_checks_per_tenant = 2\nconfirm_delay = \"1s\"\n[microsoft]\nmax_requests_in_flight = {}\nrequest_timeout = \"60s\"\n[clouds.sim]\nauthority = \"{base}\"\ngraph = \"{base}\"\nexchange = \"{base}\"\nsharepoint = \"{base}\"\nsharepoint_suffix = \"sharepoint.com\"\ngraph_resource = \"https://graph.microsoft.com\"\nexchange_resource = \"https://outlook.office365.com\"\n",
+        "[database]\nurl = \"{database_url}\"\nmax_connections = 20\n[crypto]\nmaster_key_file = \"{}\"\n[checks]\nmax_concurrent_checks = {}\nmax_checks_per_tenant = 2\nconfirm_delay = \"1s\"\n[microsoft]\nmax_requests_in_flight = {}\nrequest_timeout = \"60s\"\n[clouds.sim]\nauthority = \"{base}\"\ngraph = \"{base}\"\nexchange = \"{base}\"\nsharepoint = \"{base}\"\nsharepoint_suffix = \"sharepoint.com\"\ngraph_resource = \"https://graph.microsoft.com\"\nexchange_resource = \"https://outlook.office365.com\"\n{}",
         key.display(),
-        args.concurrency,
-        args.concurrency,
+        spec.concurrency,
+        spec.concurrency,
+        spec.extra_config,
     );
     let config_path = work.join("config.toml");
     std::fs::write(&config_path, config)?;
@@ -224,8 +259,8 @@ async fn run(args: &SweepArgs, database: &str, work: &std::path::Path) -> anyhow
             cloud: Some("sim".into()),
             sharepoint_host: Some(format!("t{i}.sharepoint.com")),
             labels: None,
-            secret_id: None,
-            secret_expires: None,
+            secret_id: Some(key_id(i).to_string()),
+            secret_expires: Some(expires.to_rfc3339()),
         }
         .parse(&clouds)
         .map_err(|error| anyhow::anyhow!("{}: {}", error.field, error.error))?;
@@ -233,7 +268,37 @@ async fn run(args: &SweepArgs, database: &str, work: &std::path::Path) -> anyhow
     }
     registry.import(inputs).await?;
     pool.close().await;
+    Ok(Fleet {
+        _simulator,
+        simulator_pid,
+        base,
+        settings,
+        keyring,
+    })
+}
 
+async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> anyhow::Result<()> {
+    let n = args.organizations;
+    let Fleet {
+        _simulator,
+        simulator_pid,
+        base,
+        settings,
+        keyring,
+    } = fleet(
+        FleetSpec {
+            organizations: n,
+            latency_ms: args.latency_ms,
+            propagation_delay_secs: 0,
+            concurrency: args.concurrency,
+            expires_in_days: 200,
+            database_url: &args.database_url,
+            database: &database,
+            extra_config: "",
+        },
+        &work,
+    )
+    .await?;
     let pool = crate::store::lazy_pool(&settings.database)?;
     let context = crate::context::Context::new(
         Arc::new(settings),
@@ -350,6 +415,153 @@ async fn run(args: &SweepArgs, database: &str, work: &std::path::Path) -> anyhow
         requests_2 as f64 / n as f64,
         cpu_2.as_secs_f64() * 1000.0 / n as f64,
         statements_2 as f64 / n as f64
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateArgs {
+    /// Organizations whose secrets are all due at once (each its own tenant).
+    #[arg(long, default_value_t = 1_000)]
+    pub organizations: usize,
+    /// How long the simulated cloud refuses a new secret after creating it.
+    #[arg(long, default_value_t = 20)]
+    pub propagation_secs: u64,
+    /// Latency the simulated cloud adds to every request, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub latency_ms: u64,
+    /// Requests to Microsoft in flight at most (microsoft.max_requests_in_flight).
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// PostgreSQL server to create the benchmark's throw-away database in.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+}
+
+/// `kodo-access bench rotate`: N organizations whose secrets are all due, rotated by one
+/// pass of the rotations job (no grace period, so each rotation runs to its end: add,
+/// verify through the propagation delay, deliver to a file, activate, remove the old
+/// secret). Reports the wall time, the daemon's CPU and peak RSS, and checks the outcome.
+pub async fn rotate(args: &RotateArgs) -> anyhow::Result<()> {
+    throwaway(&args.database_url, |database, work| {
+        run_rotate(args, database, work)
+    })
+    .await
+}
+
+async fn run_rotate(
+    args: &RotateArgs,
+    database: String,
+    work: std::path::PathBuf,
+) -> anyhow::Result<()> {
+    let n = args.organizations;
+    let backup = work.join("backup");
+    std::fs::create_dir(&backup)?;
+    let extra = format!(
+        "[rotation]\ngrace = \"0s\"\nverify_timeout = \"5m\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
+        backup.display()
+    );
+    let Fleet {
+        _simulator,
+        simulator_pid,
+        base,
+        settings,
+        keyring,
+    } = fleet(
+        FleetSpec {
+            organizations: n,
+            latency_ms: args.latency_ms,
+            propagation_delay_secs: args.propagation_secs,
+            concurrency: args.concurrency,
+            expires_in_days: 5,
+            database_url: &args.database_url,
+            database: &database,
+            extra_config: &extra,
+        },
+        &work,
+    )
+    .await?;
+    let max_connections = settings.database.max_connections;
+    let pool = crate::store::lazy_pool(&settings.database)?;
+    let context = crate::context::Context::new(
+        Arc::new(settings),
+        pool.clone(),
+        Arc::new(keyring),
+        tokio_util::sync::CancellationToken::new(),
+    )?;
+    let http = reqwest::Client::new();
+    http.post(format!("{base}/_sim/counters/reset"))
+        .send()
+        .await?;
+    eprintln!("rotating");
+    reset_peak_rss();
+    let cpu_before = cpu_time();
+    let simulator_before = process_cpu(simulator_pid);
+    let postgres_before = postgres_cpu();
+    let started = Instant::now();
+    let summary = crate::rotation::procedure::rotate_due(&context).await?;
+    let wall = started.elapsed();
+    let cpu = cpu_time() - cpu_before;
+    let simulator_cpu = process_cpu(simulator_pid) - simulator_before;
+    let postgres_cpu = postgres_cpu().saturating_sub(postgres_before);
+    let peak_rss = peak_rss_kib();
+    let counters: serde_json::Value = http
+        .get(format!("{base}/_sim/counters"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let requests = counters["total"].as_u64().unwrap_or(0);
+    let added: u64 = counters["add_password"]
+        .as_object()
+        .map(|apps| apps.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
+    let removed: u64 = counters["remove_password"]
+        .as_object()
+        .map(|apps| apps.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
+    let finished: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rotations WHERE step = 'finished' AND outcome = 'succeeded'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let files = std::fs::read_dir(&backup)?.count();
+    pool.close().await;
+    println!(
+        "bench rotate: N = {n} secrets due at once, propagation {} s, L = {} ms, C = {}, {max_connections} database connections",
+        args.propagation_secs, args.latency_ms, args.concurrency
+    );
+    println!("  {summary}");
+    println!(
+        "  outcome              {finished} rotations finished, {added} addPassword, {removed} removePassword, {files} backup-server files"
+    );
+    println!(
+        "  wall time            {:.1} s (target < 120 s; the propagation delay alone is {} s)",
+        wall.as_secs_f64(),
+        args.propagation_secs
+    );
+    println!(
+        "  CPU                  {:.2} s in all, {:.2} ms per rotation",
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1000.0 / n as f64
+    );
+    println!(
+        "  machine              {:.2} s CPU in the simulated cloud, {:.2} s in PostgreSQL",
+        simulator_cpu.as_secs_f64(),
+        postgres_cpu.as_secs_f64()
+    );
+    println!("  peak RSS             {:.1} MiB", peak_rss as f64 / 1024.0);
+    println!(
+        "  requests             {:.1} per rotation ({requests} in all)",
+        requests as f64 / n as f64
+    );
+    anyhow::ensure!(
+        finished == n as i64 && added == n as u64 && removed == n as u64 && files == n,
+        "not every rotation finished exactly once"
     );
     Ok(())
 }

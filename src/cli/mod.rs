@@ -123,6 +123,9 @@ pub enum BenchCommand {
     /// One full check sweep of N organizations against the simulated cloud with latency L
     /// and at most C requests in flight; prints wall time against the bound N*R*L/C.
     Sweep(crate::bench::SweepArgs),
+    /// N organizations whose secrets are all due, rotated by one pass of the rotations job
+    /// through a propagation delay; prints wall time, CPU and peak RSS.
+    Rotate(crate::bench::RotateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +183,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Sweep(args)) => {
             crate::telemetry::init_logging("error", cli.log_format.unwrap_or(LogFormat::Text));
             crate::bench::sweep(args).await
+        }
+        Command::Bench(BenchCommand::Rotate(args)) => {
+            crate::telemetry::init_logging("error", cli.log_format.unwrap_or(LogFormat::Text));
+            crate::bench::rotate(args).await
         }
         Command::Simulate {
             scenario,

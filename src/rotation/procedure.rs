@@ -874,17 +874,14 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
     }
     let settings = RotationSettings::from_config(config);
     // Most of a rotation is waiting for Microsoft (propagation takes seconds to minutes),
-    // so many run at once; their locked stretches take turns (`Context::rotation_slots`)
-    // and their requests share the client's in-flight limit.
-    let parallel = context.settings.microsoft.max_requests_in_flight.max(1);
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel));
+    // so every due rotation runs at once: their locked stretches take turns
+    // (`Context::rotation_slots`, bounded by the database pool) and their requests share
+    // the Microsoft client's in-flight limit; a waiting rotation costs a small task.
     let mut tasks = tokio::task::JoinSet::new();
     for organization_id in due {
         let context = context.clone();
         let settings = settings.clone();
-        let limit = limit.clone();
         tasks.spawn(async move {
-            let _permit = limit.acquire().await.expect("never closed");
             rotate_if_due(
                 &context,
                 organization_id,
