@@ -79,8 +79,11 @@ async fn three_daemons_rotate_hundreds_of_organizations_exactly_once(pool: PgPoo
 
     let daemons: Vec<Daemon> = (0..3)
         .map(|_| {
-            let listen = format!("127.0.0.1:{}", free_port());
-            Daemon::start(&env, &[("KODO_ACCESS__HTTP__LISTEN", listen.as_str())])
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let mut daemon = Daemon::start(&env, &[("KODO_ACCESS__HTTP__LISTEN", listen.as_str())]);
+            daemon.port = port;
+            daemon
         })
         .collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
@@ -103,6 +106,35 @@ async fn three_daemons_rotate_hundreds_of_organizations_exactly_once(pool: PgPoo
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // What monitoring sees: rotations by outcome, their duration, each organization's next
+    // rotation (a third of the new 180-day secret's life from now: in about 120 days).
+    let mut finished_counted = 0.0;
+    for daemon in &daemons {
+        let (status, metrics) = daemon.get("/metrics").await.unwrap();
+        assert_eq!(status, 200);
+        assert_promtool_clean(&metrics);
+        let value = |prefix: &str| {
+            metrics
+                .lines()
+                .find(|line| line.starts_with(prefix))
+                .and_then(|line| line.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        finished_counted += value("kodo_access_rotations_total{outcome=\"succeeded\"}").unwrap();
+        assert!(metrics.contains("kodo_access_rotation_duration_seconds_bucket"));
+        let due =
+            value("kodo_access_secret_rotation_due_timestamp_seconds{organization=\"org-0000\"}")
+                .expect("next rotation time");
+        let days = (due - chrono::Utc::now().timestamp() as f64) / 86400.0;
+        assert!(
+            (119.0..=120.1).contains(&days),
+            "next rotation in {days} days"
+        );
+    }
+    assert_eq!(
+        finished_counted, ORGANIZATIONS as f64,
+        "each counted once, by whichever daemon"
+    );
     let mut logs = Vec::new();
     for daemon in daemons {
         let (code, log) = daemon.terminate().await;
