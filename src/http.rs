@@ -133,7 +133,7 @@ fn rotation_due(
     }
     status.rotation_next_attempt_at.or_else(|| {
         Some(crate::rotation::plan::due_at(
-            &rotation.policy,
+            &rotation.policy.for_organization(&status.settings.0),
             status.secret_start_at,
             status.secret_expires_at?,
         ))

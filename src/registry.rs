@@ -474,10 +474,36 @@ impl Registry<'_> {
         resources: Option<Option<Vec<crate::microsoft::Resource>>>,
         sharepoint_host: Option<SharePointHost>,
         rotation: Option<bool>,
+        rotation_lead_time: Option<Option<std::time::Duration>>,
     ) -> anyhow::Result<()> {
         let mut transaction = self.pool.begin().await?;
         let organization = locked(&mut transaction, reference).await?;
         let mut details = serde_json::Map::new();
+        if let Some(lead_time) = rotation_lead_time {
+            let current = store::organizations::settings(&mut transaction, organization.id).await?;
+            let mut settings = current.as_object().cloned().unwrap_or_default();
+            match lead_time {
+                Some(lead_time) => {
+                    settings.insert(
+                        "rotation_lead_time_secs".into(),
+                        serde_json::json!(lead_time.as_secs()),
+                    );
+                }
+                None => {
+                    settings.remove("rotation_lead_time_secs");
+                }
+            }
+            store::checks::set_settings(
+                &mut transaction,
+                organization.id,
+                &serde_json::Value::Object(settings),
+            )
+            .await?;
+            details.insert(
+                "rotation_lead_time_secs".into(),
+                serde_json::json!(lead_time.map(|d| d.as_secs())),
+            );
+        }
         if let Some(rotation) = rotation {
             let current = store::organizations::settings(&mut transaction, organization.id).await?;
             let mut settings = current.as_object().cloned().unwrap_or_default();

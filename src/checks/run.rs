@@ -292,7 +292,12 @@ async fn check_one(
         manifest: context.settings.microsoft.manifest.clone(),
         warning_window: chrono::Duration::from_std(context.settings.checks.warning_window)
             .unwrap_or(chrono::Duration::days(30)),
-        rotation_lead_time: context.settings.rotation.policy.lead_time,
+        rotation_lead_time: context
+            .settings
+            .rotation
+            .policy
+            .for_organization(&row.settings.0)
+            .lead_time,
     };
     let rotation = rotation_view(context, &row);
     let previous = State::parse(&row.state);

@@ -294,7 +294,7 @@ pub struct CheckPolicy {
     /// `secret_expiring` when the secret expires sooner than this.
     pub warning_window: chrono::Duration,
     /// Rotation's lead time: `rotation_overdue` when the secret expires sooner than this
-    /// and its rotation keeps failing, or sooner than half of it in any case.
+    /// and its rotation keeps failing.
     pub rotation_lead_time: chrono::Duration,
 }
 
@@ -728,18 +728,16 @@ fn rotation_findings(
             None => {}
         }
     }
-    if let Some(end) = secret_expires_at {
+    // (A rotation that is due but never attempted, the rotations job stuck, is Prometheus's
+    // to see: KodoAccessRotationStalled in config/prometheus.)
+    if let (Some(end), Some(failure)) = (secret_expires_at, &rotation.failure) {
         let left = end - now;
-        let failing = rotation.failure.is_some();
-        if left < policy.rotation_lead_time && (failing || left < policy.rotation_lead_time / 2) {
+        if left < policy.rotation_lead_time {
             let days = left.num_hours() as f64 / 24.0;
-            let why = match &rotation.failure {
-                Some(failure) => format!(
-                    "its rotation keeps failing ({}): {}",
-                    failure.reason, failure.error
-                ),
-                None => "no rotation has replaced it yet".to_string(),
-            };
+            let why = format!(
+                "its rotation keeps failing ({}): {}",
+                failure.reason, failure.error
+            );
             findings.push(Finding::new(
                 "rotation_overdue",
                 Severity::Critical,
@@ -747,10 +745,7 @@ fn rotation_findings(
                     "the client secret expires in {days:.1} days ({}) and {why}",
                     end.format("%Y-%m-%d %H:%M UTC")
                 ),
-                serde_json::json!({
-                    "expires": end,
-                    "reason": rotation.failure.as_ref().map(|f| f.reason.as_str()),
-                }),
+                serde_json::json!({ "expires": end, "reason": failure.reason }),
             ));
         }
     }
@@ -1082,10 +1077,10 @@ mod tests {
         );
         observations.rotation.failure = rotation_failure("delivery_failed", 2);
         assert!(kinds(&check(&observations)).contains(&"rotation_failing"));
-        // Not failing, yet less than half the lead time left: overdue all the same.
-        let mut stalled = expiring_in(10);
-        stalled.rotation.enabled = true;
-        assert!(kinds(&check(&stalled)).contains(&"rotation_overdue"));
+        // Not failing (not tried yet), with ten days left: the rotation job's business.
+        let mut waiting = expiring_in(10);
+        waiting.rotation.enabled = true;
+        assert!(!kinds(&check(&waiting)).contains(&"rotation_overdue"));
         // Far from expiry, a failure is not overdue.
         let mut early = healthy();
         early.rotation.enabled = true;

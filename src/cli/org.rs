@@ -82,6 +82,10 @@ pub enum OrgCommand {
         /// Whether kodo-access rotates this organization's secret (on, off).
         #[arg(long, value_name = "on|off")]
         rotation: Option<String>,
+        /// Rotate this organization's secret when less than this is left (e.g. 45d), or
+        /// "default" for the configuration's rotation.lead_time.
+        #[arg(long, value_name = "DURATION|default")]
+        rotation_lead_time: Option<String>,
     },
     /// Stop alert deliveries for an organization for a while (checks and state go on).
     Silence {
@@ -282,6 +286,7 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             resources,
             sharepoint_host,
             rotation,
+            rotation_lead_time,
         } => {
             let pool = store::connect(&settings.database).await?;
             let registry_keyring = Keyring::load(&settings.crypto)?;
@@ -324,14 +329,37 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
                     );
                 }
             };
-            if resources.is_none() && host.is_none() && rotation.is_none() {
+            let lead_time = match rotation_lead_time.as_deref() {
+                None => None,
+                Some("default") => Some(None),
+                Some(text) => {
+                    let lead_time = humantime::parse_duration(text).map_err(|error| {
+                        input_error(format!("--rotation-lead-time: {text:?}: {error}"))
+                    })?;
+                    let lifetime = settings
+                        .rotation
+                        .policy
+                        .lifetime
+                        .to_std()
+                        .unwrap_or_default();
+                    if lead_time.is_zero() || lead_time >= lifetime {
+                        return Err(input_error(format!(
+                            "--rotation-lead-time: {text} must be more than zero and less than rotation.lifetime ({})",
+                            humantime::format_duration(lifetime)
+                        ))
+                        .into());
+                    }
+                    Some(Some(lead_time))
+                }
+            };
+            if resources.is_none() && host.is_none() && rotation.is_none() && lead_time.is_none() {
                 return Err(input_error(
-                    "nothing to change: pass --resources, --sharepoint-host or --rotation",
+                    "nothing to change: pass --resources, --sharepoint-host, --rotation or --rotation-lead-time",
                 )
                 .into());
             }
             registry
-                .configure(&OrgRef::parse(org), resources, host, rotation)
+                .configure(&OrgRef::parse(org), resources, host, rotation, lead_time)
                 .await?;
             println!("{org} updated");
             Ok(())

@@ -30,6 +30,21 @@ impl Default for RotationPolicy {
     }
 }
 
+impl RotationPolicy {
+    /// This policy with an organization's own settings applied (`org set ORG
+    /// --rotation-lead-time`, kept as `rotation_lead_time_secs`).
+    pub fn for_organization(&self, organization_settings: &serde_json::Value) -> RotationPolicy {
+        let mut policy = *self;
+        if let Some(secs) = organization_settings
+            .get("rotation_lead_time_secs")
+            .and_then(|value| value.as_i64())
+        {
+            policy.lead_time = Duration::seconds(secs);
+        }
+        policy
+    }
+}
+
 /// When the secret valid from `start` to `end` is due for rotation. A secret whose whole
 /// life is shorter than the lead time (a tenant policy allowing only short secrets) is
 /// rotated after two thirds of it, as cert-manager does, instead of at once, forever.
@@ -138,6 +153,16 @@ mod tests {
         assert_eq!(due_at(&policy, Some(day(0)), day(60)), day(30));
         // Two years: a third.
         assert_eq!(due_at(&policy, Some(day(0)), day(729)), day(486));
+    }
+
+    #[test]
+    fn an_organization_may_have_its_own_lead_time() {
+        let policy = RotationPolicy::default();
+        let own =
+            policy.for_organization(&serde_json::json!({"rotation_lead_time_secs": 86400 * 45}));
+        assert_eq!(own.lead_time, Duration::days(45));
+        assert_eq!(own.lifetime, policy.lifetime);
+        assert_eq!(policy.for_organization(&serde_json::json!({})), policy);
     }
 
     #[test]

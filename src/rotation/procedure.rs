@@ -447,7 +447,8 @@ async fn rotate_locked(
             Some(open) => open,
             None if trigger == Trigger::Due
                 && !row.end_at.is_some_and(|end| {
-                    plan::decide(&settings.policy, row.start_at, end, 0, None, Utc::now())
+                    let policy = settings.policy.for_organization(&row.settings.0);
+                    plan::decide(&policy, row.start_at, end, 0, None, Utc::now())
                         == plan::Decision::Rotate
                 }) =>
             {
@@ -718,6 +719,7 @@ async fn rotate_locked(
             rotation_id,
             organization_id,
             new_credential.id,
+            settings.grace,
         )
         .await?;
         store::audit::record(
@@ -861,7 +863,8 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
             ) {
                 (Some(_), _, _) => candidate.next_attempt_at.is_none_or(|at| at <= now),
                 (None, start, Some(end)) => {
-                    plan::decide(&config.policy, start, end, 0, None, now) == plan::Decision::Rotate
+                    let policy = config.policy.for_organization(&candidate.settings);
+                    plan::decide(&policy, start, end, 0, None, now) == plan::Decision::Rotate
                 }
                 // Without a known expiry there is nothing to plan on (a check learns it).
                 _ => false,

@@ -204,6 +204,7 @@ pub async fn activate(
     rotation_id: Uuid,
     organization_id: Uuid,
     new_credential_id: Uuid,
+    grace: std::time::Duration,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE credentials SET status = 'previous', retired_at = now()
@@ -216,7 +217,16 @@ pub async fn activate(
         .bind(new_credential_id)
         .execute(&mut *connection)
         .await?;
-    set_step(connection, rotation_id, "activated").await
+    set_step(connection, rotation_id, "activated").await?;
+    // Nothing to do until the grace period is over.
+    sqlx::query(
+        "UPDATE rotations SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1",
+    )
+    .bind(rotation_id)
+    .bind(grace.as_secs_f64())
+    .execute(connection)
+    .await
+    .map(|_| ())
 }
 
 /// Remembers the longest lifetime the tenant's policy accepted (in days).

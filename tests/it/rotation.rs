@@ -536,3 +536,51 @@ async fn the_webhook_deliverer_posts_the_new_secret_signed(pool: PgPool) {
         .unwrap();
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn an_organization_with_its_own_lead_time_is_rotated_earlier(pool: PgPool) {
+    // 100 days left: not due with the default 30-day lead time.
+    let scenario = default_scenario().replace("expires_in_days = 200", "expires_in_days = 100");
+    let sim = Sim::start(&scenario).await;
+    let backup_dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[rotation]\ngrace = \"1h\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
+        backup_dir.path().display()
+    );
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, &extra));
+    register_contoso(&env).await;
+    env.exec(&["check", "contoso"]).await.success(); // learns the expiry
+    let idle = env.exec(&["job", "run", "rotations"]).await;
+    assert!(idle.success().stdout.contains("nothing to do"), "{idle:?}");
+    env.exec(&["org", "set", "contoso", "--rotation-lead-time", "200d"])
+        .await
+        .fails_with(2, "less than rotation.lifetime");
+    env.exec(&["org", "set", "contoso", "--rotation-lead-time", "120d"])
+        .await
+        .success();
+    let run = env.exec(&["job", "run", "rotations"]).await;
+    assert!(
+        run.success().stdout.contains("advanced 1 rotation(s)"),
+        "{run:?}"
+    );
+    assert!(backup_dir.path().join("contoso.json").exists());
+    env.exec(&["org", "set", "contoso", "--rotation-lead-time", "default"])
+        .await
+        .success();
+    let settings: serde_json::Value = sqlx::query_scalar("SELECT settings FROM organizations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        settings.get("rotation_lead_time_secs").is_none(),
+        "{settings}"
+    );
+    let audit: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE details ? 'rotation_lead_time_secs'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(audit, 2);
+    sim.running.stop().await;
+}
