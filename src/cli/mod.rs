@@ -227,6 +227,12 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                     println!("# master key: not configured (needed by run, org and key commands)")
                 }
             }
+            let rotation = &settings.rotation;
+            if rotation.enabled && !rotation.active() {
+                println!(
+                    "# secret rotation: on, but no [[rotation.file]], [[rotation.command]] or [[rotation.webhook]]: nothing will be rotated"
+                );
+            }
             print!("{}", settings.redacted());
             Ok(())
         }

@@ -151,3 +151,31 @@ fn the_shipped_example_configuration_is_valid() {
         "{outcome:?}"
     );
 }
+
+#[test]
+fn config_check_says_when_rotation_has_nowhere_to_deliver() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let outcome = run(
+        &["--config", config.to_str().unwrap(), "config", "check"],
+        &[],
+    );
+    assert!(
+        outcome.success().stdout.contains("nothing will be rotated"),
+        "{outcome:?}"
+    );
+    std::fs::write(
+        &config,
+        "[[rotation.file]]\ndirectory = \"/var/lib/kodo-access/credentials\"\n",
+    )
+    .unwrap();
+    let outcome = run(
+        &["--config", config.to_str().unwrap(), "config", "check"],
+        &[],
+    );
+    assert!(
+        !outcome.success().stdout.contains("nothing will be rotated"),
+        "{outcome:?}"
+    );
+}

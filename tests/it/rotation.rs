@@ -35,9 +35,10 @@ async fn context(env: &TestEnv, pool: &PgPool) -> kodo_access::context::Context 
 #[sqlx::test]
 async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
+    // Microsoft takes a minute to accept the new secret.
     sim.put(
         &format!("/_sim/tenants/{TENANT}/faults"),
-        serde_json::json!({"propagation_delay_secs": 2}),
+        serde_json::json!({"propagation_delay_secs": 60}),
     )
     .await;
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
@@ -59,16 +60,40 @@ async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: P
     // With a grace period the old secret stays.
     let graceful = RotationSettings {
         policy: RotationPolicy::default(),
-        verify_timeout: Duration::from_secs(30),
+        verify_timeout: Duration::from_secs(120),
         grace: Duration::from_secs(3600),
     };
     let started = std::time::Instant::now();
+    let started_at = std::time::SystemTime::now();
     let report = rotate(&context, organization, &deliverers, &graceful)
         .await
         .unwrap();
+    let took = started.elapsed();
     assert!(
-        started.elapsed() >= Duration::from_secs(2),
-        "the new secret was used only once Microsoft accepted it"
+        (Duration::from_secs(60)..Duration::from_secs(70)).contains(&took),
+        "the new secret was trusted once Microsoft accepted it, and soon after: {took:?}"
+    );
+    // Meanwhile Microsoft refused it (AADSTS7000215: 401 invalid_client), and nothing was
+    // delivered or switched before it worked.
+    let refused = sim.counters().await["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|request| {
+            request["endpoint"].as_str().unwrap().starts_with("token") && request["status"] == 401
+        })
+        .count();
+    assert!(
+        refused >= 5,
+        "{refused} refused attempts during propagation"
+    );
+    let delivered_at = std::fs::metadata(backup_dir.path().join("contoso.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert!(
+        delivered_at >= started_at + Duration::from_secs(60),
+        "delivered only once verified"
     );
     assert_eq!(report.step, "activated");
     let state = sim.state().await;
