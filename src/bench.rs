@@ -110,6 +110,47 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// What one measured stretch cost: wall time, this process's CPU, the simulated cloud's
+/// and PostgreSQL's CPU, and this process's peak RSS.
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    simulator_cpu: Duration,
+    postgres_cpu: Duration,
+    peak_rss_kib: u64,
+}
+
+struct Meter {
+    simulator_pid: u32,
+    started: Instant,
+    cpu: Duration,
+    simulator_cpu: Duration,
+    postgres_cpu: Duration,
+}
+
+impl Meter {
+    fn start(simulator_pid: u32) -> Meter {
+        reset_peak_rss();
+        Meter {
+            simulator_pid,
+            cpu: cpu_time(),
+            simulator_cpu: process_cpu(simulator_pid),
+            postgres_cpu: postgres_cpu(),
+            started: Instant::now(),
+        }
+    }
+
+    fn stop(self) -> Measured {
+        Measured {
+            wall: self.started.elapsed(),
+            cpu: cpu_time() - self.cpu,
+            simulator_cpu: process_cpu(self.simulator_pid) - self.simulator_cpu,
+            postgres_cpu: postgres_cpu().saturating_sub(self.postgres_cpu),
+            peak_rss_kib: peak_rss_kib(),
+        }
+    }
+}
+
 struct Simulator(std::process::Child);
 
 impl Drop for Simulator {
@@ -277,6 +318,26 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
     })
 }
 
+/// The daemon's context over the benchmark database, with the cloud's counters reset.
+async fn context(
+    settings: Settings,
+    keyring: Keyring,
+    base: &str,
+) -> anyhow::Result<(crate::context::Context, sqlx::PgPool, reqwest::Client)> {
+    let pool = crate::store::lazy_pool(&settings.database)?;
+    let context = crate::context::Context::new(
+        Arc::new(settings),
+        pool.clone(),
+        Arc::new(keyring),
+        tokio_util::sync::CancellationToken::new(),
+    )?;
+    let http = reqwest::Client::new();
+    http.post(format!("{base}/_sim/counters/reset"))
+        .send()
+        .await?;
+    Ok((context, pool, http))
+}
+
 async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> anyhow::Result<()> {
     let n = args.organizations;
     let Fleet {
@@ -299,30 +360,18 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
         &work,
     )
     .await?;
-    let pool = crate::store::lazy_pool(&settings.database)?;
-    let context = crate::context::Context::new(
-        Arc::new(settings),
-        pool.clone(),
-        Arc::new(keyring),
-        tokio_util::sync::CancellationToken::new(),
-    )?;
-    let http = reqwest::Client::new();
-    http.post(format!("{base}/_sim/counters/reset"))
-        .send()
-        .await?;
+    let (context, pool, http) = context(settings, keyring, &base).await?;
     eprintln!("sweeping");
-    reset_peak_rss();
     let statements_before = crate::store::statements_sent();
-    let cpu_before = cpu_time();
-    let simulator_before = process_cpu(simulator_pid);
-    let postgres_before = postgres_cpu();
-    let started = Instant::now();
+    let meter = Meter::start(simulator_pid);
     let summary = crate::checks::run::check_due(&context).await?;
-    let wall = started.elapsed();
-    let cpu = cpu_time() - cpu_before;
-    let simulator_cpu = process_cpu(simulator_pid) - simulator_before;
-    let postgres_cpu = postgres_cpu().saturating_sub(postgres_before);
-    let peak_rss = peak_rss_kib();
+    let Measured {
+        wall,
+        cpu,
+        simulator_cpu,
+        postgres_cpu,
+        peak_rss_kib: peak_rss,
+    } = meter.stop();
     let statements = crate::store::statements_sent() - statements_before;
     let counters: serde_json::Value = http
         .get(format!("{base}/_sim/counters"))
@@ -486,29 +535,17 @@ async fn run_rotate(
     )
     .await?;
     let max_connections = settings.database.max_connections;
-    let pool = crate::store::lazy_pool(&settings.database)?;
-    let context = crate::context::Context::new(
-        Arc::new(settings),
-        pool.clone(),
-        Arc::new(keyring),
-        tokio_util::sync::CancellationToken::new(),
-    )?;
-    let http = reqwest::Client::new();
-    http.post(format!("{base}/_sim/counters/reset"))
-        .send()
-        .await?;
+    let (context, pool, http) = context(settings, keyring, &base).await?;
     eprintln!("rotating");
-    reset_peak_rss();
-    let cpu_before = cpu_time();
-    let simulator_before = process_cpu(simulator_pid);
-    let postgres_before = postgres_cpu();
-    let started = Instant::now();
+    let meter = Meter::start(simulator_pid);
     let summary = crate::rotation::procedure::rotate_due(&context).await?;
-    let wall = started.elapsed();
-    let cpu = cpu_time() - cpu_before;
-    let simulator_cpu = process_cpu(simulator_pid) - simulator_before;
-    let postgres_cpu = postgres_cpu().saturating_sub(postgres_before);
-    let peak_rss = peak_rss_kib();
+    let Measured {
+        wall,
+        cpu,
+        simulator_cpu,
+        postgres_cpu,
+        peak_rss_kib: peak_rss,
+    } = meter.stop();
     let counters: serde_json::Value = http
         .get(format!("{base}/_sim/counters"))
         .send()

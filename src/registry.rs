@@ -479,56 +479,34 @@ impl Registry<'_> {
         let mut transaction = self.pool.begin().await?;
         let organization = locked(&mut transaction, reference).await?;
         let mut details = serde_json::Map::new();
+        // Settings to change: a value, or None to fall back to the configuration's.
+        let mut changes: Vec<(&str, Option<serde_json::Value>)> = Vec::new();
         if let Some(lead_time) = rotation_lead_time {
-            let current = store::organizations::settings(&mut transaction, organization.id).await?;
-            let mut settings = current.as_object().cloned().unwrap_or_default();
-            match lead_time {
-                Some(lead_time) => {
-                    settings.insert(
-                        "rotation_lead_time_secs".into(),
-                        serde_json::json!(lead_time.as_secs()),
-                    );
-                }
-                None => {
-                    settings.remove("rotation_lead_time_secs");
-                }
-            }
-            store::checks::set_settings(
-                &mut transaction,
-                organization.id,
-                &serde_json::Value::Object(settings),
-            )
-            .await?;
-            details.insert(
-                "rotation_lead_time_secs".into(),
-                serde_json::json!(lead_time.map(|d| d.as_secs())),
-            );
+            changes.push((
+                "rotation_lead_time_secs",
+                lead_time.map(|d| serde_json::json!(d.as_secs())),
+            ));
         }
         if let Some(rotation) = rotation {
-            let current = store::organizations::settings(&mut transaction, organization.id).await?;
-            let mut settings = current.as_object().cloned().unwrap_or_default();
-            settings.insert("rotation".into(), serde_json::json!(rotation));
-            store::checks::set_settings(
-                &mut transaction,
-                organization.id,
-                &serde_json::Value::Object(settings),
-            )
-            .await?;
-            details.insert("rotation".into(), serde_json::json!(rotation));
+            changes.push(("rotation", Some(serde_json::json!(rotation))));
         }
         if let Some(resources) = resources {
+            changes.push((
+                "resources",
+                resources.map(|list| {
+                    serde_json::json!(list.iter().map(|r| r.as_str()).collect::<Vec<_>>())
+                }),
+            ));
+        }
+        if !changes.is_empty() {
             let current = store::organizations::settings(&mut transaction, organization.id).await?;
             let mut settings = current.as_object().cloned().unwrap_or_default();
-            match &resources {
-                Some(list) => {
-                    settings.insert(
-                        "resources".into(),
-                        serde_json::json!(list.iter().map(|r| r.as_str()).collect::<Vec<_>>()),
-                    );
-                }
-                None => {
-                    settings.remove("resources");
-                }
+            for (key, value) in changes {
+                match &value {
+                    Some(value) => settings.insert(key.into(), value.clone()),
+                    None => settings.remove(key),
+                };
+                details.insert(key.into(), value.unwrap_or(serde_json::Value::Null));
             }
             store::checks::set_settings(
                 &mut transaction,
@@ -536,12 +514,6 @@ impl Registry<'_> {
                 &serde_json::Value::Object(settings),
             )
             .await?;
-            details.insert(
-                "resources".into(),
-                serde_json::json!(
-                    resources.map(|l| l.iter().map(|r| r.as_str()).collect::<Vec<_>>())
-                ),
-            );
         }
         if let Some(host) = &sharepoint_host {
             store::organizations::set_sharepoint_host(

@@ -340,17 +340,6 @@ fn lock_key(organization_id: Uuid) -> i64 {
     (high ^ low) as i64
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn organizations_created_in_the_same_millisecond_have_their_own_locks() {
-        let ids: Vec<uuid::Uuid> = (0..10_000).map(|_| uuid::Uuid::now_v7()).collect();
-        let keys: std::collections::HashSet<i64> =
-            ids.iter().map(|id| super::lock_key(*id)).collect();
-        assert_eq!(keys.len(), ids.len());
-    }
-}
-
 /// Takes the organization's rotation lock on this connection (session-level: held until
 /// released or the connection ends, so a daemon that dies releases it). False when
 /// another connection holds it.
@@ -387,4 +376,15 @@ pub async fn still_locked(
     .bind(lock_key(organization_id))
     .fetch_one(connection)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn organizations_created_in_the_same_millisecond_have_their_own_locks() {
+        let ids: Vec<uuid::Uuid> = (0..10_000).map(|_| uuid::Uuid::now_v7()).collect();
+        let keys: std::collections::HashSet<i64> =
+            ids.iter().map(|id| super::lock_key(*id)).collect();
+        assert_eq!(keys.len(), ids.len());
+    }
 }

@@ -151,6 +151,12 @@ async fn kill_at(failpoint: &str, pool: PgPool) {
             .await
             .unwrap();
     assert!(!audit.contains(new_secret));
+    let dump = crate::secrets::pg_dump(&env);
+    let hex: String = new_secret.bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        !dump.contains(&new_secret[3..]) && !dump.contains(&hex),
+        "the database holds the new secret in plain text"
+    );
     sim.running.stop().await;
 }
 

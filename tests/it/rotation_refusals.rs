@@ -302,3 +302,20 @@ async fn a_credential_kodo_access_does_not_own_is_never_removed(pool: PgPool) {
     tokio::time::sleep(Duration::from_millis(10)).await;
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn an_app_deleted_from_the_tenant_stops_rotation_and_the_check_says_why(pool: PgPool) {
+    let backup = tempfile::tempdir().unwrap();
+    let (sim, env) = due_contoso(&pool, "", &file_deliverer(backup.path())).await;
+    sim.delete(&format!("/_sim/tenants/{TENANT}/apps/{APP}"))
+        .await;
+    let refused = env.exec(&["rotate", "contoso"]).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("(access_lost)"), "{refused:?}");
+    let check = env.exec(&["check", "contoso", "--output", "json"]).await;
+    let results: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).unwrap();
+    assert_eq!(results[0]["state"], "app_missing", "{check:?}");
+    assert!(kinds(&firing(&pool).await).contains(&"app_missing"));
+    assert!(!backup.path().join("contoso.json").exists());
+    sim.running.stop().await;
+}

@@ -8,7 +8,7 @@ use crate::support::*;
 const SECRET_A: &str = "Abc8Q~Zq3xV9mW2kL7pR4tY6uI1oP5aS8dF0gH";
 const SECRET_B: &str = "Xyz8Q~Nb6vC4xZ2lK9jH7gF5dS3aP1oI8uY6tR";
 
-fn pg_dump(env: &TestEnv) -> String {
+pub fn pg_dump(env: &TestEnv) -> String {
     let output = std::process::Command::new("pg_dump")
         .arg("--dbname")
         .arg(&env.database_url)
