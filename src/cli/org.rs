@@ -178,7 +178,7 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
         }
         OrgCommand::Show { org, output } => {
             let pool = store::connect(&settings.database).await?;
-            show(&pool, &OrgRef::parse(org), *output).await
+            show(&pool, &settings.rotation, &OrgRef::parse(org), *output).await
         }
         OrgCommand::Add {
             name,
@@ -652,11 +652,61 @@ async fn list(pool: &PgPool, output: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn show(pool: &PgPool, reference: &OrgRef, output: Output) -> anyhow::Result<()> {
+/// What `org show` says of the organization's secret rotation.
+fn rotation_view(
+    rotation: &crate::config::RotationSettings,
+    target: Option<&store::checks::TargetRow>,
+    open: Option<&store::rotations::HistoryRow>,
+) -> serde_json::Value {
+    let organization_settings = target.map(|row| row.settings.0.clone()).unwrap_or_default();
+    let off_because = if !rotation.enabled {
+        Some("rotation.enabled is false")
+    } else if rotation.deliverers.is_empty() {
+        Some("no [[rotation.*]] deliverer is configured")
+    } else if !rotation.active_for(&organization_settings) {
+        Some("switched off for this organization (org set --rotation on)")
+    } else {
+        None
+    };
+    let policy = rotation.policy.for_organization(&organization_settings);
+    let next = target.and_then(|row| {
+        row.end_at
+            .map(|end| crate::rotation::plan::due_at(&policy, row.start_at, end))
+    });
+    serde_json::json!({
+        "active": off_because.is_none(),
+        "off_because": off_because,
+        "lead_time": humantime::format_duration(policy.lead_time.to_std().unwrap_or_default()).to_string(),
+        "next_due": if off_because.is_none() { next } else { None },
+        "in_progress": open.map(|row| serde_json::json!({
+            "rotation": row.id,
+            "step": row.step,
+            "attempts": row.attempts,
+            "failure_reason": row.failure_reason,
+            "last_error": row.last_error,
+            "next_attempt_at": row.next_attempt_at,
+        })),
+    })
+}
+
+async fn show(
+    pool: &PgPool,
+    rotation: &crate::config::RotationSettings,
+    reference: &OrgRef,
+    output: Output,
+) -> anyhow::Result<()> {
     let mut connection = pool.acquire().await?;
     let organization = store::organizations::find(&mut connection, reference)
         .await?
         .ok_or_else(|| input_error(format!("no organization {reference}")))?;
+    let target = store::checks::targets(&mut connection, &[organization.id])
+        .await?
+        .pop();
+    let open = store::rotations::history(&mut connection, Some(organization.id))
+        .await?
+        .into_iter()
+        .find(|row| row.finished_at.is_none());
+    let rotation = rotation_view(rotation, target.as_ref(), open.as_ref());
     let credentials =
         store::credentials::list_for_organization(&mut connection, organization.id).await?;
     let credential_views: Vec<serde_json::Value> = credentials
@@ -694,6 +744,7 @@ async fn show(pool: &PgPool, reference: &OrgRef, output: Output) -> anyhow::Resu
                 "created_at": organization.created_at,
                 "updated_at": organization.updated_at,
                 "credentials": credential_views,
+                "rotation": rotation,
             });
             println!("{}", serde_json::to_string_pretty(&view)?);
         }
@@ -734,6 +785,31 @@ async fn show(pool: &PgPool, reference: &OrgRef, output: Output) -> anyhow::Resu
                 "registered:       {}",
                 super::format_time(Some(organization.created_at))
             );
+            match rotation["off_because"].as_str() {
+                Some(why) => println!("rotation:         off: {why}"),
+                None => println!(
+                    "rotation:         on, lead time {}; next due {}",
+                    rotation["lead_time"].as_str().unwrap_or("-"),
+                    rotation["next_due"]
+                        .as_str()
+                        .unwrap_or("when the expiry is known (a check learns it)")
+                ),
+            }
+            if let Some(open) = open.as_ref() {
+                println!(
+                    "                  in progress: rotation {} at step {}{}",
+                    open.id,
+                    open.step,
+                    match (&open.failure_reason, &open.last_error) {
+                        (Some(reason), Some(error)) => format!(
+                            "; {} failed attempt(s), {reason}: {error}; next attempt {}",
+                            open.attempts,
+                            super::format_time(Some(open.next_attempt_at))
+                        ),
+                        _ => String::new(),
+                    }
+                );
+            }
             println!();
             let mut table = super::table(&[
                 "CREDENTIAL",

@@ -147,14 +147,19 @@ pub async fn deliver(
                 .await
                 .map_err(|error| {
                     format!(
-                        "webhook {url}: {}",
+                        "{}: {}",
+                        deliverer.describe(),
                         crate::microsoft::errors::transport_description(&error)
                     )
                 })?;
             if response.status().is_success() {
                 Ok(())
             } else {
-                Err(format!("webhook {url} answered {}", response.status()))
+                Err(format!(
+                    "{} answered {}",
+                    deliverer.describe(),
+                    response.status()
+                ))
             }
         }
     }

@@ -28,7 +28,7 @@ async fn kill_at(failpoint: &str, pool: PgPool) {
     .await;
     let backup_dir = tempfile::tempdir().unwrap();
     let extra = format!(
-        "[rotation]\ngrace = \"1s\"\nverify_timeout = \"30s\"\npickup_interval = \"1s\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
+        "[rotation]\ngrace = \"1s\"\nverify_timeout = \"10s\"\npickup_interval = \"1s\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
         backup_dir.path().display()
     );
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, &extra));

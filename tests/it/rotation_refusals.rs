@@ -94,6 +94,16 @@ async fn a_403_says_how_to_fix_it_and_rotation_resumes_once_fixed(pool: PgPool) 
     );
     assert!(summary.contains("not_authorized"), "{summary}");
     assert_eq!(app_secrets(&sim.state().await).len(), 1, "nothing added");
+    let show = env.exec(&["org", "show", "contoso"]).await;
+    assert!(
+        show.success()
+            .stdout
+            .contains("rotation:         on, lead time 30days")
+            && show.stdout.contains(
+                "at step intent; 1 failed attempt(s), not_authorized: graph addPassword failed"
+            ),
+        "{show:?}"
+    );
 
     // Fixed by the admin: an on-demand rotation goes through at once (no backoff wait),
     // and the next check resolves both alerts.
