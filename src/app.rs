@@ -45,7 +45,15 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> anyho
             "secret rotation is on but no [[rotation.file]], [[rotation.command]] or [[rotation.webhook]] is configured: nothing is rotated (the backup server would lose the replaced secret), secret_expiring alerts instead"
         );
     } else if rotation.active() {
-        tracing::info!(deliverers = %rotation.deliverers.iter().map(|d| d.describe()).collect::<Vec<_>>().join(", "), "secret rotation on");
+        let described: Vec<String> = rotation
+            .deliverers
+            .iter()
+            .map(|scoped| match scoped.organizations.as_slice() {
+                [] => scoped.deliverer.describe(),
+                names => format!("{} (for {})", scoped.deliverer.describe(), names.join(", ")),
+            })
+            .collect();
+        tracing::info!(deliverers = %described.join(", "), "secret rotation on");
     }
     tracing::info!(address = %settings.http.listen, "http listener up: /healthz /readyz /metrics");
     let tracker = TaskTracker::new();

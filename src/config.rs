@@ -179,7 +179,7 @@ struct RawRotation {
     #[serde(default)]
     command: Vec<RawCommandDeliverer>,
     #[serde(default)]
-    webhook: Vec<RawWebhook>,
+    webhook: Vec<RawRotationWebhook>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -189,6 +189,22 @@ struct RawFileDeliverer {
     #[serde(default = "default_file_mode")]
     mode: String,
     group: Option<String>,
+    /// Only these organizations (by name); every organization when empty.
+    #[serde(default)]
+    organizations: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawRotationWebhook {
+    /// A name for people (optional).
+    #[serde(default)]
+    name: Option<String>,
+    url: String,
+    secret_file: Option<PathBuf>,
+    secret_credential: Option<String>,
+    #[serde(default)]
+    organizations: Vec<String>,
 }
 
 fn default_file_mode() -> String {
@@ -203,6 +219,8 @@ struct RawCommandDeliverer {
     args: Vec<String>,
     #[serde(with = "humantime_serde", default = "default_command_timeout")]
     timeout: Duration,
+    #[serde(default)]
+    organizations: Vec<String>,
 }
 
 fn default_command_timeout() -> Duration {
@@ -343,10 +361,40 @@ pub struct RotationSettings {
     pub verify_timeout: Duration,
     pub grace: Duration,
     pub pickup_interval: Duration,
-    pub deliverers: Vec<crate::rotation::deliver::Deliverer>,
+    pub deliverers: Vec<ScopedDeliverer>,
+}
+
+/// A deliverer and the organizations it serves (every one when the list is empty).
+#[derive(Debug, Clone)]
+pub struct ScopedDeliverer {
+    pub deliverer: crate::rotation::deliver::Deliverer,
+    pub organizations: Vec<String>,
+}
+
+impl ScopedDeliverer {
+    pub fn serves(&self, organization: &str) -> bool {
+        self.organizations.is_empty() || self.organizations.iter().any(|name| name == organization)
+    }
+
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut value = self.deliverer.redacted();
+        if !self.organizations.is_empty() {
+            value["organizations"] = serde_json::json!(self.organizations);
+        }
+        value
+    }
 }
 
 impl RotationSettings {
+    /// The deliverers that hand this organization's new secrets to the backup server.
+    pub fn deliverers_for(&self, organization: &str) -> Vec<crate::rotation::deliver::Deliverer> {
+        self.deliverers
+            .iter()
+            .filter(|scoped| scoped.serves(organization))
+            .map(|scoped| scoped.deliverer.clone())
+            .collect()
+    }
+
     /// Whether the daemon rotates secrets at all: switched on, and with somewhere to hand
     /// the new secret. Without a deliverer the backup server would keep using the old
     /// secret, which rotation removes after the grace period, so nothing is rotated.
@@ -354,9 +402,18 @@ impl RotationSettings {
         self.enabled && !self.deliverers.is_empty()
     }
 
-    /// Whether this organization's secret is rotated (`org set ORG --rotation off`).
-    pub fn active_for(&self, organization_settings: &serde_json::Value) -> bool {
-        self.active()
+    /// Whether this organization's secret is rotated: on, a deliverer serves it, and not
+    /// switched off for it (`org set ORG --rotation off`).
+    pub fn active_for(
+        &self,
+        organization: &str,
+        organization_settings: &serde_json::Value,
+    ) -> bool {
+        self.enabled
+            && self
+                .deliverers
+                .iter()
+                .any(|scoped| scoped.serves(organization))
             && organization_settings
                 .get("rotation")
                 .and_then(|value| value.as_bool())
@@ -851,18 +908,24 @@ impl Settings {
                         ))
                     })?),
                 };
-                deliverers.push(crate::rotation::deliver::Deliverer::File {
-                    directory: absolute(&format!("{key}.directory"), file.directory)?,
-                    mode,
-                    group,
+                deliverers.push(ScopedDeliverer {
+                    deliverer: crate::rotation::deliver::Deliverer::File {
+                        directory: absolute(&format!("{key}.directory"), file.directory)?,
+                        mode,
+                        group,
+                    },
+                    organizations: file.organizations,
                 });
             }
             for (index, command) in raw.command.into_iter().enumerate() {
                 let key = format!("rotation.command[{index}]");
-                deliverers.push(crate::rotation::deliver::Deliverer::Command {
-                    program: absolute(&format!("{key}.program"), command.program)?,
-                    args: command.args,
-                    timeout: command.timeout,
+                deliverers.push(ScopedDeliverer {
+                    deliverer: crate::rotation::deliver::Deliverer::Command {
+                        program: absolute(&format!("{key}.program"), command.program)?,
+                        args: command.args,
+                        timeout: command.timeout,
+                    },
+                    organizations: command.organizations,
                 });
             }
             for (index, hook) in raw.webhook.into_iter().enumerate() {
@@ -874,7 +937,10 @@ impl Settings {
                     hook.secret_credential,
                     credentials_directory,
                 )?;
-                deliverers.push(crate::rotation::deliver::Deliverer::Webhook { url, key: secret });
+                deliverers.push(ScopedDeliverer {
+                    deliverer: crate::rotation::deliver::Deliverer::Webhook { url, key: secret },
+                    organizations: hook.organizations,
+                });
             }
             RotationSettings {
                 enabled: raw.enabled,

@@ -128,7 +128,7 @@ fn rotation_due(
     rotation: &crate::config::RotationSettings,
     status: &crate::store::checks::GaugeRow,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
-    if !status.enabled || !rotation.active_for(&status.settings.0) {
+    if !status.enabled || !rotation.active_for(&status.name, &status.settings.0) {
         return None;
     }
     status.rotation_next_attempt_at.or_else(|| {

@@ -201,7 +201,10 @@ pub fn endpoints(context: &Context, row: &TargetRow) -> Result<Endpoints, String
 /// What the rotation journal says of the organization, for the verdict.
 fn rotation_view(context: &Context, row: &TargetRow) -> RotationView {
     RotationView {
-        enabled: context.settings.rotation.active_for(&row.settings.0),
+        enabled: context
+            .settings
+            .rotation
+            .active_for(&row.name, &row.settings.0),
         failure: match (&row.rotation_failure, row.rotation_failing_since) {
             (Some(reason), Some(since)) => Some(RotationFailure {
                 reason: reason.clone(),

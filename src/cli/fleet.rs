@@ -248,9 +248,11 @@ pub async fn rotate(settings: Settings, org: &str) -> anyhow::Result<()> {
             .await?
             .ok_or_else(|| input_error(format!("no organization {reference}")))?
     };
-    if context.settings.rotation.deliverers.is_empty() {
+    let deliverers = context.settings.rotation.deliverers_for(&organization.name);
+    if deliverers.is_empty() {
         eprintln!(
-            "warning: no [[rotation.*]] deliverer is configured: the backup server does not receive the new secret"
+            "warning: no [[rotation.*]] deliverer serves {}: the backup server does not receive the new secret",
+            organization.name
         );
     }
     let rotation_settings =
@@ -258,7 +260,7 @@ pub async fn rotate(settings: Settings, org: &str) -> anyhow::Result<()> {
     let report = crate::rotation::procedure::rotate(
         &context,
         organization.id,
-        &context.settings.rotation.deliverers,
+        &deliverers,
         &rotation_settings,
     )
     .await?;

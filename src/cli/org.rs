@@ -661,9 +661,9 @@ fn rotation_view(
     let organization_settings = target.map(|row| row.settings.0.clone()).unwrap_or_default();
     let off_because = if !rotation.enabled {
         Some("rotation.enabled is false")
-    } else if rotation.deliverers.is_empty() {
-        Some("no [[rotation.*]] deliverer is configured")
-    } else if !rotation.active_for(&organization_settings) {
+    } else if target.is_some_and(|row| rotation.deliverers_for(&row.name).is_empty()) {
+        Some("no [[rotation.*]] deliverer serves this organization")
+    } else if !target.is_some_and(|row| rotation.active_for(&row.name, &organization_settings)) {
         Some("switched off for this organization (org set --rotation on)")
     } else {
         None

@@ -852,9 +852,9 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
         store::rotations::candidates(&mut connection).await?
     };
     let now = Utc::now();
-    let due: Vec<Uuid> = candidates
+    let due: Vec<(Uuid, String)> = candidates
         .into_iter()
-        .filter(|candidate| config.active_for(&candidate.settings))
+        .filter(|candidate| config.active_for(&candidate.name, &candidate.settings))
         .filter(|candidate| {
             match (
                 candidate.open_rotation,
@@ -870,7 +870,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
                 _ => false,
             }
         })
-        .map(|candidate| candidate.organization_id)
+        .map(|candidate| (candidate.organization_id, candidate.name))
         .collect();
     if due.is_empty() {
         return Ok(String::new());
@@ -881,17 +881,12 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
     // (`Context::rotation_slots`, bounded by the database pool) and their requests share
     // the Microsoft client's in-flight limit; a waiting rotation costs a small task.
     let mut tasks = tokio::task::JoinSet::new();
-    for organization_id in due {
+    for (organization_id, name) in due {
         let context = context.clone();
         let settings = settings.clone();
+        let deliverers = context.settings.rotation.deliverers_for(&name);
         tasks.spawn(async move {
-            rotate_if_due(
-                &context,
-                organization_id,
-                &context.settings.rotation.deliverers,
-                &settings,
-            )
-            .await
+            rotate_if_due(&context, organization_id, &deliverers, &settings).await
         });
     }
     let (mut advanced, mut failed) = (0, 0);

@@ -279,6 +279,7 @@ pub async fn credential(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Candidate {
     pub organization_id: Uuid,
+    pub name: String,
     pub settings: serde_json::Value,
     pub start_at: Option<DateTime<Utc>>,
     pub end_at: Option<DateTime<Utc>>,
@@ -288,7 +289,7 @@ pub struct Candidate {
 
 pub async fn candidates(connection: &mut PgConnection) -> Result<Vec<Candidate>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT o.id AS organization_id, o.settings,
+        "SELECT o.id AS organization_id, o.name, o.settings,
                 c.start_at, c.end_at,
                 r.id AS open_rotation, r.next_attempt_at
          FROM organizations o

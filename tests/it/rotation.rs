@@ -609,3 +609,96 @@ async fn an_organization_with_its_own_lead_time_is_rotated_earlier(pool: PgPool)
     assert_eq!(audit, 2);
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn deliverers_serve_every_organization_or_only_those_they_name(pool: PgPool) {
+    const OTHER_TENANT: &str = "0b0b0b0b-1c1c-4d2d-8e3e-4f4f4f4f4f4f";
+    const OTHER_APP: &str = "5a5a5a5a-6b6b-4c7c-8d8d-9e9e9e9e9e9e";
+    let scenario = default_scenario().replace("expires_in_days = 200", "expires_in_days = 5")
+        + &format!(
+            "[[tenants]]\nid = \"{OTHER_TENANT}\"\n[[tenants.apps]]\napp_id = \"{OTHER_APP}\"\npermissions = \"all\"\n[[tenants.apps.secrets]]\nvalue = \"Oth8Q~other-secret\"\nexpires_in_days = 5\n"
+        );
+    let sim = Sim::start(&scenario).await;
+    let everyone = tempfile::tempdir().unwrap();
+    let contoso_only = tempfile::tempdir().unwrap();
+    let scoped = format!(
+        "[[rotation.file]]\ndirectory = \"{}\"\norganizations = [\"contoso\"]\n",
+        contoso_only.path().display()
+    );
+    // First only the deliverer that serves contoso: other is not rotated (its backup server
+    // would never get the new secret), and its expiring secret is alerted on instead.
+    let env = TestEnv::with_extra(
+        &pool,
+        &crate::checks::config(&sim, &format!("[rotation]\ngrace = \"0s\"\n{scoped}")),
+    );
+    register_contoso(&env).await;
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "other",
+            "--tenant-id",
+            OTHER_TENANT,
+            "--client-id",
+            OTHER_APP,
+            "--cloud",
+            "sim",
+        ],
+        "Oth8Q~other-secret",
+    )
+    .await
+    .success();
+    env.exec(&["check", "--all"]).await; // learns the expiries
+    let run = env.exec(&["job", "run", "rotations"]).await;
+    assert!(
+        run.success().stdout.contains("advanced 1 rotation(s)"),
+        "{run:?}"
+    );
+    assert!(contoso_only.path().join("contoso.json").exists());
+    assert!(!contoso_only.path().join("other.json").exists());
+    env.exec(&["check", "--all"]).await;
+    let firing: Vec<(String, String)> = sqlx::query_as(
+        "SELECT o.name, a.kind FROM alerts a JOIN organizations o ON o.id = a.organization_id
+         WHERE a.status = 'firing' AND a.kind LIKE 'secret_%' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        firing,
+        [("other".to_string(), "secret_expiring".to_string())]
+    );
+    let show = env.exec(&["org", "show", "other"]).await;
+    assert!(
+        show.success().stdout.contains(
+            "rotation:         off: no [[rotation.*]] deliverer serves this organization"
+        ),
+        "{show:?}"
+    );
+
+    // Then a deliverer for everyone as well: other is rotated, to that one only.
+    env.write_config(&crate::checks::config(
+        &sim,
+        &format!(
+            "[rotation]\ngrace = \"0s\"\n{scoped}[[rotation.file]]\ndirectory = \"{}\"\n",
+            everyone.path().display()
+        ),
+    ));
+    let run = env.exec(&["job", "run", "rotations"]).await;
+    assert!(
+        run.success().stdout.contains("advanced 1 rotation(s)"),
+        "{run:?}"
+    );
+    assert!(everyone.path().join("other.json").exists());
+    assert!(!contoso_only.path().join("other.json").exists());
+    env.exec(&["check", "--all"]).await;
+    let expiring: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM alerts WHERE status = 'firing' AND kind = 'secret_expiring'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(expiring, 0, "both rotated: nothing expiring");
+    sim.running.stop().await;
+}
