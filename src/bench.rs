@@ -21,6 +21,14 @@ pub struct SweepArgs {
     /// N: organizations (each its own tenant).
     #[arg(long, default_value_t = 10_000)]
     pub organizations: usize,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
+/// What both benchmarks share: the simulated cloud's latency, the in-flight limit and
+/// where to create the throw-away database.
+#[derive(Debug, clap::Args)]
+pub struct CloudArgs {
     /// L: latency the simulated cloud adds to every request, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub latency_ms: u64,
@@ -161,7 +169,7 @@ impl Drop for Simulator {
 }
 
 pub async fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
-    throwaway(&args.database_url, |database, work| {
+    throwaway(&args.cloud.database_url, |database, work| {
         run(args, database, work)
     })
     .await
@@ -349,11 +357,11 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
     } = fleet(
         FleetSpec {
             organizations: n,
-            latency_ms: args.latency_ms,
+            latency_ms: args.cloud.latency_ms,
             propagation_delay_secs: 0,
-            concurrency: args.concurrency,
+            concurrency: args.cloud.concurrency,
             expires_in_days: 200,
-            database_url: &args.database_url,
+            database_url: &args.cloud.database_url,
             database: &database,
             extra_config: "",
         },
@@ -413,10 +421,11 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
         .unwrap_or(0);
     pool.close().await;
     let r = requests as f64 / n as f64;
-    let bound = n as f64 * r * (args.latency_ms as f64 / 1000.0) / args.concurrency as f64;
+    let bound =
+        n as f64 * r * (args.cloud.latency_ms as f64 / 1000.0) / args.cloud.concurrency as f64;
     println!(
         "bench sweep: N = {n}, L = {} ms, C = {}",
-        args.latency_ms, args.concurrency
+        args.cloud.latency_ms, args.cloud.concurrency
     );
     println!(
         "  {summary}; {checks} checks stored; states: {}",
@@ -455,8 +464,9 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
         "  SQL statements       {:.2} per organization ({statements} in all)",
         statements as f64 / n as f64
     );
-    let bound_2 = n as f64 * (requests_2 as f64 / n as f64) * (args.latency_ms as f64 / 1000.0)
-        / args.concurrency as f64;
+    let bound_2 =
+        n as f64 * (requests_2 as f64 / n as f64) * (args.cloud.latency_ms as f64 / 1000.0)
+            / args.cloud.concurrency as f64;
     println!(
         "second sweep (steady state): wall {:.2} s, bound {bound_2:.2} s (ratio {:.3}), R {:.2}, CPU {:.3} ms per organization, {:.2} SQL statements per organization",
         wall_2.as_secs_f64(),
@@ -476,19 +486,8 @@ pub struct RotateArgs {
     /// How long the simulated cloud refuses a new secret after creating it.
     #[arg(long, default_value_t = 20)]
     pub propagation_secs: u64,
-    /// Latency the simulated cloud adds to every request, in milliseconds.
-    #[arg(long, default_value_t = 50)]
-    pub latency_ms: u64,
-    /// Requests to Microsoft in flight at most (microsoft.max_requests_in_flight).
-    #[arg(long, default_value_t = 256)]
-    pub concurrency: usize,
-    /// PostgreSQL server to create the benchmark's throw-away database in.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 /// `kodo-access bench rotate`: N organizations whose secrets are all due, rotated by one
@@ -496,7 +495,7 @@ pub struct RotateArgs {
 /// verify through the propagation delay, deliver to a file, activate, remove the old
 /// secret). Reports the wall time, the daemon's CPU and peak RSS, and checks the outcome.
 pub async fn rotate(args: &RotateArgs) -> anyhow::Result<()> {
-    throwaway(&args.database_url, |database, work| {
+    throwaway(&args.cloud.database_url, |database, work| {
         run_rotate(args, database, work)
     })
     .await
@@ -523,11 +522,11 @@ async fn run_rotate(
     } = fleet(
         FleetSpec {
             organizations: n,
-            latency_ms: args.latency_ms,
+            latency_ms: args.cloud.latency_ms,
             propagation_delay_secs: args.propagation_secs,
-            concurrency: args.concurrency,
+            concurrency: args.cloud.concurrency,
             expires_in_days: 5,
-            database_url: &args.database_url,
+            database_url: &args.cloud.database_url,
             database: &database,
             extra_config: &extra,
         },
@@ -570,7 +569,7 @@ async fn run_rotate(
     pool.close().await;
     println!(
         "bench rotate: N = {n} secrets due at once, propagation {} s, L = {} ms, C = {}, {max_connections} database connections",
-        args.propagation_secs, args.latency_ms, args.concurrency
+        args.propagation_secs, args.cloud.latency_ms, args.cloud.concurrency
     );
     println!("  {summary}");
     println!(
