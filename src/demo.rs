@@ -239,7 +239,7 @@ exchange_resource = "https://outlook.office365.com"
             )
             .await?
             .expect("just added");
-            crate::store::checks::set_settings(
+            crate::store::organizations::set_settings(
                 &mut connection,
                 organization.id,
                 &serde_json::json!({"resources": ["graph", "exchange"]}),

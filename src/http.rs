@@ -57,14 +57,13 @@ async fn metrics_handler(State(state): State<HttpState>) -> impl IntoResponse {
 async fn refresh_gauges(context: &Context) {
     let read = tokio::time::timeout(Duration::from_secs(3), async {
         let mut connection = context.pool.acquire().await?;
-        let counts = crate::store::organizations::count_by_enabled(&mut connection).await?;
         let statuses = crate::store::checks::gauges(&mut connection).await?;
         let firing = crate::store::alerts::firing_by_kind(&mut connection).await?;
         let outbox = crate::store::alerts::pending_by_sink(&mut connection).await?;
-        Ok::<_, sqlx::Error>((counts, statuses, firing, outbox))
+        Ok::<_, sqlx::Error>((statuses, firing, outbox))
     })
     .await;
-    let (counts, statuses, firing, outbox) = match read {
+    let (statuses, firing, outbox) = match read {
         Ok(Ok(read)) => read,
         Ok(Err(error)) => {
             tracing::warn!("metrics: reading the fleet failed: {error}");
@@ -75,13 +74,10 @@ async fn refresh_gauges(context: &Context) {
             return;
         }
     };
+    // Every organization has a status row (made with it), so the gauges' rows count them.
     for enabled in [true, false] {
-        let count = counts
-            .iter()
-            .find(|(e, _)| *e == enabled)
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
-        crate::telemetry::metrics::organizations(enabled, count);
+        let count = statuses.iter().filter(|s| s.enabled == enabled).count();
+        crate::telemetry::metrics::organizations(enabled, count as i64);
     }
     let mut states: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     for status in statuses.iter().filter(|s| s.enabled) {

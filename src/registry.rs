@@ -508,7 +508,7 @@ impl Registry<'_> {
                 };
                 details.insert(key.into(), value.unwrap_or(serde_json::Value::Null));
             }
-            store::checks::set_settings(
+            store::organizations::set_settings(
                 &mut transaction,
                 organization.id,
                 &serde_json::Value::Object(settings),

@@ -45,12 +45,13 @@ pub async fn post_alertmanager(
         .url
         .join("api/v2/alerts")
         .map_err(|error| error.to_string())?;
-    let response = http
-        .post(url)
-        .json(alerts)
-        .send()
-        .await
-        .map_err(|error| format!("alertmanager {}: {error}", sink.name))?;
+    let response = http.post(url).json(alerts).send().await.map_err(|error| {
+        format!(
+            "alertmanager {}: {}",
+            sink.name,
+            crate::microsoft::errors::transport_description(&error)
+        )
+    })?;
     let status = response.status();
     if status.is_success() {
         Ok(())
@@ -106,7 +107,13 @@ pub async fn post_webhook(
         .body(body)
         .send()
         .await
-        .map_err(|error| format!("webhook {}: {error}", sink.name))?;
+        .map_err(|error| {
+            format!(
+                "webhook {}: {}",
+                sink.name,
+                crate::microsoft::errors::transport_description(&error)
+            )
+        })?;
     if response.status().is_success() {
         Ok(())
     } else {

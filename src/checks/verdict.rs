@@ -732,7 +732,7 @@ fn rotation_findings(
     // to see: KodoAccessRotationStalled in config/prometheus.)
     if let (Some(end), Some(failure)) = (secret_expires_at, &rotation.failure) {
         let left = end - now;
-        if left < policy.rotation_lead_time {
+        if crate::rotation::plan::overdue(policy.rotation_lead_time, end, now) {
             let days = left.num_hours() as f64 / 24.0;
             let why = format!(
                 "its rotation keeps failing ({}): {}",
@@ -1192,12 +1192,22 @@ mod tests {
         for state in State::ALL {
             assert_eq!(State::parse(state.as_str()), Some(state));
         }
-        assert!(
-            State::ConsentRevoked.needs_confirmation()
-                && State::TenantNotFound.needs_confirmation()
-        );
-        assert!(
-            !State::CheckFailed.needs_confirmation() && !State::SecretExpired.needs_confirmation()
-        );
+        // A second look before believing access is gone; the rest are believed at once
+        // (an expired secret, a disabled app or a policy block are not transient answers).
+        let gone = [
+            State::ConsentRevoked,
+            State::TenantNotFound,
+            State::AppMissing,
+            State::SecretInvalid,
+            State::PermissionsMissing,
+        ];
+        for state in State::ALL {
+            assert_eq!(
+                state.needs_confirmation(),
+                gone.contains(&state),
+                "{}",
+                state.as_str()
+            );
+        }
     }
 }

@@ -21,10 +21,11 @@ pub async fn check(
         match (org, all) {
             (Some(org), _) => {
                 let reference = OrgRef::parse(org);
-                let organization = store::organizations::find(&mut connection, &reference)
-                    .await?
-                    .ok_or_else(|| input_error(format!("no organization {reference}")))?;
-                vec![organization.id]
+                vec![
+                    store::organizations::require(&mut connection, &reference)
+                        .await?
+                        .id,
+                ]
             }
             (None, true) => store::checks::enabled_ids(&mut connection).await?,
             (None, false) => {
@@ -244,9 +245,7 @@ pub async fn rotate(settings: Settings, org: &str) -> anyhow::Result<()> {
     let reference = OrgRef::parse(org);
     let organization = {
         let mut connection = context.pool.acquire().await?;
-        store::organizations::find(&mut connection, &reference)
-            .await?
-            .ok_or_else(|| input_error(format!("no organization {reference}")))?
+        store::organizations::require(&mut connection, &reference).await?
     };
     let deliverers = context.settings.rotation.deliverers_for(&organization.name);
     if deliverers.is_empty() {
@@ -290,9 +289,8 @@ pub async fn rotations(
         Some(org) => {
             let reference = OrgRef::parse(org);
             Some(
-                store::organizations::find(&mut connection, &reference)
+                store::organizations::require(&mut connection, &reference)
                     .await?
-                    .ok_or_else(|| input_error(format!("no organization {reference}")))?
                     .id,
             )
         }

@@ -696,9 +696,7 @@ async fn show(
     output: Output,
 ) -> anyhow::Result<()> {
     let mut connection = pool.acquire().await?;
-    let organization = store::organizations::find(&mut connection, reference)
-        .await?
-        .ok_or_else(|| input_error(format!("no organization {reference}")))?;
+    let organization = store::organizations::require(&mut connection, reference).await?;
     let target = store::checks::targets(&mut connection, &[organization.id])
         .await?
         .pop();
@@ -724,11 +722,7 @@ async fn show(
             })
         })
         .collect();
-    let summary = store::organizations::list(&mut connection)
-        .await?
-        .into_iter()
-        .find(|row| row.organization.id == organization.id);
-    let state = summary.as_ref().and_then(|row| row.state.clone());
+    let state = target.as_ref().map(|row| row.state.clone());
     match output {
         Output::Json => {
             let view = serde_json::json!({

@@ -130,9 +130,9 @@ pub fn lifetime_ladder(policy: &RotationPolicy, policy_maximum: Option<Duration>
     ladder
 }
 
-/// "rotation overdue": expiry is nearer than the lead time and rotation has not succeeded.
-pub fn overdue(policy: &RotationPolicy, end: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    end - now < policy.lead_time
+/// "rotation overdue" (when rotation is failing): expiry is nearer than the lead time.
+pub fn overdue(lead_time: Duration, end: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    end - now < lead_time
 }
 
 #[cfg(test)]
@@ -258,8 +258,12 @@ mod tests {
 
     #[test]
     fn overdue_inside_the_lead_time() {
-        let policy = RotationPolicy::default();
-        assert!(!overdue(&policy, day(40), day(0)));
-        assert!(overdue(&policy, day(29), day(0)));
+        let lead_time = RotationPolicy::default().lead_time;
+        assert!(!overdue(lead_time, day(40), day(0)));
+        assert!(
+            !overdue(lead_time, day(30), day(0)),
+            "exactly the lead time left"
+        );
+        assert!(overdue(lead_time, day(29), day(0)));
     }
 }

@@ -192,20 +192,72 @@ async fn rotate_with(
     settings: &RotationSettings,
     trigger: Trigger,
 ) -> anyhow::Result<Report> {
-    let report = rotate_under_lock(context, organization_id, deliverers, settings, trigger).await?;
-    if report.step != "added" {
-        return Ok(report);
+    let result = async {
+        let report =
+            rotate_under_lock(context, organization_id, deliverers, settings, trigger).await?;
+        if report.step != "added" {
+            return Ok(report);
+        }
+        verify(context, organization_id, report.rotation_id, settings).await?;
+        // Verified now: whatever the trigger, go on.
+        rotate_under_lock(
+            context,
+            organization_id,
+            deliverers,
+            settings,
+            Trigger::OnDemand,
+        )
+        .await
     }
-    verify(context, organization_id, report.rotation_id, settings).await?;
-    // Verified now: whatever the trigger, go on.
-    rotate_under_lock(
-        context,
-        organization_id,
-        deliverers,
-        settings,
-        Trigger::OnDemand,
-    )
-    .await
+    .await;
+    match result {
+        Err(error)
+            if !error.is::<RotationBusy>()
+                && !error.is::<RecordedFailure>()
+                && !error.is::<LockLost>() =>
+        {
+            // A database error, a secret that does not open, a lost lock: recorded like any
+            // failure (backoff, alert) when a rotation is under way.
+            Err(record_unexpected(context, organization_id, error).await)
+        }
+        other => other,
+    }
+}
+
+/// A failure already recorded in the rotation's journal.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct RecordedFailure(String);
+
+async fn record_unexpected(
+    context: &Context,
+    organization_id: Uuid,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    let open = async {
+        let mut connection = context.pool.acquire().await?;
+        let history = store::rotations::history(&mut connection, Some(organization_id)).await?;
+        Ok::<_, sqlx::Error>(history.into_iter().find(|row| row.finished_at.is_none()))
+    };
+    match open.await {
+        Ok(Some(rotation)) => {
+            record_failure(
+                context,
+                organization_id,
+                &rotation.organization,
+                rotation.id,
+                rotation.attempts as u32,
+                None,
+                Failure {
+                    reason: FailureReason::Failed,
+                    message: format!("{error:#}"),
+                },
+            )
+            .await
+        }
+        // Nothing started, or the database is away: nothing to record it in.
+        _ => error,
+    }
 }
 
 async fn rotate_under_lock(
@@ -246,6 +298,7 @@ async fn record_failure(
     organization: &str,
     rotation_id: Uuid,
     attempts: u32,
+    at_step: Option<&str>,
     failure: Failure,
 ) -> anyhow::Error {
     let next = Utc::now() + plan::backoff(attempts + 1);
@@ -254,6 +307,7 @@ async fn record_failure(
         store::rotations::failed(
             &mut connection,
             rotation_id,
+            at_step,
             failure.reason.as_str(),
             &failure.message,
             next,
@@ -271,12 +325,13 @@ async fn record_failure(
         );
     }
     crate::telemetry::metrics::rotation_failed(failure.reason.as_str());
-    anyhow::anyhow!(
+    RecordedFailure(format!(
         "rotation {rotation_id} of {organization} ({}): {}; next attempt after {}",
         failure.reason.as_str(),
         failure.message,
         next.format("%Y-%m-%d %H:%M UTC")
-    )
+    ))
+    .into()
 }
 
 /// The `verified` step: the new secret gets a token for every checked resource and reads
@@ -363,6 +418,8 @@ async fn verify(
                     &row.name,
                     rotation_id,
                     rotation.attempts as u32,
+                    // Not if another daemon verified and went on meanwhile.
+                    Some("added"),
                     failure,
                 )
                 .await);
@@ -459,6 +516,14 @@ async fn rotate_locked(
                     new_key_id: None,
                 });
             }
+            None if row.credential_id.is_none() => {
+                // Nothing to rotate, and a rotation started from nothing could never finish.
+                return Err(crate::domain::input_error(format!(
+                    "{} has no current secret to rotate: store one with kodo-access org set-secret",
+                    row.name
+                ))
+                .into());
+            }
             None => {
                 failpoint::hit("rotation-before-intent").await;
                 let rotation = store::rotations::begin(
@@ -517,6 +582,7 @@ async fn rotate_locked(
                     &name,
                     rotation_id,
                     attempts,
+                    None,
                     failure,
                 )
                 .await,
@@ -765,6 +831,7 @@ async fn rotate_locked(
                 new_key_id,
             });
         }
+        let mut transaction = context.pool.begin().await?;
         if let Some(old) = old {
             match old.key_id {
                 Some(old_key_id) => {
@@ -799,26 +866,25 @@ async fn rotate_locked(
                         }
                         failpoint::hit("rotation-after-removed").await;
                     }
-                    let mut transaction = context.pool.begin().await?;
                     store::rotations::mark_removed(&mut transaction, old.id).await?;
                     let mut entry = audit("credential.removed", Some(old.id), Some(old_key_id));
                     if !on_app {
                         entry.details = serde_json::json!({ "already_gone": true });
                     }
                     store::audit::record(&mut transaction, entry).await?;
-                    transaction.commit().await?;
                 }
                 None => {
                     // Never learned Microsoft's id of the old secret: leave it, say so.
-                    let mut connection = context.pool.acquire().await?;
                     let mut entry = audit("credential.not_removed", Some(old.id), None);
                     entry.details = serde_json::json!({ "reason": "its keyId was never learned; remove it in the portal" });
-                    store::audit::record(&mut connection, entry).await?;
+                    store::audit::record(&mut transaction, entry).await?;
                 }
             }
         }
-        let mut connection = context.pool.acquire().await?;
-        store::rotations::finish(&mut connection, rotation_id, "succeeded").await?;
+        // The removal and the end of the rotation commit together: a crash between them
+        // would otherwise remove (and audit) the old secret twice.
+        store::rotations::finish(&mut transaction, rotation_id, "succeeded").await?;
+        transaction.commit().await?;
         crate::telemetry::metrics::rotation_finished();
         step = "finished".into();
     }
@@ -920,11 +986,18 @@ async fn fence(
 ) -> anyhow::Result<()> {
     match store::rotations::still_locked(lock, organization_id).await {
         Ok(true) => Ok(()),
-        Ok(false) => Err(anyhow::anyhow!(
+        Ok(false) => Err(LockLost(format!(
             "lost the rotation lock of {organization_id}; stopping before calling Microsoft"
-        )),
-        Err(error) => Err(anyhow::anyhow!(
+        ))
+        .into()),
+        Err(error) => Err(LockLost(format!(
             "cannot confirm the rotation lock of {organization_id} ({error}); stopping before calling Microsoft"
-        )),
+        ))
+        .into()),
     }
 }
+
+/// The lock may be someone else's now: their rotation is not ours to mark as failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct LockLost(String);

@@ -111,7 +111,6 @@ pub struct CheckRecord<'a> {
 pub struct StatusUpdate<'a> {
     pub organization_id: Uuid,
     pub last_known_state: Option<&'a str>,
-    pub findings: serde_json::Value,
     pub checked_at: DateTime<Utc>,
     /// `None` when the check failed to complete.
     pub succeeded_at: Option<DateTime<Utc>>,
@@ -267,19 +266,6 @@ pub async fn check_soon(
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE organization_status SET next_check_at = now() WHERE organization_id = $1")
         .bind(organization_id)
-        .execute(connection)
-        .await
-        .map(|_| ())
-}
-
-pub async fn set_settings(
-    connection: &mut PgConnection,
-    organization_id: Uuid,
-    settings: &serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE organizations SET settings = $2, updated_at = now() WHERE id = $1")
-        .bind(organization_id)
-        .bind(settings)
         .execute(connection)
         .await
         .map(|_| ())

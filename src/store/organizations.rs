@@ -67,6 +67,16 @@ pub async fn insert(
 
 const SELECT: &str = "SELECT id, name, tenant_id, client_id, cloud, sharepoint_host, labels, enabled, created_at, updated_at FROM organizations";
 
+/// The organization `reference` names, or an input error (exit status 2) saying there is none.
+pub async fn require(
+    connection: &mut PgConnection,
+    reference: &OrgRef,
+) -> anyhow::Result<OrganizationRow> {
+    find(connection, reference)
+        .await?
+        .ok_or_else(|| crate::domain::input_error(format!("no organization {reference}")).into())
+}
+
 pub async fn find(
     connection: &mut PgConnection,
     reference: &OrgRef,
@@ -161,13 +171,17 @@ pub async fn delete(connection: &mut PgConnection, id: Uuid) -> Result<(), sqlx:
         .map(|_| ())
 }
 
-/// (enabled, count) pairs, for the metrics.
-pub async fn count_by_enabled(
+pub async fn set_settings(
     connection: &mut PgConnection,
-) -> Result<Vec<(bool, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT enabled, count(*) FROM organizations GROUP BY enabled")
-        .fetch_all(connection)
+    organization_id: Uuid,
+    settings: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE organizations SET settings = $2, updated_at = now() WHERE id = $1")
+        .bind(organization_id)
+        .bind(settings)
+        .execute(connection)
         .await
+        .map(|_| ())
 }
 
 pub async fn settings(

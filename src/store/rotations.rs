@@ -121,9 +121,11 @@ pub async fn advance(
 }
 
 /// A failed step: the rotation waits until `next_attempt_at` and stays at its step.
+/// With `at_step`, only while the rotation is still at that step.
 pub async fn failed(
     connection: &mut PgConnection,
     id: Uuid,
+    at_step: Option<&str>,
     reason: &str,
     error: &str,
     next_attempt_at: DateTime<Utc>,
@@ -132,12 +134,13 @@ pub async fn failed(
         "UPDATE rotations SET attempts = attempts + 1, failure_reason = $2, last_error = $3,
                               failing_since = COALESCE(failing_since, now()),
                               next_attempt_at = $4, updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1 AND ($5::text IS NULL OR step = $5)",
     )
     .bind(id)
     .bind(reason)
     .bind(error)
     .bind(next_attempt_at)
+    .bind(at_step)
     .execute(connection)
     .await
     .map(|_| ())

@@ -239,6 +239,22 @@ pub fn fleet(snapshot: &FleetSnapshot) {
         }
         gauge!(ORGANIZATION_STATE, "organization" => organization.name.clone(), "state" => organization.state.clone()).set(1.0);
         emitted.insert(organization.name.clone(), organization.state.clone());
+    }
+    // A removed organization's state series drops to 0 (else a rule on it fires forever).
+    let present: std::collections::HashSet<&str> = snapshot
+        .organizations
+        .iter()
+        .map(|organization| organization.name.as_str())
+        .collect();
+    emitted.retain(|name, state| {
+        let keep = present.contains(name.as_str());
+        if !keep {
+            gauge!(ORGANIZATION_STATE, "organization" => name.clone(), "state" => state.clone())
+                .set(0.0);
+        }
+        keep
+    });
+    for organization in &snapshot.organizations {
         if let Some(expires) = organization.secret_expires {
             gauge!(SECRET_EXPIRY, "organization" => organization.name.clone()).set(expires);
         }

@@ -188,12 +188,20 @@ async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: P
             "credential.removed"
         ]
     );
-    // Nothing secret in the audit log or the journal.
-    let audit: String = sqlx::query_scalar("SELECT string_agg(details::text, ' ') FROM audit_log")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    // Nothing secret in the audit log, nor anywhere in the database.
+    let audit: String =
+        sqlx::query_scalar("SELECT COALESCE(string_agg(details::text, ' '), '') FROM audit_log")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert!(!audit.contains(new_secret_text(&delivered)) && !audit.contains(SECRET));
+    let dump = crate::secrets::pg_dump(&env);
+    for secret in [new_secret_text(&delivered), SECRET] {
+        assert!(
+            !dump.contains(&secret[3..]),
+            "the database holds a secret in plain text"
+        );
+    }
     sim.running.stop().await;
 }
 

@@ -13,7 +13,8 @@ use crate::daemon_support::Daemon;
 use crate::sim_support::{APP, SECRET, Sim, TENANT, default_scenario, register_contoso};
 use crate::support::*;
 
-async fn kill_at(failpoint: &str, pool: PgPool) {
+/// `expected_step`: the journal's step when the kill falls there ("none": no rotation yet).
+async fn kill_at(failpoint: &str, expected_step: &str, pool: PgPool) {
     assert!(
         kodo_access::failpoint::ROTATION.contains(&failpoint),
         "{failpoint} is not a rotation failpoint"
@@ -55,6 +56,10 @@ async fn kill_at(failpoint: &str, pool: PgPool) {
     .unwrap()
     .unwrap_or(("none".into(), 0));
 
+    assert_eq!(
+        killed_at.0, expected_step,
+        "{failpoint}: the kill fell where it should"
+    );
     let daemon = Daemon::start(&env, &[]);
     eventually(
         Duration::from_secs(60),
@@ -161,11 +166,11 @@ async fn kill_at(failpoint: &str, pool: PgPool) {
 }
 
 macro_rules! kill_tests {
-    ($($name:ident => $failpoint:literal,)*) => {
+    ($($name:ident => $failpoint:literal at $step:literal,)*) => {
         $(
             #[sqlx::test]
             async fn $name(pool: PgPool) {
-                kill_at($failpoint, pool).await;
+                kill_at($failpoint, $step, pool).await;
             }
         )*
 
@@ -178,16 +183,16 @@ macro_rules! kill_tests {
 }
 
 kill_tests! {
-    killed_before_the_intent_is_recorded => "rotation-before-intent",
-    killed_after_the_intent_is_recorded => "rotation-after-intent",
-    killed_before_add_password => "rotation-before-added",
-    killed_after_add_password_before_storing_the_secret => "rotation-after-added",
-    killed_before_verifying => "rotation-before-verified",
-    killed_after_verifying_before_recording_it => "rotation-after-verified",
-    killed_before_delivering => "rotation-before-delivered",
-    killed_after_delivering_before_recording_it => "rotation-after-delivered",
-    killed_before_activating => "rotation-before-activated",
-    killed_after_activating => "rotation-after-activated",
-    killed_before_remove_password => "rotation-before-removed",
-    killed_after_remove_password_before_recording_it => "rotation-after-removed",
+    killed_before_the_intent_is_recorded => "rotation-before-intent" at "none",
+    killed_after_the_intent_is_recorded => "rotation-after-intent" at "intent",
+    killed_before_add_password => "rotation-before-added" at "intent",
+    killed_after_add_password_before_storing_the_secret => "rotation-after-added" at "intent",
+    killed_before_verifying => "rotation-before-verified" at "added",
+    killed_after_verifying_before_recording_it => "rotation-after-verified" at "added",
+    killed_before_delivering => "rotation-before-delivered" at "verified",
+    killed_after_delivering_before_recording_it => "rotation-after-delivered" at "verified",
+    killed_before_activating => "rotation-before-activated" at "delivered",
+    killed_after_activating => "rotation-after-activated" at "activated",
+    killed_before_remove_password => "rotation-before-removed" at "activated",
+    killed_after_remove_password_before_recording_it => "rotation-after-removed" at "activated",
 }

@@ -3,8 +3,6 @@
 //! the limit; secrets not allowed), a backup server that does not take the new secret;
 //! and a human's credential on the app that rotation never touches.
 
-use std::time::Duration;
-
 use sqlx::PgPool;
 
 use crate::sim_support::{APP, SECRET, Sim, TENANT, default_scenario, register_contoso};
@@ -261,6 +259,16 @@ async fn a_backup_server_that_refuses_the_secret_keeps_the_old_one_working(pool:
             .iter()
             .any(|s| s["key_id"].as_str().map(|k| k.parse().unwrap()) == current_key)
     );
+    // And it still works.
+    let client = crate::sim_support::client(kodo_access::microsoft::RetryPolicy::NONE);
+    client
+        .token(
+            &sim.endpoints(TENANT, APP),
+            &secrecy::SecretString::from(SECRET.to_string()),
+            kodo_access::microsoft::Resource::Graph,
+        )
+        .await
+        .expect("the old secret still gets a token");
 
     std::fs::write(&flag, "").unwrap();
     env.exec(&["rotate", "contoso"]).await.success();
@@ -291,6 +299,19 @@ async fn a_credential_kodo_access_does_not_own_is_never_removed(pool: PgPool) {
         !names.contains(&"by hand"),
         "the replaced secret is gone: {names:?}"
     );
+    assert_eq!(
+        sim.counters().await["remove_password"][APP].as_u64(),
+        Some(1),
+        "one removal: the replaced secret"
+    );
+    let break_glass_key = |secrets: &[serde_json::Value]| {
+        secrets
+            .iter()
+            .find(|s| s["display_name"] == "break glass")
+            .map(|s| s["key_id"].clone())
+    };
+    let key_before = break_glass_key(&secrets);
+    assert!(key_before.is_some());
     // The replaced secret no longer works; the backup server's new one does.
     let client = crate::sim_support::client(kodo_access::microsoft::RetryPolicy::NONE);
     let endpoints = sim.endpoints(TENANT, APP);
@@ -309,7 +330,15 @@ async fn a_credential_kodo_access_does_not_own_is_never_removed(pool: PgPool) {
         .token(&endpoints, &new, kodo_access::microsoft::Resource::Graph)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // A second rotation leaves the human's secret alone as well.
+    env.exec(&["rotate", "contoso"]).await.success();
+    let secrets = app_secrets(&sim.state().await);
+    assert_eq!(secrets.len(), 2, "{secrets:?}");
+    assert_eq!(break_glass_key(&secrets), key_before);
+    assert_eq!(
+        sim.counters().await["remove_password"][APP].as_u64(),
+        Some(2)
+    );
     sim.running.stop().await;
 }
 
