@@ -358,3 +358,25 @@ async fn an_app_deleted_from_the_tenant_stops_rotation_and_the_check_says_why(po
     assert!(!backup.path().join("contoso.json").exists());
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn an_organization_without_a_stored_secret_is_refused_and_nothing_is_journaled(pool: PgPool) {
+    let sim = Sim::start(&default_scenario()).await;
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
+    register_contoso(&env).await;
+    // The schema allows an organization without a current secret (none is stored or the
+    // stored one was set aside); the CLI never makes one, so the database does.
+    sqlx::query("UPDATE credentials SET status = 'discarded'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    env.exec(&["rotate", "contoso"])
+        .await
+        .fails_with(2, "contoso has no current secret to rotate");
+    let rotations: i64 = sqlx::query_scalar("SELECT count(*) FROM rotations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rotations, 0, "no rotation that could never finish");
+    sim.running.stop().await;
+}
