@@ -81,13 +81,7 @@ pub async fn check_due(context: &Context) -> anyhow::Result<String> {
             let rows = {
                 let mut connection = context.pool.acquire().await?;
                 let now = Utc::now();
-                // The lease covers a check with its confirmation; a result moves it on.
-                let lease = now
-                    + chrono::Duration::from_std(
-                        context.settings.checks.confirm_delay * 4
-                            + std::time::Duration::from_secs(600),
-                    )
-                    .unwrap_or_default();
+                let lease = lease_until(context, now);
                 let ids = store::checks::claim_due(&mut connection, now, lease, wanted).await?;
                 if ids.is_empty() {
                     exhausted = true;
@@ -120,6 +114,14 @@ pub async fn check_due(context: &Context) -> anyhow::Result<String> {
     ))
 }
 
+/// The lease covers a check with its confirmation; a result moves it on.
+fn lease_until(context: &Context, now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(
+        context.settings.checks.confirm_delay * 4 + std::time::Duration::from_secs(600),
+    )
+    .unwrap_or_default()
+}
+
 type CheckTasks = tokio::task::JoinSet<(String, anyhow::Result<CheckOutcome>)>;
 
 fn spawn_check(tasks: &mut CheckTasks, context: &Context, limits: &Arc<Limits>, row: TargetRow) {
@@ -139,6 +141,8 @@ pub async fn check_organizations(
 ) -> anyhow::Result<Vec<(String, anyhow::Result<CheckOutcome>)>> {
     let rows = {
         let mut connection = context.pool.acquire().await?;
+        // The lease the daemon takes: no daemon checks these while this runs.
+        store::checks::claim(&mut connection, ids, lease_until(context, Utc::now())).await?;
         store::checks::targets(&mut connection, ids).await?
     };
     let limits = Arc::new(Limits::new(context));
@@ -232,6 +236,22 @@ pub fn resources(context: &Context, row: &TargetRow) -> Vec<Resource> {
         .unwrap_or_else(|| context.settings.checks.resources.clone())
 }
 
+/// The resources a new secret is verified on: Graph always, and those the organization is
+/// checked on that apply to it (SharePoint only with a SharePoint host, as the check skips
+/// it otherwise).
+pub fn resources_that_apply(context: &Context, row: &TargetRow) -> Vec<Resource> {
+    let has_host = row
+        .sharepoint_host
+        .as_deref()
+        .is_some_and(|host| SharePointHost::parse(host).is_ok());
+    let mut resources = resources(context, row);
+    resources.retain(|resource| *resource != Resource::SharePoint || has_host);
+    if !resources.contains(&Resource::Graph) {
+        resources.insert(0, Resource::Graph);
+    }
+    resources
+}
+
 fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
     let endpoints = endpoints(context, row)?;
     let (Some(credential_id), Some(sealed), Some(seal_key)) = (
@@ -284,6 +304,57 @@ async fn look(context: &Context, limits: &Limits, target: &Target) -> Observatio
     .await
 }
 
+/// One check's verdict: a look, and for a state that means "access is gone" a second look
+/// that agrees. `None` when the organization's current secret changed before the second
+/// look (the first was taken with a secret no longer current).
+async fn judge(
+    context: &Context,
+    row: &TargetRow,
+    limits: &Limits,
+    policy: &CheckPolicy,
+) -> anyhow::Result<Option<(Verdict, Observations)>> {
+    let rotation = rotation_view(context, row);
+    let previous = State::parse(&row.state);
+    let prepared = match prepare(context, row) {
+        Err(reason) => return Ok(Some((cannot_check(reason), Observations::default()))),
+        Ok(prepared) => prepared,
+    };
+    let target = &prepared.target;
+    let mut first_look = look(context, limits, target).await;
+    first_look.rotation = rotation.clone();
+    let first = decide(&first_look, policy, Utc::now());
+    if !first.state.needs_confirmation() || previous == Some(first.state) {
+        return Ok(Some((first, first_look)));
+    }
+    // Access looks gone: believe it only if a second look agrees.
+    tracing::info!(organization = %row.name, state = first.state.as_str(), "looks like {}: confirming in {}s", first.state.as_str(), context.settings.checks.confirm_delay.as_secs());
+    tokio::select! {
+        _ = tokio::time::sleep(context.settings.checks.confirm_delay) => {}
+        _ = context.shutdown.cancelled() => anyhow::bail!("shutting down before confirming {}", row.name),
+    }
+    // With the secret current now: a rotation may have replaced it meanwhile.
+    let current = {
+        let mut connection = context.pool.acquire().await?;
+        store::checks::current_credential(&mut connection, row.id).await?
+    };
+    if current != row.credential_id {
+        return Ok(None);
+    }
+    let mut second_look = look(context, limits, target).await;
+    second_look.rotation = rotation;
+    let second = decide(&second_look, policy, Utc::now());
+    if second.state.needs_confirmation() && second.state != first.state {
+        let mut unconfirmed = cannot_check(format!(
+            "two looks disagree ({} then {})",
+            first.state.as_str(),
+            second.state.as_str()
+        ));
+        unconfirmed.findings.extend(second.findings);
+        return Ok(Some((unconfirmed, second_look)));
+    }
+    Ok(Some((second, second_look)))
+}
+
 async fn check_one(
     context: &Context,
     row: TargetRow,
@@ -302,42 +373,32 @@ async fn check_one(
             .for_organization(&row.settings.0)
             .lead_time,
     };
-    let rotation = rotation_view(context, &row);
-    let previous = State::parse(&row.state);
-    let (verdict, observations) = match prepare(context, &row) {
-        Err(reason) => (cannot_check(reason), Observations::default()),
-        Ok(prepared) => {
-            let target = &prepared.target;
-            let mut first_look = look(context, limits, target).await;
-            first_look.rotation = rotation.clone();
-            let first = decide(&first_look, &policy, Utc::now());
-            if first.state.needs_confirmation() && previous != Some(first.state) {
-                // Access looks gone: believe it only if a second look agrees.
-                tracing::info!(organization = %row.name, state = first.state.as_str(), "looks like {}: confirming in {}s", first.state.as_str(), context.settings.checks.confirm_delay.as_secs());
-                tokio::select! {
-                    _ = tokio::time::sleep(context.settings.checks.confirm_delay) => {}
-                    _ = context.shutdown.cancelled() => anyhow::bail!("shutting down before confirming {}", row.name),
-                }
-                let mut second_look = look(context, limits, target).await;
-                second_look.rotation = rotation.clone();
-                let second = decide(&second_look, &policy, Utc::now());
-                if second.state.needs_confirmation() && second.state != first.state {
-                    let mut unconfirmed = cannot_check(format!(
-                        "two looks disagree ({} then {})",
-                        first.state.as_str(),
-                        second.state.as_str()
-                    ));
-                    unconfirmed.findings.extend(second.findings);
-                    (unconfirmed, second_look)
-                } else {
-                    (second, second_look)
-                }
-            } else {
-                (first, first_look)
-            }
+    // A verdict is about the secret it was computed with: when a rotation makes another
+    // one current meanwhile, the check starts over with that one (a few times at most).
+    let mut row = row;
+    let mut rounds = 0;
+    let (verdict, outcome) = loop {
+        rounds += 1;
+        let judged = judge(context, &row, limits, &policy).await?;
+        if let Some((verdict, observations)) = judged
+            && let Some(outcome) =
+                store_result(context, &row, &verdict, &observations, started_at).await?
+        {
+            break (verdict, outcome);
         }
+        if rounds == 3 {
+            anyhow::bail!(
+                "the secret of {} kept changing during the check; nothing stored",
+                row.name
+            );
+        }
+        tracing::info!(organization = %row.name, "the current secret changed during the check: checking again with the new one");
+        let mut connection = context.pool.acquire().await?;
+        row = store::checks::targets(&mut connection, &[row.id])
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("{} was removed during the check", row.name))?;
     };
-    let outcome = store_result(context, &row, &verdict, &observations, started_at).await?;
     crate::telemetry::metrics::check_finished(verdict.state.as_str(), started.elapsed());
     for kind in &outcome.alerts_fired {
         let message = verdict
@@ -375,13 +436,37 @@ pub fn next_check(
     DateTime::from_timestamp(next, 0).unwrap_or(now)
 }
 
+/// Rotation failures whose cause a check can see gone: access (consent, the secret, the
+/// app) and the rotation permission.
+const CAUSES_A_CHECK_SEES: &[&str] = &["access_lost", "not_authorized"];
+
+/// Whether this check shows the cause of the rotation's last failure gone: access works and,
+/// for a refusal, the rotation permission is granted. The rotation then tries again at once
+/// (and its finding clears when it succeeds) instead of waiting out its backoff; a refusal
+/// that persists (the app not owning itself) is tried again once per check.
+fn cause_gone(row: &TargetRow, verdict: &Verdict) -> bool {
+    let access_works = matches!(
+        verdict.state,
+        State::Healthy | State::Degraded | State::SecretExpiring | State::PermissionsMissing
+    );
+    let permission_missing = verdict
+        .findings
+        .iter()
+        .any(|finding| finding.kind == "rotation_permission_missing");
+    match row.rotation_failure.as_deref() {
+        Some("access_lost") => access_works,
+        Some("not_authorized") => access_works && !permission_missing,
+        _ => false,
+    }
+}
+
 async fn store_result(
     context: &Context,
     row: &TargetRow,
     verdict: &Verdict,
     observations: &Observations,
     started_at: DateTime<Utc>,
-) -> anyhow::Result<CheckOutcome> {
+) -> anyhow::Result<Option<CheckOutcome>> {
     let now = Utc::now();
     let settings = &context.settings.checks;
     let failed = verdict.state == State::CheckFailed;
@@ -408,6 +493,10 @@ async fn store_result(
     let findings = serde_json::to_value(&verdict.findings)?;
     store::count_statements(2); // BEGIN and COMMIT
     let mut transaction = context.pool.begin().await?;
+    // A verdict computed with a secret that is no longer current is dropped, not stored.
+    if store::checks::current_credential(&mut transaction, row.id).await? != row.credential_id {
+        return Ok(None);
+    }
     let learned = row
         .credential_id
         .filter(|_| {
@@ -439,6 +528,9 @@ async fn store_result(
         learned,
     )
     .await?;
+    if cause_gone(row, verdict) {
+        store::rotations::retry_soon(&mut transaction, row.id, CAUSES_A_CHECK_SEES).await?;
+    }
     let endpoints_consent = endpoints(context, row)
         .map(|endpoints| endpoints.admin_consent_url().to_string())
         .unwrap_or_default();
@@ -501,7 +593,7 @@ async fn store_result(
     )
     .await?;
     transaction.commit().await?;
-    Ok(CheckOutcome {
+    Ok(Some(CheckOutcome {
         organization: row.name.clone(),
         organization_id: row.id,
         state: verdict.state,
@@ -510,7 +602,7 @@ async fn store_result(
         secret_expires_at: verdict.secret_expires_at,
         alerts_fired: new_alerts.iter().map(|a| a.kind.clone()).collect(),
         alerts_resolved: plan.resolve.iter().map(|a| a.kind.clone()).collect(),
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -349,6 +349,18 @@ impl fmt::Display for GraphError {
 impl std::error::Error for GraphError {}
 
 impl GraphError {
+    /// Whether Microsoft may have carried out the request although it failed: no answer,
+    /// an answer cut short, an unreadable success, or a 5xx other than 503 (which, like
+    /// 429, is a refusal before processing). A non-idempotent request (addPassword) with
+    /// such an error must be looked for, never blindly sent again.
+    pub fn may_have_acted(&self) -> bool {
+        match self.http_status {
+            None => true,
+            Some(429 | 503) => false,
+            Some(status) => (200..300).contains(&status) || status >= 500,
+        }
+    }
+
     pub fn transport(operation: &'static str, error: &reqwest::Error) -> GraphError {
         GraphError {
             kind: GraphFailure::Transient,

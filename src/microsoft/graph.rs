@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::MicrosoftClient;
 use super::cloud::{Endpoints, Resource};
-use super::errors::{GraphError, classify_graph_error, retry_after};
+use super::errors::{GraphError, GraphFailure, classify_graph_error, retry_after};
 use super::token::AccessToken;
 use crate::domain::TenantId;
 
@@ -108,6 +108,14 @@ struct Page<T> {
     next_link: Option<String>,
 }
 
+/// How a removal ended: both mean the key is no longer on the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Not there any more (an earlier request whose answer was lost, or someone else).
+    AlreadyGone,
+}
+
 /// What SharePoint REST said to an app-only token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SharePointProbe {
@@ -158,38 +166,86 @@ fn app_id_key(app_id: &str) -> String {
     format!("(appId='{}')", app_id.replace('\'', "''"))
 }
 
+/// Whether a request may be sent again after an answer that does not prove it did nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Reads, and writes whose repetition changes nothing (removePassword).
+    Safe,
+    /// addPassword: a second request after a lost answer creates a second secret, so only
+    /// answers that prove nothing happened (429, 503) are retried.
+    OnlyIfRefused,
+}
+
+/// A non-idempotent request's error, retried only when Microsoft provably did nothing.
+struct Refused(GraphError);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl super::retry::Retryable for Refused {
+    fn retry_hint(&self) -> super::retry::RetryHint {
+        if self.0.may_have_acted() {
+            super::retry::RetryHint::Never
+        } else {
+            super::retry::Retryable::retry_hint(&self.0)
+        }
+    }
+}
+
 impl MicrosoftClient {
     async fn graph_send<T: DeserializeOwned>(
         &self,
         operation: &'static str,
+        repeat: Repeat,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Option<T>, GraphError> {
-        self.retry
-            .run(|| async {
-                let response = self.send(request()).await.map_err(|error| {
-                    crate::telemetry::metrics::microsoft_request("graph", "transport");
-                    GraphError::transport(operation, &error)
-                })?;
-                let status = response.status().as_u16();
-                let wait = retry_after(response.headers());
-                let body = response
-                    .text()
+        match repeat {
+            Repeat::Safe => {
+                self.retry
+                    .run(|| self.graph_once(operation, &request))
                     .await
-                    .map_err(|error| GraphError::transport(operation, &error))?;
-                if !(200..300).contains(&status) {
-                    let error = classify_graph_error(operation, status, &body, wait);
-                    crate::telemetry::metrics::microsoft_request("graph", error.kind.as_str());
-                    return Err(error);
-                }
-                crate::telemetry::metrics::microsoft_request("graph", "ok");
-                if status == 204 || body.trim().is_empty() {
-                    return Ok(None);
-                }
-                serde_json::from_str(&body).map(Some).map_err(|error| {
-                    GraphError::unexpected(operation, format!("unexpected answer shape: {error}"))
-                })
-            })
-            .await
+            }
+            Repeat::OnlyIfRefused => self
+                .retry
+                .run(|| async { self.graph_once(operation, &request).await.map_err(Refused) })
+                .await
+                .map_err(|Refused(error)| error),
+        }
+    }
+
+    async fn graph_once<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        request: &impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Option<T>, GraphError> {
+        let response = self.send(request()).await.map_err(|error| {
+            crate::telemetry::metrics::microsoft_request("graph", "transport");
+            GraphError::transport(operation, &error)
+        })?;
+        let status = response.status().as_u16();
+        let wait = retry_after(response.headers());
+        let body = response.text().await.map_err(|error| {
+            crate::telemetry::metrics::microsoft_request("graph", "transport");
+            // The answer began: Microsoft may well have acted.
+            let mut lost = GraphError::transport(operation, &error);
+            lost.http_status = Some(status);
+            lost
+        })?;
+        if !(200..300).contains(&status) {
+            let error = classify_graph_error(operation, status, &body, wait);
+            crate::telemetry::metrics::microsoft_request("graph", error.kind.as_str());
+            return Err(error);
+        }
+        crate::telemetry::metrics::microsoft_request("graph", "ok");
+        if status == 204 || body.trim().is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(&body).map(Some).map_err(|error| {
+            GraphError::unexpected(operation, format!("unexpected answer shape: {error}"))
+        })
     }
 
     async fn graph_get<T: DeserializeOwned>(
@@ -198,7 +254,7 @@ impl MicrosoftClient {
         token: &AccessToken,
         url: Url,
     ) -> Result<T, GraphError> {
-        self.graph_send(operation, || {
+        self.graph_send(operation, Repeat::Safe, || {
             self.http.get(url.clone()).bearer_auth(token.bearer())
         })
         .await?
@@ -326,10 +382,11 @@ impl MicrosoftClient {
             "passwordCredential": { "displayName": display_name, "endDateTime": end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) }
         });
         // addPassword is not idempotent: a retry after a lost answer creates a second
-        // secret. Only answers that prove nothing was created (429, 503) are retried;
-        // the rotation journal (issue 5) recognises leftovers by display name.
+        // secret. Only answers that prove nothing was created (429, 503) are retried; on
+        // any other failure the caller reads the application and looks for the secret by
+        // its display name (`GraphError::may_have_acted`).
         let created: NewPasswordBody = self
-            .graph_send(OPERATION, || {
+            .graph_send(OPERATION, Repeat::OnlyIfRefused, || {
                 self.http
                     .post(url.clone())
                     .bearer_auth(token.bearer())
@@ -348,26 +405,50 @@ impl MicrosoftClient {
     }
 
     /// Removes one client secret from the organization's own application by its keyId.
+    /// Safe to repeat: a key that is already gone (a 400 or 404, after which a read of the
+    /// application no longer shows it; e.g. the answer to an earlier request was lost) is
+    /// success, `Removal::AlreadyGone`.
     pub async fn remove_password(
         &self,
         endpoints: &Endpoints,
         token: &AccessToken,
         key_id: Uuid,
-    ) -> Result<(), GraphError> {
+    ) -> Result<Removal, GraphError> {
         let url = endpoints.graph_url(&format!(
             "applications{}/removePassword",
             app_id_key(&endpoints.client_id.to_string())
         ));
         let body = serde_json::json!({ "keyId": key_id });
-        let _: Option<serde_json::Value> = self
-            .graph_send("removePassword", || {
+        let removed: Result<Option<serde_json::Value>, GraphError> = self
+            .graph_send("removePassword", Repeat::Safe, || {
                 self.http
                     .post(url.clone())
                     .bearer_auth(token.bearer())
                     .json(&body)
             })
-            .await?;
-        Ok(())
+            .await;
+        match removed {
+            Ok(_) => Ok(Removal::Removed),
+            Err(error)
+                if matches!(
+                    error.kind,
+                    GraphFailure::BadRequest | GraphFailure::NotFound
+                ) =>
+            {
+                // Graph's wording is not a contract: the application's list is.
+                let application = self.get_application(endpoints, token).await?;
+                if application
+                    .password_credentials
+                    .iter()
+                    .any(|credential| credential.key_id == key_id)
+                {
+                    Err(error)
+                } else {
+                    Ok(Removal::AlreadyGone)
+                }
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Calls SharePoint REST with a SharePoint token, to learn whether SharePoint

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use cloud::{Endpoints, Resource};
 pub use errors::{GraphError, GraphFailure, TokenError, TokenFailure};
+pub use graph::Removal;
 pub use retry::RetryPolicy;
 
 use crate::config::MicrosoftSettings;

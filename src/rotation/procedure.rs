@@ -1,16 +1,25 @@
-//! The journaled rotation of one organization's client secret (issue 5's "How"), one step
-//! after another, each recorded before the call to Microsoft that follows it, so that a
-//! rotation interrupted anywhere resumes where it stopped:
+//! The journaled rotation of one organization's client secret: a state machine driven by
+//! the journal (`rotations.step`), one function per step, each step recorded before the
+//! call to Microsoft that follows it, so that a rotation interrupted anywhere resumes where
+//! it stopped:
 //!
 //! intent -> added (addPassword; the secret sealed at once) -> verified (tokens and a Graph
 //! call with the new secret, retried while Microsoft propagates it) -> delivered (to every
 //! deliverer) -> activated (the new secret becomes current) -> finished (after the grace
 //! period, removePassword of the replaced secret, and only it).
 //!
-//! Recovery: a rotation resumes at its recorded step; at `intent`, a secret on the app that
-//! carries the rotation's name was created by an attempt that died before storing it, and
-//! is removed before a new one is added; at removal, a replaced secret already gone from the
-//! app (removed by an attempt that died before recording it) counts as removed.
+//! What makes each step safe to repeat after any fault (issue 9):
+//! - The next step is decided only from the journal as read under the organization's lock,
+//!   re-read before every step; a step's write is conditional on the step it expects, so a
+//!   daemon that stalled or lost its lock changes nothing that moved on without it.
+//! - addPassword is never re-sent blindly: when its answer is lost, the application is read
+//!   and a secret carrying the rotation's name is removed (it can never be used: its text is
+//!   lost) before a new one is added. Secrets with the rotation's name that appear later
+//!   (Microsoft's reads lag its writes) are removed when the rotation finishes.
+//! - removePassword of a key already gone is success; every removal is journaled
+//!   (`removing_key_id`, audited `credential.removing`) before the call.
+//! - A database error is not a Microsoft failure: the step is retried within a minute, and
+//!   a secret Microsoft created is kept in memory until it is stored.
 //!
 //! A failed attempt records why (`FailureReason`) and when to try again; the checks turn
 //! the reason into an alert that says what to do. The `failpoint` hooks let the tests kill
@@ -27,8 +36,12 @@ use super::plan::{self, RotationPolicy};
 use crate::context::Context;
 use crate::crypto::{SealContext, Sealed};
 use crate::failpoint;
-use crate::microsoft::{GraphError, GraphFailure, Resource, TokenError, TokenFailure};
-use crate::store::{self, audit::AuditEntry};
+use crate::microsoft::graph::{Application, NewPassword};
+use crate::microsoft::token::AccessToken;
+use crate::microsoft::{
+    Endpoints, GraphError, GraphFailure, Removal, Resource, TokenError, TokenFailure,
+};
+use crate::store::{self, audit::AuditEntry, checks::TargetRow, rotations::RotationRow};
 
 #[derive(Debug, Clone)]
 pub struct RotationSettings {
@@ -47,6 +60,16 @@ pub struct Report {
     pub new_key_id: Option<Uuid>,
 }
 
+impl Report {
+    fn of(rotation: &RotationRow) -> Report {
+        Report {
+            rotation_id: rotation.id,
+            step: rotation.step.clone(),
+            new_key_id: rotation.new_key_id,
+        }
+    }
+}
+
 /// Why a rotation attempt failed, as recorded and as the alerts name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureReason {
@@ -57,9 +80,11 @@ pub enum FailureReason {
     SecretsNotAllowed,
     /// The policy refused even the shortest lifetime tried.
     LifetimePolicy,
-    /// The current secret no longer gets tokens, or the app is gone: the checks say which.
+    /// The current secret no longer gets tokens, consent is gone, or the app is gone: the
+    /// checks say which.
     AccessLost,
-    /// The new secret still failed when the verification limit ran out.
+    /// The new secret still failed when the verification limit ran out, or failed in a way
+    /// that waiting does not change.
     NotVerified,
     /// A deliverer failed; the new secret does not become current until all succeed.
     DeliveryFailed,
@@ -130,16 +155,170 @@ impl From<TokenError> for Failure {
     }
 }
 
+/// A Graph refusal judged with the token that was refused: a 403 to a token that carries no
+/// application permission at all means consent is gone (the checks' business), not that
+/// the rotation permission is missing.
+fn graph_failure(error: GraphError, token: &AccessToken) -> Failure {
+    if error.kind != GraphFailure::Forbidden {
+        return error.into();
+    }
+    let roles = token.claims.roles();
+    let has = |role: &str| roles.iter().any(|granted| granted == role);
+    let (reason, why) = if roles.is_empty() {
+        (
+            FailureReason::AccessLost,
+            "the token carries no application permission: admin consent appears revoked",
+        )
+    } else if has("Application.ReadWrite.All") {
+        (
+            FailureReason::NotAuthorized,
+            "the app holds Application.ReadWrite.All and is still refused",
+        )
+    } else if has("Application.ReadWrite.OwnedBy") {
+        (
+            FailureReason::NotAuthorized,
+            "the app has Application.ReadWrite.OwnedBy, but its service principal is not an owner of its own application object",
+        )
+    } else if has("Directory.ReadWrite.All") {
+        // Listed by Microsoft's docs, not confirmed to work live (reference §13).
+        (
+            FailureReason::NotAuthorized,
+            "Directory.ReadWrite.All is not enough here: grant Application.ReadWrite.OwnedBy (with the app owning itself) or Application.ReadWrite.All",
+        )
+    } else {
+        (
+            FailureReason::NotAuthorized,
+            "the app lacks Application.ReadWrite.OwnedBy",
+        )
+    };
+    Failure {
+        reason,
+        message: format!("{why}: {error}"),
+    }
+}
+
+/// Failures of the new secret that waiting for Microsoft's propagation may cure.
+fn propagating_token(error: &TokenError) -> bool {
+    error.kind.is_retryable() || error.kind == TokenFailure::SecretInvalid
+}
+
+fn propagating_graph(error: &GraphError) -> bool {
+    error.kind.is_retryable() || error.kind == GraphFailure::Unauthorized
+}
+
 const ACTOR: &str = "rotation";
 
 fn display_name(rotation_id: Uuid) -> String {
     format!("kodo-access rotation {rotation_id}")
 }
 
+/// The secrets on the application that carry this rotation's name.
+fn named(application: &Application, rotation_id: Uuid) -> Vec<Uuid> {
+    let name = display_name(rotation_id);
+    application
+        .password_credentials
+        .iter()
+        .filter(|credential| credential.display_name.as_deref() == Some(name.as_str()))
+        .map(|credential| credential.key_id)
+        .collect()
+}
+
+/// How often one attempt looks for (and removes) what a lost addPassword answer created,
+/// and adds again.
+const LOST_ANSWERS_PER_ATTEMPT: u32 = 3;
+
 /// Another kodo-access (or another command) is rotating this organization right now.
 #[derive(Debug, thiserror::Error)]
 #[error("another kodo-access is rotating organization {0} right now")]
 pub struct RotationBusy(pub Uuid);
+
+/// A failure already recorded in the rotation's journal.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct RecordedFailure(String);
+
+/// The lock may be someone else's now: their rotation is not ours to mark as failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct LockLost(String);
+
+/// `Report::step` when there was nothing to do after all.
+pub const NOT_DUE: &str = "not_due";
+
+/// The journal's steps, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Intent,
+    Added,
+    Verified,
+    Delivered,
+    Activated,
+    Finished,
+}
+
+impl Step {
+    fn parse(step: &str) -> Option<Step> {
+        Some(match step {
+            "intent" => Step::Intent,
+            "added" => Step::Added,
+            "verified" => Step::Verified,
+            "delivered" => Step::Delivered,
+            "activated" => Step::Activated,
+            "finished" => Step::Finished,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Step::Intent => "intent",
+            Step::Added => "added",
+            Step::Verified => "verified",
+            Step::Delivered => "delivered",
+            Step::Activated => "activated",
+            Step::Finished => "finished",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// The scheduled job: start only if the plan says so, resume only when the wait is over.
+    Due,
+    /// `kodo-access rotate`: start a rotation if none is open, else resume the open one.
+    OnDemand,
+    /// Go on with this rotation, and only with it: nothing starts a new one.
+    Resume(Uuid),
+}
+
+/// What the journal, read under the lock, says to do.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    Continue,
+    Begin,
+    /// Nothing to do now (not due, backing off, claimed by a verifier, or moved on).
+    Stop,
+    NoSecret,
+}
+
+/// The decision that opens every locked stretch: pure, from the journal and the plan.
+fn start(
+    trigger: Trigger,
+    open: Option<&RotationRow>,
+    due_by_plan: bool,
+    has_secret: bool,
+    now: chrono::DateTime<Utc>,
+) -> Start {
+    match (trigger, open) {
+        (Trigger::Resume(id), Some(open)) if open.id == id => Start::Continue,
+        (Trigger::Resume(_), _) => Start::Stop,
+        (Trigger::Due, Some(open)) if open.next_attempt_at > now => Start::Stop,
+        (_, Some(_)) => Start::Continue,
+        (Trigger::Due, None) if !due_by_plan => Start::Stop,
+        (_, None) if !has_secret => Start::NoSecret,
+        (_, None) => Start::Begin,
+    }
+}
 
 /// Starts a rotation if none is open, else resumes the open one, and drives it as far as it
 /// can go now. Every step that changes something (the intent, addPassword, delivery,
@@ -176,14 +355,12 @@ pub async fn rotate_if_due(
     rotate_with(context, organization_id, deliverers, settings, Trigger::Due).await
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Trigger {
-    Due,
-    OnDemand,
+/// How far one locked stretch got.
+enum Progress {
+    Done(Report),
+    /// At `added`: verify without the lock, then go on with this rotation.
+    Verify(Uuid),
 }
-
-/// `Report::step` when there was nothing to do after all.
-pub const NOT_DUE: &str = "not_due";
 
 async fn rotate_with(
     context: &Context,
@@ -192,61 +369,130 @@ async fn rotate_with(
     settings: &RotationSettings,
     trigger: Trigger,
 ) -> anyhow::Result<Report> {
-    let result = async {
-        let report =
-            rotate_under_lock(context, organization_id, deliverers, settings, trigger).await?;
-        if report.step != "added" {
-            return Ok(report);
+    let mut trigger = trigger;
+    // The rotation this call works on, once known: after any interruption it goes on with
+    // that one only.
+    let mut rotation_id = None;
+    let mut outage = DatabaseOutage::default();
+    loop {
+        let attempt = async {
+            match drive(
+                context,
+                organization_id,
+                deliverers,
+                settings,
+                trigger,
+                &mut rotation_id,
+            )
+            .await?
+            {
+                Progress::Done(report) => Ok(Some(report)),
+                Progress::Verify(id) => verify(context, organization_id, id, settings).await,
+            }
         }
-        verify(context, organization_id, report.rotation_id, settings).await?;
-        // Verified now: whatever the trigger, go on.
-        rotate_under_lock(
-            context,
-            organization_id,
-            deliverers,
-            settings,
-            Trigger::OnDemand,
-        )
-        .await
-    }
-    .await;
-    match result {
-        Err(error)
-            if !error.is::<RotationBusy>()
-                && !error.is::<RecordedFailure>()
-                && !error.is::<LockLost>() =>
-        {
-            // A database error, a secret that does not open, a lost lock: recorded like any
-            // failure (backoff, alert) when a rotation is under way.
-            Err(record_unexpected(context, organization_id, error).await)
+        .await;
+        if let Some(id) = rotation_id {
+            trigger = Trigger::Resume(id);
         }
-        other => other,
+        match attempt {
+            Ok(Some(report)) => return Ok(report),
+            Ok(None) => continue, // verified: on to delivery
+            Err(error) if error.is::<RotationBusy>() || error.is::<RecordedFailure>() => {
+                return Err(error);
+            }
+            Err(error) if is_database_trouble(&error) || error.is::<LockLost>() => {
+                match outage.next_wait() {
+                    Some(wait) => {
+                        outage.log_once(organization_id, &error, wait);
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = context.shutdown.cancelled() => return Err(error),
+                        }
+                    }
+                    // Nothing recorded: the journal is where it was, and the next pass
+                    // resumes it there.
+                    None => {
+                        return Err(error.context(
+                            "the database stayed unavailable: the rotation resumes at its recorded step when it is back",
+                        ));
+                    }
+                }
+            }
+            // A secret that does not open, a broken row: recorded like any failure
+            // (backoff, alert) when a rotation is under way.
+            Err(error) => {
+                return Err(record_unexpected(context, organization_id, rotation_id, error).await);
+            }
+        }
     }
 }
 
-/// A failure already recorded in the rotation's journal.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct RecordedFailure(String);
+/// Database trouble (the server away, restarting, refusing connections, the pool dry) as
+/// opposed to an answer from it: retried in seconds, never taken for a Microsoft failure.
+fn is_database_trouble(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .any(transient_database_error)
+}
+
+fn transient_database_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        // Connection exceptions, server shutting down or starting, too many connections.
+        sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
+}
+
+/// The bounded wait for the database during one rotation call: about a minute in all.
+#[derive(Default)]
+struct DatabaseOutage {
+    waits: usize,
+}
+
+const DATABASE_WAITS: [u64; 7] = [1, 2, 4, 8, 15, 15, 15];
+
+impl DatabaseOutage {
+    fn next_wait(&mut self) -> Option<Duration> {
+        let wait = DATABASE_WAITS.get(self.waits).copied()?;
+        self.waits += 1;
+        Some(Duration::from_secs(wait))
+    }
+
+    /// One line per outage, not one per retry.
+    fn log_once(&self, organization_id: Uuid, error: &anyhow::Error, wait: Duration) {
+        if self.waits == 1 {
+            tracing::warn!(organization_id = %organization_id, "rotation interrupted by the database ({error:#}); retrying within a minute, first in {}s", wait.as_secs());
+        }
+    }
+}
 
 async fn record_unexpected(
     context: &Context,
     organization_id: Uuid,
+    rotation_id: Option<Uuid>,
     error: anyhow::Error,
 ) -> anyhow::Error {
+    let Some(rotation_id) = rotation_id else {
+        return error; // nothing started: nothing to record it in
+    };
     let open = async {
         let mut connection = context.pool.acquire().await?;
-        let history = store::rotations::history(&mut connection, Some(organization_id)).await?;
-        Ok::<_, sqlx::Error>(history.into_iter().find(|row| row.finished_at.is_none()))
+        store::rotations::by_id(&mut connection, rotation_id).await
     };
     match open.await {
-        Ok(Some(rotation)) => {
+        Ok(rotation) if rotation.finished_at.is_none() => {
             record_failure(
                 context,
-                organization_id,
-                &rotation.organization,
-                rotation.id,
-                rotation.attempts as u32,
+                &rotation,
+                &organization_id.to_string(),
                 None,
                 Failure {
                     reason: FailureReason::Failed,
@@ -255,68 +501,36 @@ async fn record_unexpected(
             )
             .await
         }
-        // Nothing started, or the database is away: nothing to record it in.
         _ => error,
     }
 }
 
-async fn rotate_under_lock(
-    context: &Context,
-    organization_id: Uuid,
-    deliverers: &[Deliverer],
-    settings: &RotationSettings,
-    trigger: Trigger,
-) -> anyhow::Result<Report> {
-    // Each locked stretch holds two connections (the lock's and the work's); the slots keep
-    // the pool from running dry, whatever the number of rotations under way.
-    let _slot = context.rotation_slots.acquire().await?;
-    let mut lock = context.pool.acquire().await?;
-    if !store::rotations::try_lock(&mut lock, organization_id).await? {
-        return Err(RotationBusy(organization_id).into());
-    }
-    let result = rotate_locked(
-        context,
-        &mut lock,
-        organization_id,
-        deliverers,
-        settings,
-        trigger,
-    )
-    .await;
-    match store::rotations::unlock(&mut lock, organization_id).await {
-        Ok(true) => {}
-        // Never hand a connection that may still hold the lock back to the pool.
-        _ => drop(lock.detach()),
-    }
-    result
-}
-
 /// Records a failed attempt (why, and when to try again) and returns the error to report.
+/// With `at_step`, only while the rotation is still there.
 async fn record_failure(
     context: &Context,
-    organization_id: Uuid,
+    rotation: &RotationRow,
     organization: &str,
-    rotation_id: Uuid,
-    attempts: u32,
-    at_step: Option<&str>,
+    at_step: Option<Step>,
     failure: Failure,
 ) -> anyhow::Error {
-    let next = Utc::now() + plan::backoff(attempts + 1);
+    let next = Utc::now() + plan::backoff(rotation.attempts as u32 + 1);
     let recorded = async {
         let mut connection = context.pool.acquire().await?;
         store::rotations::failed(
             &mut connection,
-            rotation_id,
-            at_step,
+            rotation.id,
+            at_step.map(Step::as_str),
             failure.reason.as_str(),
             &failure.message,
             next,
         )
         .await?;
         // The check turns the failure into its alert now, not at its next turn.
-        store::checks::check_soon(&mut connection, organization_id).await?;
+        store::checks::check_soon(&mut connection, rotation.organization_id).await?;
         Ok::<(), sqlx::Error>(())
     };
+    let rotation_id = rotation.id;
     if let Err(error) = recorded.await {
         return anyhow::anyhow!(
             "rotation {rotation_id} of {organization} ({}): {}; and recording the failure failed: {error}",
@@ -334,24 +548,694 @@ async fn record_failure(
     .into()
 }
 
-/// The `verified` step: the new secret gets a token for every checked resource and reads
-/// Graph, however long propagation takes (up to the limit). Runs without the rotation
-/// lock: it changes nothing at Microsoft. While it waits, the rotation is claimed (its next
-/// attempt put off) so that other daemons leave it alone; the step is recorded only if no
-/// one else recorded it meanwhile.
+/// One locked stretch: takes the organization's lock, then steps while steps can be taken.
+async fn drive(
+    context: &Context,
+    organization_id: Uuid,
+    deliverers: &[Deliverer],
+    settings: &RotationSettings,
+    trigger: Trigger,
+    rotation_id: &mut Option<Uuid>,
+) -> anyhow::Result<Progress> {
+    // Each locked stretch holds two connections (the lock's and the work's); the slots keep
+    // the pool from running dry, whatever the number of rotations under way.
+    let _slot = context.rotation_slots.acquire().await?;
+    let mut lock = context.pool.acquire().await?;
+    if !store::rotations::try_lock(&mut lock, organization_id).await? {
+        return Err(RotationBusy(organization_id).into());
+    }
+    let result = async {
+        let organization = {
+            let mut connection = context.pool.acquire().await?;
+            store::checks::targets(&mut connection, &[organization_id])
+                .await?
+                .pop()
+                .ok_or_else(|| anyhow::anyhow!("no organization {organization_id}"))?
+        };
+        let endpoints =
+            crate::checks::run::endpoints(context, &organization).map_err(anyhow::Error::msg)?;
+        let mut run = Locked {
+            context,
+            lock: &mut lock,
+            organization_id,
+            organization,
+            endpoints,
+            deliverers,
+            settings,
+        };
+        run.steps(trigger, rotation_id).await
+    }
+    .await;
+    match store::rotations::unlock(&mut lock, organization_id).await {
+        Ok(true) => {}
+        // Never hand a connection that may still hold the lock back to the pool.
+        _ => drop(lock.detach()),
+    }
+    result
+}
+
+/// What a step leaves for the next: read the journal again, or stop for now.
+enum Next {
+    Again,
+    Wait,
+}
+
+/// A rotation's locked stretch: the lock, the organization as read at its start, and the
+/// steps, each a function of the journal row read under the lock.
+struct Locked<'a> {
+    context: &'a Context,
+    lock: &'a mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+    organization_id: Uuid,
+    organization: TargetRow,
+    endpoints: Endpoints,
+    deliverers: &'a [Deliverer],
+    settings: &'a RotationSettings,
+}
+
+impl Locked<'_> {
+    async fn steps(
+        &mut self,
+        mut trigger: Trigger,
+        rotation_id: &mut Option<Uuid>,
+    ) -> anyhow::Result<Progress> {
+        loop {
+            let rotation = match self.journal(trigger).await? {
+                Ok(rotation) => rotation,
+                Err(report) => return Ok(Progress::Done(report)),
+            };
+            *rotation_id = Some(rotation.id);
+            trigger = Trigger::Resume(rotation.id);
+            let step = Step::parse(&rotation.step).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "rotation {} is at an unknown step {:?}",
+                    rotation.id,
+                    rotation.step
+                )
+            })?;
+            let next = match step {
+                Step::Intent => self.add(&rotation).await?,
+                Step::Added => return Ok(Progress::Verify(rotation.id)),
+                Step::Verified => self.deliver(&rotation).await?,
+                Step::Delivered => self.activate(&rotation).await?,
+                Step::Activated => self.finish(&rotation).await?,
+                Step::Finished => return Ok(Progress::Done(Report::of(&rotation))),
+            };
+            if let Next::Wait = next {
+                return Ok(Progress::Done(Report::of(&self.reread(rotation.id).await?)));
+            }
+        }
+    }
+
+    /// The rotation to work on, read now, under the lock; or the report of why there is
+    /// none (not due, moved on, finished).
+    async fn journal(&mut self, trigger: Trigger) -> anyhow::Result<Result<RotationRow, Report>> {
+        let open = {
+            let mut connection = self.context.pool.acquire().await?;
+            store::rotations::open(&mut connection, self.organization_id).await?
+        };
+        let row = &self.organization;
+        let due_by_plan = row.end_at.is_some_and(|end| {
+            let policy = self.settings.policy.for_organization(&row.settings.0);
+            plan::decide(&policy, row.start_at, end, 0, None, Utc::now()) == plan::Decision::Rotate
+        });
+        match start(
+            trigger,
+            open.as_ref(),
+            due_by_plan,
+            row.credential_id.is_some(),
+            Utc::now(),
+        ) {
+            Start::Continue => Ok(Ok(open.expect("an open rotation"))),
+            Start::Begin => Ok(Ok(self.begin().await?)),
+            Start::Stop => Ok(Err(match (trigger, open) {
+                (Trigger::Resume(id), _) => Report::of(&self.reread(id).await?),
+                (_, Some(open)) => Report {
+                    step: NOT_DUE.into(),
+                    ..Report::of(&open)
+                },
+                (_, None) => Report {
+                    rotation_id: Uuid::nil(),
+                    step: NOT_DUE.into(),
+                    new_key_id: None,
+                },
+            })),
+            // Nothing to rotate, and a rotation started from nothing could never finish.
+            Start::NoSecret => Err(crate::domain::input_error(format!(
+                "{} has no current secret to rotate: store one with kodo-access org set-secret",
+                row.name
+            ))
+            .into()),
+        }
+    }
+
+    async fn reread(&self, rotation_id: Uuid) -> anyhow::Result<RotationRow> {
+        let mut connection = self.context.pool.acquire().await?;
+        Ok(store::rotations::by_id(&mut connection, rotation_id).await?)
+    }
+
+    fn audit<'e>(
+        &'e self,
+        rotation_id: Uuid,
+        action: &'static str,
+        credential_id: Option<Uuid>,
+        key_id: Option<Uuid>,
+    ) -> AuditEntry<'e> {
+        AuditEntry {
+            actor: ACTOR,
+            action,
+            organization_id: Some(self.organization_id),
+            organization_name: Some(&self.organization.name),
+            credential_id,
+            key_id,
+            rotation_id: Some(rotation_id),
+            ..Default::default()
+        }
+    }
+
+    /// Records the failure of this step (only while the rotation is still at it).
+    async fn fail<T>(&self, rotation: &RotationRow, failure: Failure) -> anyhow::Result<T> {
+        Err(record_failure(
+            self.context,
+            rotation,
+            &self.organization.name,
+            Step::parse(&rotation.step),
+            failure,
+        )
+        .await)
+    }
+
+    /// The fencing check before each call to Microsoft: stop if the lock is no longer ours.
+    async fn fence(&mut self) -> anyhow::Result<()> {
+        let organization_id = self.organization_id;
+        match store::rotations::still_locked(self.lock, organization_id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(LockLost(format!(
+                "lost the rotation lock of {organization_id}; stopping before calling Microsoft"
+            ))
+            .into()),
+            Err(error) => Err(LockLost(format!(
+                "cannot confirm the rotation lock of {organization_id} ({error}); stopping before calling Microsoft"
+            ))
+            .into()),
+        }
+    }
+
+    fn open_secret(
+        &self,
+        credential: &store::rotations::CredentialRef,
+    ) -> anyhow::Result<SecretString> {
+        self.context
+            .keyring
+            .open(
+                &Sealed {
+                    key_id: credential.secret_key_id.clone(),
+                    blob: credential.secret_sealed.clone(),
+                },
+                SealContext {
+                    organization_id: self.organization_id,
+                    credential_id: credential.id,
+                },
+            )
+            .map_err(|error| anyhow::anyhow!("the stored secret {error}"))
+    }
+
+    async fn credential(
+        &self,
+        id: Option<Uuid>,
+    ) -> anyhow::Result<store::rotations::CredentialRef> {
+        let id = id.ok_or_else(|| anyhow::anyhow!("the rotation has no such secret"))?;
+        let mut connection = self.context.pool.acquire().await?;
+        Ok(store::rotations::credential(&mut connection, id).await?)
+    }
+
+    async fn graph_token(
+        &self,
+        rotation: &RotationRow,
+        secret: &SecretString,
+    ) -> anyhow::Result<AccessToken> {
+        match self
+            .context
+            .microsoft
+            .token(&self.endpoints, secret, Resource::Graph)
+            .await
+        {
+            Ok(token) => Ok(token),
+            Err(error) => self.fail(rotation, error.into()).await,
+        }
+    }
+
+    async fn application(
+        &self,
+        rotation: &RotationRow,
+        token: &AccessToken,
+    ) -> anyhow::Result<Application> {
+        match self
+            .context
+            .microsoft
+            .get_application(&self.endpoints, token)
+            .await
+        {
+            Ok(application) => Ok(application),
+            Err(error) => self.fail(rotation, graph_failure(error, token)).await,
+        }
+    }
+
+    /// Records the intent to rotate, before anything is asked of Microsoft.
+    async fn begin(&mut self) -> anyhow::Result<RotationRow> {
+        failpoint::hit("rotation-before-intent").await;
+        let row = &self.organization;
+        let mut transaction = self.context.pool.begin().await?;
+        let rotation = store::rotations::begin(
+            &mut transaction,
+            Uuid::now_v7(),
+            self.organization_id,
+            row.credential_id,
+            "due",
+        )
+        .await?;
+        let entry = self.audit(
+            rotation.id,
+            "rotation.started",
+            row.credential_id,
+            row.key_id,
+        );
+        store::audit::record(&mut transaction, entry).await?;
+        transaction.commit().await?;
+        failpoint::hit("rotation-after-intent").await;
+        Ok(rotation)
+    }
+
+    /// Removes a secret at Microsoft, journaled first (`removing_key_id`, audited as
+    /// `credential.removing`) and, for a leftover of this rotation, recorded after. False
+    /// when the rotation moved on before the call (nothing was removed).
+    async fn remove_leftover(
+        &mut self,
+        rotation: &RotationRow,
+        token: &AccessToken,
+        key_id: Uuid,
+    ) -> anyhow::Result<bool> {
+        if !self.journal_removal(rotation, key_id, "leftover").await? {
+            return Ok(false);
+        }
+        self.fence().await?;
+        let removal = match self
+            .context
+            .microsoft
+            .remove_password(&self.endpoints, token, key_id)
+            .await
+        {
+            Ok(removal) => removal,
+            Err(error) => {
+                let mut failure = graph_failure(error, token);
+                failure.message = format!(
+                    "removing the secret {key_id} a lost answer left: {}",
+                    failure.message
+                );
+                return self.fail(rotation, failure).await;
+            }
+        };
+        let mut transaction = self.context.pool.begin().await?;
+        store::rotations::removed(&mut transaction, rotation.id).await?;
+        let mut entry = self.audit(rotation.id, "credential.orphan_removed", None, Some(key_id));
+        entry.details = serde_json::json!({
+            "why": "created by this rotation for an answer that never arrived: its text is lost",
+            "already_gone": removal == Removal::AlreadyGone,
+        });
+        store::audit::record(&mut transaction, entry).await?;
+        transaction.commit().await?;
+        tracing::warn!(organization = %self.organization.name, rotation = %rotation.id, key_id = %key_id, "removed a secret whose answer was lost");
+        Ok(true)
+    }
+
+    /// The write-ahead record of a removal: journaled and audited before the call.
+    async fn journal_removal(
+        &self,
+        rotation: &RotationRow,
+        key_id: Uuid,
+        what: &str,
+    ) -> anyhow::Result<bool> {
+        let mut transaction = self.context.pool.begin().await?;
+        if !store::rotations::removing(&mut transaction, rotation.id, &rotation.step, key_id)
+            .await?
+        {
+            return Ok(false);
+        }
+        let mut entry = self.audit(rotation.id, "credential.removing", None, Some(key_id));
+        entry.details = serde_json::json!({ "what": what });
+        store::audit::record(&mut transaction, entry).await?;
+        transaction.commit().await?;
+        Ok(true)
+    }
+
+    /// `intent` -> `added`: addPassword, then the secret sealed and stored before anything
+    /// else. Never re-sent blindly: after an answer that does not prove nothing happened,
+    /// the application is read and what the lost answer created is removed first.
+    async fn add(&mut self, rotation: &RotationRow) -> anyhow::Result<Next> {
+        let old = self.credential(rotation.old_credential_id).await?;
+        let current = self.open_secret(&old)?;
+        let token = self.graph_token(rotation, &current).await?;
+        // A secret with this rotation's name was created by an attempt whose answer was lost
+        // or that died before storing it: nobody can ever use it.
+        let application = self.application(rotation, &token).await?;
+        for key_id in named(&application, rotation.id) {
+            if !self.remove_leftover(rotation, &token, key_id).await? {
+                return Ok(Next::Again);
+            }
+        }
+        // The configured lifetime, then shorter ones while the tenant's policy refuses.
+        let limit = self
+            .organization
+            .secret_lifetime_limit_days
+            .map(|days| chrono::Duration::days(days.into()));
+        let ladder = plan::lifetime_ladder(&self.settings.policy, limit);
+        let (mut index, mut lost) = (0, 0);
+        while let Some(lifetime) = ladder.get(index) {
+            let end = Utc::now() + *lifetime;
+            self.fence().await?;
+            failpoint::hit("rotation-before-added").await;
+            match self
+                .context
+                .microsoft
+                .add_password(&self.endpoints, &token, &display_name(rotation.id), end)
+                .await
+            {
+                Ok(created) => {
+                    if index > 0 {
+                        self.learn_lifetime(rotation, ladder[0], *lifetime).await?;
+                    }
+                    failpoint::hit("rotation-after-added").await;
+                    return self.store_added(rotation, created).await;
+                }
+                Err(error)
+                    if error.kind == GraphFailure::LifetimeTooLong && index + 1 < ladder.len() =>
+                {
+                    tracing::info!(organization = %self.organization.name, rotation = %rotation.id, "the tenant's policy refused {} days; trying shorter", lifetime.num_days());
+                    index += 1;
+                }
+                Err(error) if error.may_have_acted() && lost < LOST_ANSWERS_PER_ATTEMPT => {
+                    lost += 1;
+                    tracing::warn!(organization = %self.organization.name, rotation = %rotation.id, "addPassword's answer was lost ({error}): looking for the secret it may have created");
+                    let application = self.application(rotation, &token).await?;
+                    for key_id in named(&application, rotation.id) {
+                        if !self.remove_leftover(rotation, &token, key_id).await? {
+                            return Ok(Next::Again);
+                        }
+                    }
+                }
+                Err(error) => return self.fail(rotation, graph_failure(error, &token)).await,
+            }
+        }
+        Err(anyhow::anyhow!("no lifetime to try"))
+    }
+
+    async fn learn_lifetime(
+        &self,
+        rotation: &RotationRow,
+        asked: chrono::Duration,
+        accepted: chrono::Duration,
+    ) -> anyhow::Result<()> {
+        let mut connection = self.context.pool.acquire().await?;
+        store::rotations::learn_lifetime_limit(
+            &mut connection,
+            self.organization_id,
+            accepted.num_days(),
+        )
+        .await?;
+        let mut entry = self.audit(rotation.id, "rotation.lifetime_limited", None, None);
+        entry.details = serde_json::json!({
+            "asked_days": asked.num_days(),
+            "accepted_days": accepted.num_days(),
+            "why": "the tenant's app-management policy refused a longer lifetime",
+        });
+        store::audit::record(&mut connection, entry).await?;
+        tracing::warn!(organization = %self.organization.name, rotation = %rotation.id, "the tenant's policy limits client secrets: asked {} days, got {}", asked.num_days(), accepted.num_days());
+        Ok(())
+    }
+
+    /// Stores what addPassword created. Its text exists only here, so a database outage is
+    /// waited out (about a minute) rather than losing it; the write is conditional on the
+    /// journal, so a secret another daemon has meanwhile journaled for removal is not
+    /// adopted.
+    async fn store_added(
+        &mut self,
+        rotation: &RotationRow,
+        created: NewPassword,
+    ) -> anyhow::Result<Next> {
+        let credential_id = Uuid::now_v7();
+        let sealed = self.context.keyring.seal(
+            &created.secret_text,
+            SealContext {
+                organization_id: self.organization_id,
+                credential_id,
+            },
+        );
+        let mut outage = DatabaseOutage::default();
+        loop {
+            let stored = async {
+                let mut transaction = self.context.pool.begin().await?;
+                let stored = store::rotations::added(
+                    &mut transaction,
+                    store::rotations::NewSecret {
+                        rotation_id: rotation.id,
+                        credential_id,
+                        organization_id: self.organization_id,
+                        key_id: created.key_id,
+                        hint: created.hint.as_deref(),
+                        display_name: created.display_name.as_deref(),
+                        start_at: created.start_date_time,
+                        end_at: created.end_date_time,
+                        sealed: &sealed,
+                    },
+                )
+                .await?;
+                if stored {
+                    let entry = self.audit(
+                        rotation.id,
+                        "credential.added",
+                        Some(credential_id),
+                        Some(created.key_id),
+                    );
+                    store::audit::record(&mut transaction, entry).await?;
+                    // A failure this attempt got past clears from the status at once.
+                    store::checks::check_soon(&mut transaction, self.organization_id).await?;
+                }
+                transaction.commit().await?;
+                Ok::<bool, sqlx::Error>(stored)
+            }
+            .await;
+            match stored {
+                Ok(true) => return Ok(Next::Again),
+                Ok(false) => {
+                    // Moved on without it: it carries the rotation's name, so whoever goes on
+                    // removes it.
+                    tracing::warn!(organization = %self.organization.name, rotation = %rotation.id, key_id = %created.key_id, "the rotation moved on while its new secret was being stored; it will be removed as a leftover");
+                    return Ok(Next::Again);
+                }
+                Err(error) if transient_database_error(&error) => match outage.next_wait() {
+                    Some(wait) => {
+                        let error = anyhow::Error::from(error);
+                        outage.log_once(self.organization_id, &error, wait);
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            // Left on the app with the rotation's name: removed as a leftover.
+                            _ = self.context.shutdown.cancelled() => return Err(error),
+                        }
+                    }
+                    None => return Err(error.into()),
+                },
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// `verified` -> `delivered`: every deliverer has the new secret before it becomes
+    /// current.
+    async fn deliver(&mut self, rotation: &RotationRow) -> anyhow::Result<Next> {
+        let new = self.credential(rotation.new_credential_id).await?;
+        let secret = self.open_secret(&new)?;
+        self.fence().await?;
+        let delivery = Delivery {
+            organization: &self.organization.name,
+            tenant_id: self.organization.tenant_id,
+            client_id: self.organization.client_id,
+            key_id: rotation.new_key_id,
+            expires_at: new.end_at,
+            secret: &secret,
+        };
+        failpoint::hit("rotation-before-delivered").await;
+        for deliverer in self.deliverers {
+            if let Err(error) = deliver(&self.context.http, deliverer, &delivery).await {
+                let failure = Failure {
+                    reason: FailureReason::DeliveryFailed,
+                    message: format!("delivery to {} failed: {error}", deliverer.describe()),
+                };
+                return self.fail(rotation, failure).await;
+            }
+        }
+        failpoint::hit("rotation-after-delivered").await;
+        let mut transaction = self.context.pool.begin().await?;
+        if store::rotations::advance(&mut transaction, rotation.id, "verified", "delivered").await?
+        {
+            let entry = self.audit(
+                rotation.id,
+                "credential.delivered",
+                Some(new.id),
+                rotation.new_key_id,
+            );
+            store::audit::record(&mut transaction, entry).await?;
+        }
+        transaction.commit().await?;
+        Ok(Next::Again)
+    }
+
+    /// `delivered` -> `activated`: the new secret becomes current.
+    async fn activate(&mut self, rotation: &RotationRow) -> anyhow::Result<Next> {
+        let new_credential_id = rotation
+            .new_credential_id
+            .ok_or_else(|| anyhow::anyhow!("rotation {} has no new secret", rotation.id))?;
+        failpoint::hit("rotation-before-activated").await;
+        let mut transaction = self.context.pool.begin().await?;
+        let activated = store::rotations::activate(
+            &mut transaction,
+            rotation.id,
+            self.organization_id,
+            new_credential_id,
+            self.settings.grace,
+        )
+        .await?;
+        if !activated {
+            return Ok(Next::Again);
+        }
+        let entry = self.audit(
+            rotation.id,
+            "credential.activated",
+            Some(new_credential_id),
+            rotation.new_key_id,
+        );
+        store::audit::record(&mut transaction, entry).await?;
+        // The next check looks at the new secret (and resolves any rotation alert).
+        store::checks::check_soon(&mut transaction, self.organization_id).await?;
+        transaction.commit().await?;
+        failpoint::hit("rotation-after-activated").await;
+        crate::telemetry::metrics::rotation_activated(
+            (Utc::now() - rotation.created_at)
+                .to_std()
+                .unwrap_or_default(),
+        );
+        tracing::info!(organization = %self.organization.name, rotation = %rotation.id, key_id = ?rotation.new_key_id, "the new secret is current");
+        Ok(Next::Again)
+    }
+
+    /// `activated` -> `finished`: after the grace period, the replaced secret (and only it)
+    /// is removed, with any secret of this rotation's name that is not its new one.
+    async fn finish(&mut self, rotation: &RotationRow) -> anyhow::Result<Next> {
+        let new = self.credential(rotation.new_credential_id).await?;
+        let activated_at = new.activated_at.unwrap_or_else(Utc::now);
+        let grace = chrono::Duration::from_std(self.settings.grace).unwrap_or_default();
+        if activated_at + grace > Utc::now() {
+            return Ok(Next::Wait);
+        }
+        let secret = self.open_secret(&new)?;
+        let token = self.graph_token(rotation, &secret).await?;
+        let application = self.application(rotation, &token).await?;
+        for key_id in named(&application, rotation.id) {
+            if Some(key_id) != rotation.new_key_id
+                && !self.remove_leftover(rotation, &token, key_id).await?
+            {
+                return Ok(Next::Again);
+            }
+        }
+        let old = match rotation.old_credential_id {
+            Some(id) => Some(self.credential(Some(id)).await?),
+            None => None,
+        };
+        let mut removed = None;
+        if let Some(old_key_id) = old.as_ref().and_then(|old| old.key_id) {
+            let on_app = application
+                .password_credentials
+                .iter()
+                .any(|credential| credential.key_id == old_key_id);
+            let mut gone = !on_app;
+            if on_app {
+                if !self
+                    .journal_removal(rotation, old_key_id, "replaced")
+                    .await?
+                {
+                    return Ok(Next::Again);
+                }
+                self.fence().await?;
+                failpoint::hit("rotation-before-removed").await;
+                match self
+                    .context
+                    .microsoft
+                    .remove_password(&self.endpoints, &token, old_key_id)
+                    .await
+                {
+                    Ok(removal) => gone = removal == Removal::AlreadyGone,
+                    Err(error) => return self.fail(rotation, graph_failure(error, &token)).await,
+                }
+                failpoint::hit("rotation-after-removed").await;
+            }
+            removed = Some((old_key_id, gone));
+        }
+        let mut transaction = self.context.pool.begin().await?;
+        match (&old, removed) {
+            (Some(old), Some((old_key_id, already_gone))) => {
+                store::rotations::mark_removed(&mut transaction, old.id).await?;
+                let mut entry = self.audit(
+                    rotation.id,
+                    "credential.removed",
+                    Some(old.id),
+                    Some(old_key_id),
+                );
+                if already_gone {
+                    entry.details = serde_json::json!({ "already_gone": true });
+                }
+                store::audit::record(&mut transaction, entry).await?;
+            }
+            (Some(old), None) => {
+                // Never learned Microsoft's id of the old secret: leave it, say so.
+                let mut entry =
+                    self.audit(rotation.id, "credential.not_removed", Some(old.id), None);
+                entry.details = serde_json::json!({ "reason": "its keyId was never learned; remove it in the portal" });
+                store::audit::record(&mut transaction, entry).await?;
+            }
+            (None, _) => {}
+        }
+        // The removal and the end of the rotation commit together: a crash between them
+        // would otherwise remove (and audit) the old secret twice.
+        if !store::rotations::finish(&mut transaction, rotation.id, "activated", "succeeded")
+            .await?
+        {
+            return Ok(Next::Again); // finished by someone else meanwhile: nothing recorded
+        }
+        transaction.commit().await?;
+        crate::telemetry::metrics::rotation_finished();
+        Ok(Next::Again)
+    }
+}
+
+/// The `verified` step: the new secret gets a token for every resource the organization is
+/// checked on and reads Graph, however long propagation takes (up to the limit). Runs
+/// without the rotation lock: it changes nothing at Microsoft. While it waits, the rotation
+/// is claimed (its next attempt put off) so that other daemons leave it alone; the step is
+/// recorded only if the rotation is still at `added`. `None` when verified (go on with this
+/// rotation); a report when it moved on meanwhile (stop: another daemon has it).
 async fn verify(
     context: &Context,
     organization_id: Uuid,
     rotation_id: Uuid,
     settings: &RotationSettings,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Report>> {
     let claim = settings.verify_timeout + Duration::from_secs(5);
     let (rotation, row, new_credential) = {
         let mut connection = context.pool.acquire().await?;
-        if !store::rotations::claim_for_verification(&mut connection, rotation_id, claim).await? {
-            return Ok(()); // moved on meanwhile
-        }
+        let claimed =
+            store::rotations::claim_for_verification(&mut connection, rotation_id, claim).await?;
         let rotation = store::rotations::by_id(&mut connection, rotation_id).await?;
+        if !claimed {
+            return Ok(Some(Report::of(&rotation))); // moved on meanwhile
+        }
         let row = store::checks::targets(&mut connection, &[organization_id])
             .await?
             .pop()
@@ -377,12 +1261,13 @@ async fn verify(
         )
         .map_err(|error| anyhow::anyhow!("the stored secret {error}"))?;
     failpoint::hit("rotation-before-verified").await;
-    let mut resources = crate::checks::run::resources(context, &row);
-    if !resources.contains(&Resource::Graph) {
-        resources.insert(0, Resource::Graph);
-    }
+    let resources = crate::checks::run::resources_that_apply(context, &row);
     let started = tokio::time::Instant::now();
     let mut wait = Duration::from_millis(500);
+    let give_up = |message: String| Failure {
+        reason: FailureReason::NotVerified,
+        message,
+    };
     loop {
         let attempt = async {
             for resource in &resources {
@@ -390,53 +1275,49 @@ async fn verify(
                     .microsoft
                     .token(&endpoints, &new_secret, *resource)
                     .await
-                    .map_err(Failure::from)?;
+                    .map_err(|error| (propagating_token(&error), error.to_string()))?;
                 if *resource == Resource::Graph {
                     context
                         .microsoft
                         .get_application(&endpoints, &token)
                         .await
-                        .map_err(Failure::from)?;
+                        .map_err(|error| (propagating_graph(&error), error.to_string()))?;
                 }
             }
-            Ok::<(), Failure>(())
+            Ok::<(), (bool, String)>(())
         };
-        match attempt.await {
+        let failure = match attempt.await {
             Ok(()) => break,
-            Err(failure) if started.elapsed() + wait > settings.verify_timeout => {
-                let failure = Failure {
-                    reason: FailureReason::NotVerified,
-                    message: format!(
-                        "the new secret still does not work after {}s: {}",
-                        settings.verify_timeout.as_secs(),
-                        failure.message
-                    ),
-                };
-                return Err(record_failure(
-                    context,
-                    organization_id,
-                    &row.name,
-                    rotation_id,
-                    rotation.attempts as u32,
-                    // Not if another daemon verified and went on meanwhile.
-                    Some("added"),
-                    failure,
-                )
-                .await);
+            // Waiting does not change this one: say so now, not after the limit.
+            Err((false, message)) => {
+                give_up(format!("the new secret cannot be verified: {message}"))
             }
-            Err(failure) => {
-                tracing::info!(organization = %row.name, rotation = %rotation_id, "new secret not accepted yet: {}", failure.message);
+            Err((true, message)) if started.elapsed() + wait > settings.verify_timeout => {
+                give_up(format!(
+                    "the new secret still does not work after {}s: {message}",
+                    settings.verify_timeout.as_secs()
+                ))
+            }
+            Err((true, message)) => {
+                tracing::info!(organization = %row.name, rotation = %rotation_id, "new secret not accepted yet: {message}");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = context.shutdown.cancelled() => anyhow::bail!("shutting down while verifying rotation {rotation_id}"),
                 }
                 wait = (wait * 2).min(Duration::from_secs(5));
+                continue;
             }
-        }
+        };
+        // Not if another daemon verified and went on meanwhile.
+        return Err(
+            record_failure(context, &rotation, &row.name, Some(Step::Added), failure).await,
+        );
     }
     failpoint::hit("rotation-after-verified").await;
     let mut transaction = context.pool.begin().await?;
-    if store::rotations::advance(&mut transaction, rotation_id, "added", "verified").await? {
+    let advanced =
+        store::rotations::advance(&mut transaction, rotation_id, "added", "verified").await?;
+    if advanced {
         store::audit::record(
             &mut transaction,
             AuditEntry {
@@ -453,446 +1334,13 @@ async fn verify(
         .await?;
     }
     transaction.commit().await?;
-    Ok(())
-}
-
-async fn rotate_locked(
-    context: &Context,
-    lock: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
-    organization_id: Uuid,
-    deliverers: &[Deliverer],
-    settings: &RotationSettings,
-    trigger: Trigger,
-) -> anyhow::Result<Report> {
-    let row = {
+    if !advanced {
+        // Someone else verified (or failed) it while we waited: theirs to go on with.
         let mut connection = context.pool.acquire().await?;
-        store::checks::targets(&mut connection, &[organization_id])
-            .await?
-            .pop()
-            .ok_or_else(|| anyhow::anyhow!("no organization {organization_id}"))?
-    };
-    let endpoints = crate::checks::run::endpoints(context, &row).map_err(anyhow::Error::msg)?;
-    let open_secret =
-        |credential: &store::rotations::CredentialRef| -> anyhow::Result<SecretString> {
-            context
-                .keyring
-                .open(
-                    &Sealed {
-                        key_id: credential.secret_key_id.clone(),
-                        blob: credential.secret_sealed.clone(),
-                    },
-                    SealContext {
-                        organization_id,
-                        credential_id: credential.id,
-                    },
-                )
-                .map_err(|error| anyhow::anyhow!("the stored secret {error}"))
-        };
-
-    // intent
-    let mut transaction = context.pool.begin().await?;
-    let rotation =
-        match store::rotations::open_for_update(&mut transaction, organization_id).await? {
-            Some(open) if trigger == Trigger::Due && open.next_attempt_at > Utc::now() => {
-                // Backing off, or claimed by a daemon verifying it.
-                return Ok(Report {
-                    rotation_id: open.id,
-                    step: NOT_DUE.into(),
-                    new_key_id: open.new_key_id,
-                });
-            }
-            Some(open) => open,
-            None if trigger == Trigger::Due
-                && !row.end_at.is_some_and(|end| {
-                    let policy = settings.policy.for_organization(&row.settings.0);
-                    plan::decide(&policy, row.start_at, end, 0, None, Utc::now())
-                        == plan::Decision::Rotate
-                }) =>
-            {
-                // Finished by another daemon since the job looked.
-                return Ok(Report {
-                    rotation_id: Uuid::nil(),
-                    step: NOT_DUE.into(),
-                    new_key_id: None,
-                });
-            }
-            None if row.credential_id.is_none() => {
-                // Nothing to rotate, and a rotation started from nothing could never finish.
-                return Err(crate::domain::input_error(format!(
-                    "{} has no current secret to rotate: store one with kodo-access org set-secret",
-                    row.name
-                ))
-                .into());
-            }
-            None => {
-                failpoint::hit("rotation-before-intent").await;
-                let rotation = store::rotations::begin(
-                    &mut transaction,
-                    Uuid::now_v7(),
-                    organization_id,
-                    row.credential_id,
-                    "due",
-                )
-                .await?;
-                store::audit::record(
-                    &mut transaction,
-                    AuditEntry {
-                        actor: ACTOR,
-                        action: "rotation.started",
-                        organization_id: Some(organization_id),
-                        organization_name: Some(&row.name),
-                        credential_id: row.credential_id,
-                        key_id: row.key_id,
-                        rotation_id: Some(rotation.id),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-                transaction.commit().await?;
-                failpoint::hit("rotation-after-intent").await;
-                transaction = context.pool.begin().await?;
-                rotation
-            }
-        };
-    transaction.commit().await?;
-    let rotation_id = rotation.id;
-    let mut step = rotation.step.clone();
-    let mut new_credential_id = rotation.new_credential_id;
-    let mut new_key_id = rotation.new_key_id;
-    let audit =
-        |action: &'static str, credential_id: Option<Uuid>, key_id: Option<Uuid>| AuditEntry {
-            actor: ACTOR,
-            action,
-            organization_id: Some(organization_id),
-            organization_name: Some(&row.name),
-            credential_id,
-            key_id,
-            rotation_id: Some(rotation_id),
-            ..Default::default()
-        };
-    let name = row.name.clone();
-    let attempts = rotation.attempts as u32;
-    let fail = |failure: Failure| {
-        let name = name.clone();
-        async move {
-            Err::<Report, anyhow::Error>(
-                record_failure(
-                    context,
-                    organization_id,
-                    &name,
-                    rotation_id,
-                    attempts,
-                    None,
-                    failure,
-                )
-                .await,
-            )
-        }
-    };
-
-    // added: addPassword, then the secret sealed and stored before anything else.
-    if step == "intent" {
-        let old = {
-            let mut connection = context.pool.acquire().await?;
-            let id = rotation
-                .old_credential_id
-                .ok_or_else(|| anyhow::anyhow!("no current secret to rotate"))?;
-            store::rotations::credential(&mut connection, id).await?
-        };
-        let current = open_secret(&old)?;
-        fence(lock, organization_id).await?;
-        let token = match context
-            .microsoft
-            .token(&endpoints, &current, Resource::Graph)
-            .await
-        {
-            Ok(token) => token,
-            Err(error) => return fail(error.into()).await,
-        };
-        // A secret with this rotation's name that we do not hold was created by an attempt
-        // that died between Microsoft's answer and our commit: nobody can ever use it.
-        let application = match context.microsoft.get_application(&endpoints, &token).await {
-            Ok(application) => application,
-            Err(error) => return fail(error.into()).await,
-        };
-        let name = display_name(rotation_id);
-        for orphan in application
-            .password_credentials
-            .iter()
-            .filter(|credential| credential.display_name.as_deref() == Some(name.as_str()))
-        {
-            fence(lock, organization_id).await?;
-            if let Err(error) = context
-                .microsoft
-                .remove_password(&endpoints, &token, orphan.key_id)
-                .await
-            {
-                let mut failure = Failure::from(error);
-                failure.message = format!(
-                    "removing the orphan secret {}: {}",
-                    orphan.key_id, failure.message
-                );
-                return fail(failure).await;
-            }
-            let mut connection = context.pool.acquire().await?;
-            store::audit::record(
-                &mut connection,
-                audit("credential.orphan_removed", None, Some(orphan.key_id)),
-            )
-            .await?;
-            tracing::warn!(organization = %row.name, rotation = %rotation_id, key_id = %orphan.key_id, "removed a secret an interrupted rotation had created");
-        }
-        // The configured lifetime, then shorter ones while the tenant's policy refuses.
-        let limit = row
-            .secret_lifetime_limit_days
-            .map(|days| chrono::Duration::days(days.into()));
-        let ladder = plan::lifetime_ladder(&settings.policy, limit);
-        let mut created = None;
-        for (index, lifetime) in ladder.iter().enumerate() {
-            let end = Utc::now() + *lifetime;
-            fence(lock, organization_id).await?;
-            failpoint::hit("rotation-before-added").await;
-            match context
-                .microsoft
-                .add_password(&endpoints, &token, &display_name(rotation_id), end)
-                .await
-            {
-                Ok(new) => {
-                    if index > 0 {
-                        let mut connection = context.pool.acquire().await?;
-                        store::rotations::learn_lifetime_limit(
-                            &mut connection,
-                            organization_id,
-                            lifetime.num_days(),
-                        )
-                        .await?;
-                        let mut entry = audit("rotation.lifetime_limited", None, None);
-                        entry.details = serde_json::json!({
-                            "asked_days": ladder[0].num_days(),
-                            "accepted_days": lifetime.num_days(),
-                            "why": "the tenant's app-management policy refused a longer lifetime",
-                        });
-                        store::audit::record(&mut connection, entry).await?;
-                        tracing::warn!(organization = %row.name, rotation = %rotation_id, "the tenant's policy limits client secrets: asked {} days, got {}", ladder[0].num_days(), lifetime.num_days());
-                    }
-                    created = Some(new);
-                    break;
-                }
-                Err(error)
-                    if error.kind == GraphFailure::LifetimeTooLong && index + 1 < ladder.len() =>
-                {
-                    tracing::info!(organization = %row.name, rotation = %rotation_id, "the tenant's policy refused {} days; trying shorter", lifetime.num_days());
-                }
-                Err(error) => return fail(error.into()).await,
-            }
-        }
-        let created = created.ok_or_else(|| anyhow::anyhow!("no lifetime to try"))?;
-        failpoint::hit("rotation-after-added").await;
-        let credential_id = Uuid::now_v7();
-        let sealed = context.keyring.seal(
-            &created.secret_text,
-            SealContext {
-                organization_id,
-                credential_id,
-            },
-        );
-        let mut transaction = context.pool.begin().await?;
-        store::rotations::added(
-            &mut transaction,
-            store::rotations::NewSecret {
-                rotation_id,
-                credential_id,
-                organization_id,
-                key_id: created.key_id,
-                hint: created.hint.as_deref(),
-                display_name: created.display_name.as_deref(),
-                start_at: created.start_date_time,
-                end_at: created.end_date_time,
-                sealed: &sealed,
-            },
-        )
-        .await?;
-        store::audit::record(
-            &mut transaction,
-            audit(
-                "credential.added",
-                Some(credential_id),
-                Some(created.key_id),
-            ),
-        )
-        .await?;
-        transaction.commit().await?;
-        step = "added".into();
-        new_credential_id = Some(credential_id);
-        new_key_id = Some(created.key_id);
+        let rotation = store::rotations::by_id(&mut connection, rotation_id).await?;
+        return Ok(Some(Report::of(&rotation)));
     }
-    let new_credential = {
-        let mut connection = context.pool.acquire().await?;
-        let id = new_credential_id
-            .ok_or_else(|| anyhow::anyhow!("rotation {rotation_id} has no new secret"))?;
-        store::rotations::credential(&mut connection, id).await?
-    };
-    let new_secret = open_secret(&new_credential)?;
-
-    // verified: done without the lock (see `rotate`).
-    if step == "added" {
-        return Ok(Report {
-            rotation_id,
-            step,
-            new_key_id,
-        });
-    }
-
-    // delivered: every deliverer has the new secret before it becomes current.
-    if step == "verified" {
-        let delivery = Delivery {
-            organization: &row.name,
-            tenant_id: row.tenant_id,
-            client_id: row.client_id,
-            key_id: new_key_id,
-            expires_at: new_credential.end_at,
-            secret: &new_secret,
-        };
-        fence(lock, organization_id).await?;
-        failpoint::hit("rotation-before-delivered").await;
-        for deliverer in deliverers {
-            if let Err(error) = deliver(&context.http, deliverer, &delivery).await {
-                return fail(Failure {
-                    reason: FailureReason::DeliveryFailed,
-                    message: format!("delivery to {} failed: {error}", deliverer.describe()),
-                })
-                .await;
-            }
-        }
-        failpoint::hit("rotation-after-delivered").await;
-        let mut transaction = context.pool.begin().await?;
-        store::rotations::set_step(&mut transaction, rotation_id, "delivered").await?;
-        store::audit::record(
-            &mut transaction,
-            audit("credential.delivered", new_credential_id, new_key_id),
-        )
-        .await?;
-        transaction.commit().await?;
-        step = "delivered".into();
-    }
-
-    // activated
-    if step == "delivered" {
-        failpoint::hit("rotation-before-activated").await;
-        let mut transaction = context.pool.begin().await?;
-        store::rotations::activate(
-            &mut transaction,
-            rotation_id,
-            organization_id,
-            new_credential.id,
-            settings.grace,
-        )
-        .await?;
-        store::audit::record(
-            &mut transaction,
-            audit("credential.activated", new_credential_id, new_key_id),
-        )
-        .await?;
-        // The next check looks at the new secret (and resolves any rotation alert).
-        store::checks::check_soon(&mut transaction, organization_id).await?;
-        transaction.commit().await?;
-        failpoint::hit("rotation-after-activated").await;
-        crate::telemetry::metrics::rotation_activated(
-            (Utc::now() - rotation.created_at)
-                .to_std()
-                .unwrap_or_default(),
-        );
-        tracing::info!(organization = %row.name, rotation = %rotation_id, key_id = ?new_key_id, "the new secret is current");
-        step = "activated".into();
-        if !settings.grace.is_zero() {
-            return Ok(Report {
-                rotation_id,
-                step,
-                new_key_id,
-            });
-        }
-    }
-
-    // finished: after the grace period, the replaced secret (and only it) is removed.
-    if step == "activated" {
-        let old = {
-            let mut connection = context.pool.acquire().await?;
-            match rotation.old_credential_id {
-                Some(id) => Some(store::rotations::credential(&mut connection, id).await?),
-                None => None,
-            }
-        };
-        let activated_at = new_credential.activated_at.unwrap_or_else(Utc::now);
-        let grace = chrono::Duration::from_std(settings.grace).unwrap_or_default();
-        if activated_at + grace > Utc::now() {
-            return Ok(Report {
-                rotation_id,
-                step,
-                new_key_id,
-            });
-        }
-        let mut transaction = context.pool.begin().await?;
-        if let Some(old) = old {
-            match old.key_id {
-                Some(old_key_id) => {
-                    fence(lock, organization_id).await?;
-                    let token = match context
-                        .microsoft
-                        .token(&endpoints, &new_secret, Resource::Graph)
-                        .await
-                    {
-                        Ok(token) => token,
-                        Err(error) => return fail(error.into()).await,
-                    };
-                    // Gone already when an attempt died after removing it.
-                    let application =
-                        match context.microsoft.get_application(&endpoints, &token).await {
-                            Ok(application) => application,
-                            Err(error) => return fail(error.into()).await,
-                        };
-                    let on_app = application
-                        .password_credentials
-                        .iter()
-                        .any(|credential| credential.key_id == old_key_id);
-                    if on_app {
-                        fence(lock, organization_id).await?;
-                        failpoint::hit("rotation-before-removed").await;
-                        if let Err(error) = context
-                            .microsoft
-                            .remove_password(&endpoints, &token, old_key_id)
-                            .await
-                        {
-                            return fail(error.into()).await;
-                        }
-                        failpoint::hit("rotation-after-removed").await;
-                    }
-                    store::rotations::mark_removed(&mut transaction, old.id).await?;
-                    let mut entry = audit("credential.removed", Some(old.id), Some(old_key_id));
-                    if !on_app {
-                        entry.details = serde_json::json!({ "already_gone": true });
-                    }
-                    store::audit::record(&mut transaction, entry).await?;
-                }
-                None => {
-                    // Never learned Microsoft's id of the old secret: leave it, say so.
-                    let mut entry = audit("credential.not_removed", Some(old.id), None);
-                    entry.details = serde_json::json!({ "reason": "its keyId was never learned; remove it in the portal" });
-                    store::audit::record(&mut transaction, entry).await?;
-                }
-            }
-        }
-        // The removal and the end of the rotation commit together: a crash between them
-        // would otherwise remove (and audit) the old secret twice.
-        store::rotations::finish(&mut transaction, rotation_id, "succeeded").await?;
-        transaction.commit().await?;
-        crate::telemetry::metrics::rotation_finished();
-        step = "finished".into();
-    }
-    Ok(Report {
-        rotation_id,
-        step,
-        new_key_id,
-    })
+    Ok(None)
 }
 
 impl RotationSettings {
@@ -979,25 +1427,93 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
     ))
 }
 
-/// The fencing check before each call to Microsoft: stop if the lock is no longer ours.
-async fn fence(
-    lock: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
-    organization_id: Uuid,
-) -> anyhow::Result<()> {
-    match store::rotations::still_locked(lock, organization_id).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(LockLost(format!(
-            "lost the rotation lock of {organization_id}; stopping before calling Microsoft"
-        ))
-        .into()),
-        Err(error) => Err(LockLost(format!(
-            "cannot confirm the rotation lock of {organization_id} ({error}); stopping before calling Microsoft"
-        ))
-        .into()),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(id: Uuid, next_attempt_in_secs: i64) -> RotationRow {
+        let now = Utc::now();
+        RotationRow {
+            id,
+            organization_id: Uuid::nil(),
+            step: "added".into(),
+            old_credential_id: None,
+            new_credential_id: None,
+            new_key_id: None,
+            attempts: 0,
+            next_attempt_at: now + chrono::Duration::seconds(next_attempt_in_secs),
+            created_at: now,
+            finished_at: None,
+            removing_key_id: None,
+        }
+    }
+
+    #[test]
+    fn only_the_journal_and_the_plan_start_a_rotation() {
+        let now = Utc::now();
+        let (mine, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let waiting = open(mine, 60);
+        let ready = open(mine, -1);
+        let cases: &[(Trigger, Option<&RotationRow>, bool, bool, Start)] = &[
+            // Going on after verification: this rotation, or nothing.
+            (
+                Trigger::Resume(mine),
+                Some(&waiting),
+                false,
+                true,
+                Start::Continue,
+            ),
+            (Trigger::Resume(mine), None, true, true, Start::Stop),
+            (
+                Trigger::Resume(other),
+                Some(&ready),
+                true,
+                true,
+                Start::Stop,
+            ),
+            // The job: due by the plan, or an open rotation whose wait is over.
+            (Trigger::Due, Some(&waiting), true, true, Start::Stop),
+            (Trigger::Due, Some(&ready), false, true, Start::Continue),
+            (Trigger::Due, None, false, true, Start::Stop),
+            (Trigger::Due, None, true, true, Start::Begin),
+            (Trigger::Due, None, true, false, Start::NoSecret),
+            // By hand: whatever the plan and the wait.
+            (
+                Trigger::OnDemand,
+                Some(&waiting),
+                false,
+                true,
+                Start::Continue,
+            ),
+            (Trigger::OnDemand, None, false, true, Start::Begin),
+            (Trigger::OnDemand, None, false, false, Start::NoSecret),
+        ];
+        for (trigger, journal, due, has_secret, expected) in cases {
+            assert_eq!(
+                &start(*trigger, *journal, *due, *has_secret, now),
+                expected,
+                "{trigger:?} with {:?}, due {due}, secret {has_secret}",
+                journal.map(|row| (row.id == mine, row.next_attempt_at > now))
+            );
+        }
+    }
+
+    #[test]
+    fn database_outages_are_told_from_answers() {
+        assert!(transient_database_error(&sqlx::Error::PoolTimedOut));
+        assert!(transient_database_error(&sqlx::Error::Io(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused)
+        )));
+        assert!(!transient_database_error(&sqlx::Error::RowNotFound));
+        let wrapped = anyhow::Error::from(sqlx::Error::PoolTimedOut).context("storing the secret");
+        assert!(is_database_trouble(&wrapped));
+        assert!(!is_database_trouble(&anyhow::anyhow!(
+            "the stored secret does not open"
+        )));
+        let mut outage = DatabaseOutage::default();
+        let total: u64 = std::iter::from_fn(|| outage.next_wait())
+            .map(|wait| wait.as_secs())
+            .sum();
+        assert!((30..=90).contains(&total), "about a minute, not {total}s");
     }
 }
-
-/// The lock may be someone else's now: their rotation is not ours to mark as failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct LockLost(String);

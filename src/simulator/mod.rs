@@ -235,45 +235,102 @@ async fn microsoft(State(state): State<Arc<SimulatorState>>, request: Request) -
         Some(&"_api") => Some(graph::verify_sharepoint(&state.signer, &parts.headers)),
         _ => None,
     };
-    let mut world = state.world.lock().expect("world lock");
-    let endpoint_kind = match segments.first() {
-        Some(&"v1.0") => "graph",
-        Some(&"_api") => "sharepoint",
-        _ => "identity",
-    };
-    if let Some(response) = apply_faults(&mut world, tenant_hint, &faults, endpoint_kind) {
-        world.counters.record(
-            &format!("{endpoint_kind} fault"),
-            tenant_hint,
-            response.status().as_u16(),
+    // The world is locked only in this block: nothing in it awaits.
+    let (response, lost) = {
+        let mut world = state.world.lock().expect("world lock");
+        let endpoint_kind = match segments.first() {
+            Some(&"v1.0") => "graph",
+            Some(&"_api") => "sharepoint",
+            _ => "identity",
+        };
+        if let Some(response) = apply_faults(&mut world, tenant_hint, &faults, endpoint_kind) {
+            world.counters.record(
+                &format!("{endpoint_kind} fault"),
+                tenant_hint,
+                response.status().as_u16(),
+            );
+            return response;
+        }
+        let (reply, tenant, endpoint) = dispatch(
+            &mut world,
+            &state.signer,
+            verified,
+            &parts.method,
+            &segments,
+            &path,
+            &query,
+            &parts.headers,
+            &body,
+            &base,
         );
+        let response = match reply {
+            Reply::Ready(response) => response,
+            Reply::Sign(claims) => {
+                drop(world);
+                let response = identity::issue(&state.signer, &claims);
+                world = state.world.lock().expect("world lock");
+                response
+            }
+        };
+        // Act, then lose the answer: only writes that succeeded, so the caller cannot know.
+        let write = parts.method == Method::POST && endpoint_kind == "graph";
+        let lost = record_reply(
+            world,
+            endpoint,
+            tenant.or(tenant_hint),
+            &response,
+            write,
+            &faults,
+        );
+        (response, lost)
+    };
+    match lost {
+        None => response,
+        Some(delay_ms) => lose_answer(response, delay_ms).await,
+    }
+}
+
+/// Counts the reply, and decides whether its answer is lost (the delay, when it is).
+fn record_reply(
+    mut world: std::sync::MutexGuard<'_, World>,
+    endpoint: &str,
+    tenant: Option<Uuid>,
+    response: &Response,
+    write: bool,
+    faults: &model::Faults,
+) -> Option<u64> {
+    let status = response.status().as_u16();
+    let lose = write
+        && response.status().is_success()
+        && faults.lost_answer_rate > 0.0
+        && rand::random::<f64>() < faults.lost_answer_rate;
+    if lose {
+        world
+            .counters
+            .record(&format!("{endpoint} answer lost"), tenant, status);
+        Some(faults.lost_answer_delay_ms)
+    } else {
+        world.counters.record(endpoint, tenant, status);
+        None
+    }
+}
+
+/// An answer that never arrives whole: held past the caller's timeout, or cut after the
+/// status line (hyper then closes the connection mid-body).
+async fn lose_answer(response: Response, delay_ms: u64) -> Response {
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         return response;
     }
-    let (reply, tenant, endpoint) = dispatch(
-        &mut world,
-        &state.signer,
-        verified,
-        &parts.method,
-        &segments,
-        &path,
-        &query,
-        &parts.headers,
-        &body,
-        &base,
-    );
-    let response = match reply {
-        Reply::Ready(response) => response,
-        Reply::Sign(claims) => {
-            drop(world);
-            let response = identity::issue(&state.signer, &claims);
-            world = state.world.lock().expect("world lock");
-            response
-        }
-    };
-    world
-        .counters
-        .record(endpoint, tenant.or(tenant_hint), response.status().as_u16());
-    response
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let cut = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "the simulated network lost this answer",
+        ))
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(cut))
 }
 
 /// What a request needs: an answer now, or a token to sign once the lock is released.

@@ -190,6 +190,16 @@ pub struct Faults {
     /// Moves this tenant's clock (for secret expiry): positive ages secrets.
     #[serde(default)]
     pub clock_offset_secs: i64,
+    /// Fraction (0 to 1) of Graph writes (addPassword, removePassword) that are carried out
+    /// and whose answer is then lost on the way back, as when a connection is cut: Microsoft
+    /// acted, the caller never learns it.
+    #[serde(default)]
+    pub lost_answer_rate: f64,
+    /// How a lost answer is lost: 0 cuts the connection after the status line (the caller
+    /// sees a broken body); more holds the answer this many milliseconds (past the
+    /// caller's timeout) before sending it.
+    #[serde(default)]
+    pub lost_answer_delay_ms: u64,
 }
 
 fn default_retry_after() -> u64 {
@@ -205,6 +215,8 @@ impl Default for Faults {
             retry_after_secs: default_retry_after(),
             propagation_delay_secs: 0,
             clock_offset_secs: 0,
+            lost_answer_rate: 0.0,
+            lost_answer_delay_ms: 0,
         }
     }
 }
@@ -248,8 +260,17 @@ impl Faults {
                 self.error_rate
             ));
         }
+        if !(0.0..=1.0).contains(&self.lost_answer_rate) || self.lost_answer_rate.is_nan() {
+            return Err(format!(
+                "lost_answer_rate must be between 0 and 1, not {}",
+                self.lost_answer_rate
+            ));
+        }
         if self.latency_ms > 60_000 {
             return Err("latency_ms must be at most 60000".into());
+        }
+        if self.lost_answer_delay_ms > 600_000 {
+            return Err("lost_answer_delay_ms must be at most 600000".into());
         }
         Ok(())
     }

@@ -260,6 +260,36 @@ pub async fn silence(
 }
 
 /// Makes the organization due for a check now.
+/// Leases the given organizations' next check to this process (as `claim_due` does for
+/// the due ones), so that no daemon checks them meanwhile.
+pub async fn claim(
+    connection: &mut PgConnection,
+    ids: &[Uuid],
+    lease_until: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE organization_status SET next_check_at = $2 WHERE organization_id = ANY($1)")
+        .bind(ids)
+        .bind(lease_until)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
+
+/// The organization's current credential, held (`FOR SHARE`) until the transaction ends so
+/// that no rotation makes another one current meanwhile.
+pub async fn current_credential(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    super::count_statements(1);
+    sqlx::query_scalar(
+        "SELECT id FROM credentials WHERE organization_id = $1 AND status = 'current' FOR SHARE",
+    )
+    .bind(organization_id)
+    .fetch_optional(connection)
+    .await
+}
+
 pub async fn check_soon(
     connection: &mut PgConnection,
     organization_id: Uuid,

@@ -18,17 +18,20 @@ pub struct RotationRow {
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// A removal at Microsoft journaled and not yet recorded as done.
+    pub removing_key_id: Option<Uuid>,
 }
 
-const COLUMNS: &str = "id, organization_id, step, old_credential_id, new_credential_id, new_key_id, attempts, next_attempt_at, created_at";
+const COLUMNS: &str = "id, organization_id, step, old_credential_id, new_credential_id, new_key_id, attempts, next_attempt_at, created_at, finished_at, removing_key_id";
 
-/// The organization's unfinished rotation, locked until the transaction ends.
-pub async fn open_for_update(
+/// The organization's unfinished rotation, if any.
+pub async fn open(
     connection: &mut PgConnection,
     organization_id: Uuid,
 ) -> Result<Option<RotationRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM rotations WHERE organization_id = $1 AND finished_at IS NULL FOR UPDATE"
+        "SELECT {COLUMNS} FROM rotations WHERE organization_id = $1 AND finished_at IS NULL"
     )))
     .bind(organization_id)
     .fetch_optional(connection)
@@ -146,17 +149,24 @@ pub async fn failed(
     .map(|_| ())
 }
 
+/// Ends the rotation from step `from`; false when it was no longer there.
 pub async fn finish(
     connection: &mut PgConnection,
     id: Uuid,
+    from: &str,
     outcome: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE rotations SET step = 'finished', outcome = $2, finished_at = now(), updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(outcome)
-        .execute(connection)
-        .await
-        .map(|_| ())
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "UPDATE rotations SET step = 'finished', outcome = $3, finished_at = now(), updated_at = now(),
+                              removing_key_id = NULL
+         WHERE id = $1 AND step = $2 AND finished_at IS NULL",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(outcome)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected() == 1)
 }
 
 pub struct NewSecret<'a> {
@@ -171,20 +181,25 @@ pub struct NewSecret<'a> {
     pub sealed: &'a Sealed,
 }
 
-/// Stores the secret Microsoft just created (pending) and moves the rotation to `added`.
+/// Stores the secret Microsoft just created (pending) and moves the rotation to `added`,
+/// only while the rotation is still at `intent` and no removal of this key is journaled.
+/// False (nothing stored) when the rotation moved on without it.
 pub async fn added(
     connection: &mut PgConnection,
     secret: NewSecret<'_>,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     sqlx::query(
-        "WITH stored AS (
-             INSERT INTO credentials (id, organization_id, key_id, hint, display_name, start_at, end_at,
-                                      origin, status, rotation_id, secret_sealed, secret_key_id)
-             VALUES ($2, $3, $4, $5, $6, $7, $8, 'rotation', 'pending', $1, $9, $10)
+        "WITH moved AS (
+             UPDATE rotations SET step = 'added', new_credential_id = $2, new_key_id = $4, updated_at = now(),
+                                  next_attempt_at = now(), last_error = NULL, failure_reason = NULL,
+                                  failing_since = NULL
+             WHERE id = $1 AND step = 'intent' AND finished_at IS NULL
+               AND removing_key_id IS DISTINCT FROM $4
+             RETURNING id
          )
-         UPDATE rotations SET step = 'added', new_credential_id = $2, new_key_id = $4, updated_at = now(),
-                              last_error = NULL, failure_reason = NULL, failing_since = NULL
-         WHERE id = $1",
+         INSERT INTO credentials (id, organization_id, key_id, hint, display_name, start_at, end_at,
+                                  origin, status, rotation_id, secret_sealed, secret_key_id)
+         SELECT $2, $3, $4, $5, $6, $7, $8, 'rotation', 'pending', $1, $9, $10 FROM moved",
     )
     .bind(secret.rotation_id)
     .bind(secret.credential_id)
@@ -198,17 +213,27 @@ pub async fn added(
     .bind(&secret.sealed.key_id)
     .execute(connection)
     .await
-    .map(|_| ())
+    .map(|done| done.rows_affected() == 1)
 }
 
 /// Makes the rotation's new secret the current one; the replaced one becomes previous.
+/// Only from step `delivered`; false (nothing changed) when the rotation is elsewhere.
 pub async fn activate(
     connection: &mut PgConnection,
     rotation_id: Uuid,
     organization_id: Uuid,
     new_credential_id: Uuid,
     grace: std::time::Duration,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
+    let at_delivered: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM rotations WHERE id = $1 AND step = 'delivered' AND finished_at IS NULL FOR UPDATE",
+    )
+    .bind(rotation_id)
+    .fetch_optional(&mut *connection)
+    .await?;
+    if at_delivered.is_none() {
+        return Ok(false);
+    }
     sqlx::query(
         "UPDATE credentials SET status = 'previous', retired_at = now()
          WHERE organization_id = $1 AND status = 'current'",
@@ -227,6 +252,54 @@ pub async fn activate(
     )
     .bind(rotation_id)
     .bind(grace.as_secs_f64())
+    .execute(connection)
+    .await
+    .map(|_| true)
+}
+
+/// Journals, before the call to Microsoft, that `key_id` is about to be removed: only while
+/// the rotation is still at `step`. False when it moved on.
+pub async fn removing(
+    connection: &mut PgConnection,
+    id: Uuid,
+    step: &str,
+    key_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "UPDATE rotations SET removing_key_id = $3, updated_at = now()
+         WHERE id = $1 AND step = $2 AND finished_at IS NULL",
+    )
+    .bind(id)
+    .bind(step)
+    .bind(key_id)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected() == 1)
+}
+
+/// The journaled removal is done (and recorded in the same transaction).
+pub async fn removed(connection: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE rotations SET removing_key_id = NULL, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
+
+/// A check saw the cause of the rotation's last failure gone (consent back, the rotation
+/// permission granted): the rotation tries again now instead of after its backoff.
+pub async fn retry_soon(
+    connection: &mut PgConnection,
+    organization_id: Uuid,
+    reasons: &[&str],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE rotations SET next_attempt_at = now(), updated_at = now()
+         WHERE organization_id = $1 AND finished_at IS NULL AND failure_reason = ANY($2)
+           AND next_attempt_at > now()",
+    )
+    .bind(organization_id)
+    .bind(reasons)
     .execute(connection)
     .await
     .map(|_| ())

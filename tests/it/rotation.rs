@@ -185,6 +185,8 @@ async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: P
             "credential.verified",
             "credential.delivered",
             "credential.activated",
+            // Journaled before the call to Microsoft, confirmed after.
+            "credential.removing",
             "credential.removed"
         ]
     );

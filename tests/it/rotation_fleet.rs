@@ -184,6 +184,7 @@ async fn three_daemons_rotate_hundreds_of_organizations_exactly_once(pool: PgPoo
             ("credential.added".to_string(), n),
             ("credential.delivered".to_string(), n),
             ("credential.removed".to_string(), n),
+            ("credential.removing".to_string(), n),
             ("credential.verified".to_string(), n),
         ]
     );

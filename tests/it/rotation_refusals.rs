@@ -64,7 +64,7 @@ async fn a_403_says_how_to_fix_it_and_rotation_resumes_once_fixed(pool: PgPool) 
         history
             .success()
             .stdout
-            .contains("not_authorized: graph addPassword failed"),
+            .contains("not_authorized: the app has Application.ReadWrite.OwnedBy, but its service principal is not an owner"),
         "{history:?}"
     );
     // The check that the failure made due turns it into alerts.
@@ -98,7 +98,7 @@ async fn a_403_says_how_to_fix_it_and_rotation_resumes_once_fixed(pool: PgPool) 
             .stdout
             .contains("rotation:         on, lead time 30days")
             && show.stdout.contains(
-                "at step intent; 1 failed attempt(s), not_authorized: graph addPassword failed"
+                "at step intent; 1 failed attempt(s), not_authorized: the app has Application.ReadWrite.OwnedBy, but its service principal is not an owner of its own application object: graph addPassword failed"
             ),
         "{show:?}"
     );
