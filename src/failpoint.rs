@@ -5,6 +5,7 @@
 //! A test arms a hook through the `fail` crate's `FAILPOINTS` environment variable, e.g.
 //! `FAILPOINTS=rotation-after-added=return`: the process then says `failpoint NAME reached`
 //! on standard error when it gets there and waits, doing nothing more, to be killed.
+//! `return(MS)` pauses there instead, and `1*return(MS)` only the first time.
 
 /// Every hook, in the order a rotation passes them. `before-X` is right before the action of
 /// step X (the call to Microsoft, the delivery, the database write); `after-X` right after
@@ -24,13 +25,17 @@ pub const ROTATION: &[&str] = &[
     "rotation-after-removed",
 ];
 
-/// Stops here for good when the tests armed `name`.
+/// Stops here for good when the tests armed `name` (`NAME=return`), or pauses that many
+/// milliseconds and goes on (`NAME=return(3000)`, e.g. to break the database meanwhile).
 pub async fn hit(name: &'static str) {
     debug_assert!(ROTATION.contains(&name), "unknown failpoint {name}");
     #[cfg(feature = "failpoints")]
-    if fail::eval(name, |_| ()).is_some() {
+    if let Some(pause) = fail::eval(name, |argument| argument) {
         eprintln!("failpoint {name} reached");
-        std::future::pending::<()>().await;
+        match pause.and_then(|ms| ms.parse::<u64>().ok()) {
+            Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+            None => std::future::pending::<()>().await,
+        }
     }
 }
 

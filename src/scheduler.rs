@@ -5,7 +5,7 @@
 //! spawned on the daemon's `TaskTracker`, so shutdown can wait for them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::task::TaskTracker;
@@ -31,26 +31,43 @@ impl Scheduler {
         for &job in JobName::ALL {
             let schedule = job.schedule(&context);
             let running = Arc::new(AtomicBool::new(false));
+            // Turns skipped since the last run that succeeded (a database outage can hold
+            // runs for a minute of ticks).
+            let skipped = Arc::new(AtomicU64::new(0));
             let context = context.clone();
             let tracker = tracker.clone();
             let body = move |_, _| {
                 let context = context.clone();
                 let running = running.clone();
+                let skipped = skipped.clone();
                 let tracker = tracker.clone();
                 Box::pin(async move {
                     if context.shutdown.is_cancelled() || tracker.is_closed() {
                         return;
                     }
                     if running.swap(true, Ordering::AcqRel) {
-                        tracing::info!(
-                            job = job.as_str(),
-                            "previous run still going, skipping this turn"
-                        );
+                        if skipped.fetch_add(1, Ordering::AcqRel) == 0 {
+                            tracing::info!(
+                                job = job.as_str(),
+                                "previous run still going, skipping turns until a run succeeds"
+                            );
+                        }
                         return;
                     }
                     tracker.spawn(async move {
                         // Errors are logged and recorded by jobs::run.
-                        let _ = jobs::run(&context, job, Trigger::Schedule).await;
+                        let succeeded = jobs::run(&context, job, Trigger::Schedule).await.is_ok();
+                        // Counted until a run succeeds: an outage that fails runs one after
+                        // another is said once, when it begins, and summed up when it ends.
+                        if succeeded {
+                            let turns = skipped.swap(0, Ordering::AcqRel);
+                            if turns > 0 {
+                                tracing::info!(
+                                    job = job.as_str(),
+                                    "running normally again; {turns} turn(s) skipped meanwhile"
+                                );
+                            }
+                        }
                         running.store(false, Ordering::Release);
                     });
                 })

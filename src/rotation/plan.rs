@@ -106,6 +106,16 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::hours(hours.min(24))
 }
 
+/// The wait after `failures` transient failures in a row (Microsoft throttling or
+/// unavailable, answers lost): minutes, not hours: 1, 2, 4 ... at most 60 min.
+pub fn transient_backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::zero();
+    }
+    let minutes = 1i64 << (failures - 1).min(6);
+    Duration::minutes(minutes.min(60))
+}
+
 /// The lifetime to ask for: the configured one, within Microsoft's ceiling and the
 /// tenant's policy maximum when one is known.
 pub fn lifetime(policy: &RotationPolicy, policy_maximum: Option<Duration>) -> Duration {
@@ -265,5 +275,12 @@ mod tests {
             "exactly the lead time left"
         );
         assert!(overdue(lead_time, day(29), day(0)));
+    }
+
+    #[test]
+    fn transient_failures_back_off_in_minutes() {
+        let waits: Vec<i64> = (0..9).map(|n| transient_backoff(n).num_minutes()).collect();
+        assert_eq!(waits, [0, 1, 2, 4, 8, 16, 32, 60, 60]);
+        assert!(transient_backoff(3) < backoff(1));
     }
 }

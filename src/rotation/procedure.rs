@@ -466,10 +466,21 @@ impl DatabaseOutage {
         Some(Duration::from_secs(wait))
     }
 
-    /// One line per outage, not one per retry.
+    /// One line per outage, not one per retry nor one per rotation: at most one a minute
+    /// across every rotation of the process.
     fn log_once(&self, organization_id: Uuid, error: &anyhow::Error, wait: Duration) {
-        if self.waits == 1 {
-            tracing::warn!(organization_id = %organization_id, "rotation interrupted by the database ({error:#}); retrying within a minute, first in {}s", wait.as_secs());
+        use std::sync::atomic::{AtomicI64, Ordering};
+        static LAST_SAID: AtomicI64 = AtomicI64::new(0);
+        let now = Utc::now().timestamp();
+        let last = LAST_SAID.load(Ordering::Relaxed);
+        let first_of_outage = now - last >= 60
+            && LAST_SAID
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if first_of_outage {
+            tracing::warn!(organization_id = %organization_id, "rotation interrupted by the database ({error:#}); rotations retry within a minute, first in {}s", wait.as_secs());
+        } else {
+            tracing::debug!(organization_id = %organization_id, "rotation waits for the database ({error:#}); again in {}s", wait.as_secs());
         }
     }
 }
@@ -514,7 +525,12 @@ async fn record_failure(
     at_step: Option<Step>,
     failure: Failure,
 ) -> anyhow::Error {
-    let next = Utc::now() + plan::backoff(rotation.attempts as u32 + 1);
+    let failures = rotation.attempts as u32 + 1;
+    let next = Utc::now()
+        + match failure.reason {
+            FailureReason::MicrosoftUnavailable => plan::transient_backoff(failures),
+            _ => plan::backoff(failures),
+        };
     let recorded = async {
         let mut connection = context.pool.acquire().await?;
         store::rotations::failed(

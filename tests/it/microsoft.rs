@@ -332,6 +332,39 @@ async fn graph_reads_the_application_principal_and_paged_assignments() {
 }
 
 #[tokio::test]
+async fn a_lost_add_password_answer_is_never_resent() {
+    let sim = Sim::start(&default_scenario()).await;
+    let client = client(fast_retry(4));
+    let endpoints = sim.endpoints(TENANT, APP);
+    let token = client
+        .token(&endpoints, &secret(SECRET), Resource::Graph)
+        .await
+        .unwrap();
+    let end = chrono::Utc::now() + chrono::Duration::days(180);
+    // Microsoft creates the secret, the answer is cut on the way back: one request, an
+    // error that says Microsoft may have acted, and the secret is on the app.
+    sim.put(
+        &format!("/_sim/tenants/{TENANT}/faults"),
+        serde_json::json!({"lost_answer_rate": 1.0}),
+    )
+    .await;
+    let lost = client
+        .add_password(&endpoints, &token, "kodo-access rotation 2", end)
+        .await
+        .unwrap_err();
+    assert!(lost.may_have_acted(), "{lost}");
+    assert_eq!(sim.counters().await["add_password"][APP], 1);
+    let application = client.get_application(&endpoints, &token).await.unwrap();
+    assert!(
+        application
+            .password_credentials
+            .iter()
+            .any(|credential| credential.display_name.as_deref() == Some("kodo-access rotation 2"))
+    );
+    sim.running.stop().await;
+}
+
+#[tokio::test]
 async fn add_and_remove_password_with_propagation_delay() {
     let sim = Sim::start(&default_scenario()).await;
     sim.put(

@@ -6,106 +6,28 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::daemon_support::Daemon;
-use crate::sim_support::Sim;
+use crate::fleet_support::{Fleet, app};
 use crate::support::*;
 
 const ORGANIZATIONS: usize = 300;
-
-fn tenant(i: usize) -> uuid::Uuid {
-    uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("fleet-tenant-{i}").as_bytes(),
-    )
-}
-
-fn app(i: usize) -> uuid::Uuid {
-    uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("fleet-app-{i}").as_bytes(),
-    )
-}
-
-fn key(i: usize) -> uuid::Uuid {
-    uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("fleet-key-{i}").as_bytes(),
-    )
-}
 
 #[sqlx::test]
 async fn three_daemons_rotate_hundreds_of_organizations_exactly_once(pool: PgPool) {
     // Every secret expires in 5 days (due); Microsoft takes 2 s to accept a new one, so
     // the daemons' passes overlap while rotations wait.
-    let mut scenario = String::from("[faults]\npropagation_delay_secs = 2\n");
-    for i in 0..ORGANIZATIONS {
-        scenario.push_str(&format!(
-            "[[tenants]]\nid = \"{}\"\n[[tenants.apps]]\napp_id = \"{}\"\npermissions = \"all\"\n[[tenants.apps.secrets]]\nvalue = \"Flt8Q~fleet-secret-{i:04}\"\nkey_id = \"{}\"\ndisplay_name = \"by hand\"\nexpires_in_days = 5\n",
-            tenant(i),
-            app(i),
-            key(i)
-        ));
-    }
-    let sim = Sim::start(&scenario).await;
-    let backup_dir = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "[rotation]\ngrace = \"1s\"\nverify_timeout = \"60s\"\npickup_interval = \"1s\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
-        backup_dir.path().display()
-    );
-    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, &extra));
-    let expires = (chrono::Utc::now() + chrono::Duration::days(5)).to_rfc3339();
-    let organizations: Vec<serde_json::Value> = (0..ORGANIZATIONS)
-        .map(|i| {
-            serde_json::json!({
-                "name": format!("org-{i:04}"),
-                "tenant_id": tenant(i),
-                "client_id": app(i),
-                "secret": format!("Flt8Q~fleet-secret-{i:04}"),
-                "secret_id": key(i),
-                "secret_expires": expires,
-                "cloud": "sim",
-            })
-        })
-        .collect();
-    let import = env.path("organizations.json");
-    write_file(
-        &import,
-        &serde_json::to_string(&organizations).unwrap(),
-        0o600,
-    );
-    env.exec(&["org", "import", import.to_str().unwrap()])
-        .await
-        .success();
-
-    let daemons: Vec<Daemon> = (0..3)
-        .map(|_| {
-            let port = free_port();
-            let listen = format!("127.0.0.1:{port}");
-            let mut daemon = Daemon::start(&env, &[("KODO_ACCESS__HTTP__LISTEN", listen.as_str())]);
-            daemon.port = port;
-            daemon
-        })
-        .collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let steps: Vec<(String, Option<String>, i64)> = sqlx::query_as(
-            "SELECT step, failure_reason, count(*) FROM rotations GROUP BY 1, 2 ORDER BY 1, 2",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        if steps == [("finished".to_string(), None, ORGANIZATIONS as i64)] {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let tail = |log: String| log.lines().rev().take(15).collect::<Vec<_>>().join("\n");
-            panic!(
-                "not every rotation finished: {steps:?}\nlast lines of the first daemon's log:\n{}",
-                tail(daemons[0].log())
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let fleet = Fleet::start(
+        &pool,
+        ORGANIZATIONS,
+        "propagation_delay_secs = 2",
+        "grace = \"1s\"\nverify_timeout = \"60s\"",
+        None,
+    )
+    .await;
+    let daemons: Vec<_> = (0..3).map(|_| fleet.daemon(&[])).collect();
+    let watched: Vec<_> = daemons.iter().collect();
+    fleet
+        .wait_all_finished(&pool, Duration::from_secs(180), &watched)
+        .await;
     // What monitoring sees: rotations by outcome, their duration, each organization's next
     // rotation (a third of the new 180-day secret's life from now: in about 120 days).
     let mut finished_counted = 0.0;
@@ -142,33 +64,16 @@ async fn three_daemons_rotate_hundreds_of_organizations_exactly_once(pool: PgPoo
         logs.push(log);
     }
 
-    let rotations: i64 = sqlx::query_scalar("SELECT count(*) FROM rotations")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(
-        rotations, ORGANIZATIONS as i64,
-        "one rotation per organization"
-    );
     // Exactly one addPassword per app, and each app holds just its new secret.
-    let counters = sim.counters().await;
-    let state = sim.state().await;
+    let counters = fleet.sim.counters().await;
     for i in 0..ORGANIZATIONS {
         assert_eq!(
             counters["add_password"][app(i).to_string()].as_u64(),
             Some(1),
             "org-{i:04}: addPassword calls"
         );
-        let tenant_state = state["tenants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["id"] == tenant(i).to_string())
-            .unwrap();
-        let secrets = tenant_state["apps"][0]["secrets"].as_array().unwrap();
-        assert_eq!(secrets.len(), 1, "org-{i:04}: {secrets:?}");
-        assert_ne!(secrets[0]["key_id"], key(i).to_string(), "org-{i:04}");
     }
+    fleet.assert_one_working_secret_each(&pool).await;
     // Each change happened once, whichever daemon made it.
     let changes: Vec<(String, i64)> = sqlx::query_as(
         "SELECT action, count(*) FROM audit_log WHERE actor = 'rotation' AND action LIKE 'credential.%' GROUP BY action ORDER BY action",
@@ -194,5 +99,5 @@ async fn three_daemons_rotate_hundreds_of_organizations_exactly_once(pool: PgPoo
         .filter(|log| log.contains("rotation advanced"))
         .count();
     assert!(working >= 2, "only {working} daemon(s) rotated anything");
-    sim.running.stop().await;
+    fleet.sim.running.stop().await;
 }

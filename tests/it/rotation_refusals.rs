@@ -380,3 +380,82 @@ async fn an_organization_without_a_stored_secret_is_refused_and_nothing_is_journ
     assert_eq!(rotations, 0, "no rotation that could never finish");
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn an_organization_without_a_sharepoint_host_rotates_under_the_default_resources(
+    pool: PgPool,
+) {
+    // Checked on graph, exchange and sharepoint (the defaults) without a SharePoint host:
+    // the check skips SharePoint, and so does the verification of a new secret.
+    let backup = tempfile::tempdir().unwrap();
+    let (sim, env) = due_contoso(&pool, "", &file_deliverer(backup.path())).await;
+    env.exec(&[
+        "org",
+        "set",
+        "contoso",
+        "--resources",
+        "graph,exchange,sharepoint",
+    ])
+    .await
+    .success();
+    let started = std::time::Instant::now();
+    let rotated = env.exec(&["rotate", "contoso"]).await;
+    assert!(rotated.success().stdout.contains("finished"), "{rotated:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "verified at once, not after the 10 s limit: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app_secrets(&sim.state().await).len(), 1);
+    sim.running.stop().await;
+}
+
+#[sqlx::test]
+async fn consent_gone_during_rotation_is_access_lost_and_clears_when_it_is_back(pool: PgPool) {
+    let backup = tempfile::tempdir().unwrap();
+    let (sim, env) = due_contoso(&pool, "", &file_deliverer(backup.path())).await;
+    let consent = |action: &'static str| {
+        let sim = &sim;
+        async move {
+            sim.post(
+                &format!("/_sim/tenants/{TENANT}/apps/{APP}/consent/{action}"),
+                serde_json::json!({}),
+            )
+            .await;
+        }
+    };
+    consent("revoke").await;
+    let run = env.exec(&["job", "run", "rotations"]).await;
+    assert!(run.stdout.contains("1 failed"), "{run:?}");
+    let (reason, error): (String, String) =
+        sqlx::query_as("SELECT failure_reason, last_error FROM rotations")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(reason, "access_lost", "{error}");
+    assert!(error.contains("admin consent appears revoked"), "{error}");
+    env.exec(&["check", "contoso"]).await;
+    let alerts = firing(&pool).await;
+    assert!(
+        kinds(&alerts).contains(&"consent_revoked")
+            && !kinds(&alerts).contains(&"rotation_not_authorized"),
+        "the check names the cause, not a missing OwnedBy grant: {alerts:?}"
+    );
+
+    // Consent back: the next check sees it and the rotation tries again at once instead of
+    // in an hour; once it has, nothing of the failure is left.
+    consent("grant").await;
+    env.exec(&["check", "contoso"]).await;
+    let waiting: bool = sqlx::query_scalar(
+        "SELECT next_attempt_at <= now() FROM rotations WHERE finished_at IS NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(waiting, "the rotation is due again");
+    let run = env.exec(&["job", "run", "rotations"]).await;
+    assert!(run.stdout.contains("0 failed"), "{run:?}");
+    env.exec(&["check", "contoso"]).await;
+    assert_eq!(kinds(&firing(&pool).await), Vec::<&str>::new());
+    sim.running.stop().await;
+}
