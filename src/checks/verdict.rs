@@ -730,7 +730,13 @@ fn rotation_findings(
     }
     // (A rotation that is due but never attempted, the rotations job stuck, is Prometheus's
     // to see: KodoAccessRotationStalled in config/prometheus.)
-    if let (Some(end), Some(failure)) = (secret_expires_at, &rotation.failure) {
+    // One transient failure (a request that timed out, a daemon paused mid-request) pages
+    // nobody: it is retried within minutes. A second one, or a refusal, does.
+    let failing = rotation
+        .failure
+        .as_ref()
+        .filter(|failure| failure.attempts >= 2 || failure.reason != "microsoft_unavailable");
+    if let (Some(end), Some(failure)) = (secret_expires_at, failing) {
         let left = end - now;
         if crate::rotation::plan::overdue(policy.rotation_lead_time, end, now) {
             let days = left.num_hours() as f64 / 24.0;
@@ -1089,6 +1095,18 @@ mod tests {
             kinds(&check(&early)),
             ["rotation_failing", "ews_retirement"]
         );
+    }
+
+    #[test]
+    fn one_transient_rotation_failure_pages_nobody() {
+        let mut observations = expiring_in(5);
+        observations.rotation.enabled = true;
+        observations.rotation.failure = rotation_failure("microsoft_unavailable", 1);
+        assert!(!kinds(&check(&observations)).contains(&"rotation_overdue"));
+        observations.rotation.failure = rotation_failure("microsoft_unavailable", 2);
+        assert!(kinds(&check(&observations)).contains(&"rotation_overdue"));
+        observations.rotation.failure = rotation_failure("delivery_failed", 1);
+        assert!(kinds(&check(&observations)).contains(&"rotation_overdue"));
     }
 
     #[test]
