@@ -162,16 +162,8 @@ async fn scheduled_jobs_run_and_metrics_pass_promtool(pool: PgPool) {
 
 #[sqlx::test]
 async fn rides_out_a_database_outage_and_logs_it_once(pool: PgPool) {
-    let proxy_port = free_port();
-    let (direct_url, database_name) = database_url(&pool);
-    let upstream = {
-        let url = url::Url::parse(&direct_url).unwrap();
-        format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
-    };
-    let mut proxied = url::Url::parse(&direct_url).unwrap();
-    proxied.set_host(Some("127.0.0.1")).unwrap();
-    proxied.set_port(Some(proxy_port)).unwrap();
-    let env = TestEnv::with_database_url(proxied.to_string(), database_name, "");
+    let (proxy_port, upstream, proxied) = crate::daemon_support::proxied_database(&pool);
+    let env = TestEnv::with_database_url(proxied, database_url(&pool).1, "");
 
     // Started while the database is unreachable: alive, not ready.
     let daemon = Daemon::start(&env, &[]);

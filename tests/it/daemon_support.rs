@@ -108,6 +108,23 @@ impl Daemon {
     }
 }
 
+/// A way to the test database through a proxy: the proxy's port, PostgreSQL's address
+/// (host:port) for `Proxy::start`, and the database URL through the proxy.
+pub fn proxied_database(pool: &sqlx::PgPool) -> (u16, String, String) {
+    let proxy_port = crate::support::free_port();
+    let (direct_url, _) = crate::support::database_url(pool);
+    let direct = url::Url::parse(&direct_url).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        direct.host_str().unwrap(),
+        direct.port().unwrap_or(5432)
+    );
+    let mut proxied = direct;
+    proxied.set_host(Some("127.0.0.1")).unwrap();
+    proxied.set_port(Some(proxy_port)).unwrap();
+    (proxy_port, upstream, proxied.to_string())
+}
+
 /// Forwards a local port to PostgreSQL until cut.
 pub struct Proxy {
     cut: CancellationToken,

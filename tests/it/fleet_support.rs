@@ -171,6 +171,19 @@ impl Fleet {
         }
     }
 
+    /// Microsoft created exactly one secret per app: none thrown away and made again.
+    pub async fn assert_one_add_password_each(&self) {
+        let counters = self.sim.counters().await;
+        for i in 0..self.size {
+            assert_eq!(
+                counters["add_password"][app(i).to_string()].as_u64(),
+                Some(1),
+                "{}: addPassword calls",
+                name(i)
+            );
+        }
+    }
+
     /// Every app holds exactly one secret: the current one in the database, created by its
     /// organization's one rotation, the one in the backup server's file, and it works.
     pub async fn assert_one_working_secret_each(&self, pool: &PgPool) {

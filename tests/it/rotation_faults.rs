@@ -173,22 +173,14 @@ async fn a_database_outage_right_after_add_password_loses_nothing(pool: PgPool) 
     // The daemon reaches PostgreSQL through a proxy the test cuts for 15 s right after
     // Microsoft created the first new secret (the daemon pauses there 3 s).
     const ORGANIZATIONS: usize = 40;
-    let proxy_port = free_port();
-    let (direct_url, _) = database_url(&pool);
-    let upstream = {
-        let url = url::Url::parse(&direct_url).unwrap();
-        format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
-    };
-    let mut proxied = url::Url::parse(&direct_url).unwrap();
-    proxied.set_host(Some("127.0.0.1")).unwrap();
-    proxied.set_port(Some(proxy_port)).unwrap();
+    let (proxy_port, upstream, proxied) = crate::daemon_support::proxied_database(&pool);
     let proxy = Proxy::start(proxy_port, upstream.clone()).await;
     let fleet = Fleet::start(
         &pool,
         ORGANIZATIONS,
         "propagation_delay_secs = 1",
         "grace = \"1s\"\nverify_timeout = \"30s\"",
-        Some(proxied.to_string()),
+        Some(proxied),
     )
     .await;
     let daemon = fleet.daemon(&[("FAILPOINTS", "rotation-after-added=1*return(3000)")]);
@@ -213,14 +205,7 @@ async fn a_database_outage_right_after_add_password_loses_nothing(pool: PgPool) 
     fleet.assert_one_working_secret_each(&pool).await;
     // The secret Microsoft created before the outage was kept, not thrown away and made
     // again; and nothing was recorded as a failure with its long backoff.
-    let counters = fleet.sim.counters().await;
-    for i in 0..ORGANIZATIONS {
-        assert_eq!(
-            counters["add_password"][app(i).to_string()].as_u64(),
-            Some(1),
-            "org-{i:04}: addPassword calls"
-        );
-    }
+    fleet.assert_one_add_password_each().await;
     let failed: Vec<(String, i32)> = sqlx::query_as(
         "SELECT COALESCE(failure_reason, '-'), attempts FROM rotations WHERE attempts > 0",
     )
@@ -232,15 +217,21 @@ async fn a_database_outage_right_after_add_password_loses_nothing(pool: PgPool) 
         log.contains("rotation interrupted by the database"),
         "the outage was met: {log}"
     );
-    // Jobs held up by the outage say so once each, not on every tick.
+    // Jobs held up by the outage say so once each, not on every one of its 15 ticks (a
+    // slow run before the outage may have said so once more).
     let skipping: Vec<&str> = log
         .lines()
         .filter(|line| line.contains("previous run still going"))
         .collect();
-    let jobs: std::collections::HashSet<&str> = skipping
-        .iter()
-        .map(|line| line.split("job=").nth(1).unwrap_or(line))
-        .collect();
-    assert_eq!(skipping.len(), jobs.len(), "once per job and outage: {log}");
+    let mut per_job = std::collections::HashMap::new();
+    for line in &skipping {
+        *per_job
+            .entry(line.split("job=").nth(1).unwrap_or(line))
+            .or_insert(0) += 1;
+    }
+    assert!(
+        per_job.values().all(|said| *said <= 2),
+        "once per job and outage: {per_job:?}"
+    );
     fleet.sim.running.stop().await;
 }
