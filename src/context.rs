@@ -40,6 +40,9 @@ impl Context {
             .user_agent(concat!("kodo-access/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(15))
+            // A sink or webhook that redirects would carry an alert or a new secret to an
+            // origin nobody configured: never followed, the redirect is the error.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let rotation_slots = Arc::new(tokio::sync::Semaphore::new(
             (settings.database.max_connections as usize / 2).max(1),

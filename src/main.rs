@@ -11,6 +11,13 @@ use kodo_access::cli::{self, Cli};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Every command may hold the master key, secrets or tokens: no core dump of it, and no
+    // other user's debugger attaches (systemd's LimitCORE=0 is the second line).
+    if let Err(error) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        eprintln!("warning: cannot switch core dumps off: {error}");
+    }
     let cli = Cli::parse();
     #[cfg(feature = "failpoints")]
     let _failpoints = kodo_access::failpoint::setup();

@@ -62,7 +62,7 @@ impl Scheduler {
                         if succeeded {
                             let turns = skipped.swap(0, Ordering::AcqRel);
                             if turns > 0 {
-                                tracing::info!(
+                                tracing::debug!(
                                     job = job.as_str(),
                                     "running normally again; {turns} turn(s) skipped meanwhile"
                                 );

@@ -56,10 +56,9 @@ pub async fn post_alertmanager(
     if status.is_success() {
         Ok(())
     } else {
-        let body: String = response
-            .text()
+        let body: String = crate::microsoft::read_body(response, 64 << 10)
             .await
-            .unwrap_or_default()
+            .unwrap_or_else(|error| format!("({error})"))
             .chars()
             .take(300)
             .collect();

@@ -227,13 +227,20 @@ impl MicrosoftClient {
         })?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let body = response.text().await.map_err(|error| {
-            crate::telemetry::metrics::microsoft_request("graph", "transport");
-            // The answer began: Microsoft may well have acted.
-            let mut lost = GraphError::transport(operation, &error);
-            lost.http_status = Some(status);
-            lost
-        })?;
+        let body = super::read_body(response, super::MAX_BODY_BYTES)
+            .await
+            .map_err(|error| {
+                crate::telemetry::metrics::microsoft_request("graph", "transport");
+                // The answer began: Microsoft may well have acted.
+                let mut lost = match error {
+                    super::BodyError::Transport(error) => GraphError::transport(operation, &error),
+                    super::BodyError::TooLarge => {
+                        GraphError::unexpected(operation, error.to_string())
+                    }
+                };
+                lost.http_status = Some(status);
+                lost
+            })?;
         if !(200..300).contains(&status) {
             let error = classify_graph_error(operation, status, &body, wait);
             crate::telemetry::metrics::microsoft_request("graph", error.kind.as_str());
@@ -480,7 +487,9 @@ impl MicrosoftClient {
                 "refused"
             },
         );
-        let body = response.text().await.unwrap_or_default();
+        let body = super::read_body(response, super::MAX_BODY_BYTES)
+            .await
+            .unwrap_or_else(|error| format!("({error})"));
         let detail: String = body.chars().take(200).collect();
         Ok(match status {
             200..=299 => SharePointProbe::Accepted,

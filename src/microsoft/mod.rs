@@ -23,6 +23,48 @@ pub use retry::RetryPolicy;
 
 use crate::config::MicrosoftSettings;
 
+/// The most of any answer kodo-access reads, from Microsoft or a sink: Microsoft's largest
+/// (a page of assignments, a resource's app roles) are far below it. A larger answer is an
+/// error, not a reason to grow without bound.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
+/// Why an answer's body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Transport(error) => f.write_str(&errors::transport_description(error)),
+            BodyError::TooLarge => {
+                write!(f, "the answer is larger than {} MiB", MAX_BODY_BYTES >> 20)
+            }
+        }
+    }
+}
+
+/// Reads an answer's body as text, at most `limit` bytes: chunk by chunk, so a huge or
+/// endless body costs at most the limit.
+pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<String, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// The shared HTTP client and the per-tenant caches. Cheap to clone.
 #[derive(Clone)]
 pub struct MicrosoftClient {
@@ -42,6 +84,10 @@ impl MicrosoftClient {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
+            // Microsoft's token and Graph endpoints never redirect: a redirect would carry
+            // the client secret (re-sent with the body on 307/308) or a bearer token to
+            // another origin, so none is followed and its status is the error.
+            .redirect(reqwest::redirect::Policy::none())
             .https_only(false);
         if let Some(path) = &settings.ca_file {
             let pem = std::fs::read(path).map_err(|error| {

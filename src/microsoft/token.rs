@@ -88,10 +88,21 @@ impl MicrosoftClient {
             })?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let body = response
-            .text()
+        let body = super::read_body(response, super::MAX_BODY_BYTES)
             .await
-            .map_err(|error| TokenError::transport(&error))?;
+            .map_err(|error| match error {
+                super::BodyError::Transport(error) => TokenError::transport(&error),
+                super::BodyError::TooLarge => TokenError {
+                    kind: TokenFailure::Unknown,
+                    http_status: Some(status),
+                    error: None,
+                    codes: Vec::new(),
+                    description: Some(error.to_string()),
+                    trace_id: None,
+                    correlation_id: None,
+                    retry_after: None,
+                },
+            })?;
         if status != 200 {
             let error = classify_token_error(status, &body, wait);
             crate::telemetry::metrics::microsoft_request("token", error.kind.as_str());

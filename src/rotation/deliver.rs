@@ -215,6 +215,10 @@ fn write_atomically(
     result
 }
 
+/// What a command deliverer inherits of the daemon's environment; everything else it is
+/// given is one of the documented `KODO_ACCESS_*` ids.
+const INHERITED_ENVIRONMENT: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
+
 async fn run_command(
     program: &Path,
     args: &[String],
@@ -223,8 +227,21 @@ async fn run_command(
 ) -> Result<(), String> {
     use tokio::io::AsyncWriteExt;
     let mut command = tokio::process::Command::new(program);
+    // Nothing of the daemon's environment but an allow-list: not CREDENTIALS_DIRECTORY
+    // (where systemd put the master key), not a database URL, not the config overrides.
+    command.env_clear();
+    for name in INHERITED_ENVIRONMENT {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        command.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    }
     command
         .args(args)
+        // Its own process group, so that a timeout ends the program and all it started.
+        .process_group(0)
         .env("KODO_ACCESS_ORGANIZATION", delivery.organization)
         .env("KODO_ACCESS_TENANT_ID", delivery.tenant_id.to_string())
         .env("KODO_ACCESS_CLIENT_ID", delivery.client_id.to_string())
@@ -246,28 +263,55 @@ async fn run_command(
     let mut child = command
         .spawn()
         .map_err(|error| format!("cannot run {}: {error}", program.display()))?;
+    let group = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32));
     let mut stdin = child.stdin.take().expect("piped");
     let secret = zeroize::Zeroizing::new(format!("{}\n", delivery.secret.expose_secret()));
     // A program that exits without reading is its own failure, reported by its status.
     let _ = stdin.write_all(secret.as_bytes()).await;
     drop(stdin);
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => Err(format!(
-            "{} did not finish within {}s",
-            program.display(),
-            timeout.as_secs()
-        )),
-        Ok(Err(error)) => Err(format!("{}: {error}", program.display())),
-        Ok(Ok(output)) if output.status.success() => Ok(()),
-        Ok(Ok(output)) => {
+    // What it says on stderr, at most 64 KiB kept (the rest read and dropped).
+    let mut stderr = child.stderr.take().expect("piped");
+    let said = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut kept = Vec::new();
+        let _ = (&mut stderr).take(64 << 10).read_to_end(&mut kept).await;
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        kept
+    });
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            if let Some(group) = group {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(format!(
+                "{} did not finish within {}s (its process group was killed)",
+                program.display(),
+                timeout.as_secs()
+            ));
+        }
+    };
+    match status {
+        Err(error) => Err(format!("{}: {error}", program.display())),
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => {
+            let stderr = tokio::time::timeout(Duration::from_secs(1), said)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
             // Its own words, minus anything that looks like the secret.
-            let said = String::from_utf8_lossy(&output.stderr)
+            let said = String::from_utf8_lossy(&stderr)
                 .replace(delivery.secret.expose_secret(), "[REDACTED]");
             let said: String = said.chars().take(300).collect();
             Err(format!(
                 "{} exited with {}: {}",
                 program.display(),
-                output.status,
+                status,
                 said.trim()
             ))
         }
@@ -380,5 +424,90 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.contains("did not finish"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_command_sees_only_the_allowed_environment() {
+        let directory = tempfile::tempdir().unwrap();
+        let script = directory.path().join("env.sh");
+        let out = directory.path().join("env.txt");
+        std::fs::write(&script, format!("#!/bin/sh\nenv > {}\n", out.display())).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let deliverer = Deliverer::Command {
+            program: script,
+            args: vec![],
+            timeout: Duration::from_secs(10),
+        };
+        let secret = SecretString::from("Env8Q~rotated-secret");
+        // cargo gives every test process CARGO_* variables (and scripts/test a DATABASE_URL):
+        // the daemon's own environment, which the program must not see.
+        assert!(std::env::vars().any(|(name, _)| name.starts_with("CARGO_")));
+        deliver(&reqwest::Client::new(), &deliverer, &delivery(&secret))
+            .await
+            .unwrap();
+        let seen = std::fs::read_to_string(&out).unwrap();
+        let names: Vec<&str> = seen
+            .lines()
+            .filter_map(|line| line.split('=').next())
+            .filter(|name| !name.is_empty())
+            .collect();
+        for name in &names {
+            assert!(
+                name.starts_with("KODO_ACCESS_")
+                    || ["PATH", "LANG", "LC_ALL", "TZ", "PWD", "SHLVL", "_"].contains(name),
+                "{name} leaked into the deliverer's environment"
+            );
+        }
+        assert!(names.contains(&"KODO_ACCESS_ORGANIZATION") && names.contains(&"PATH"));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_everything_the_command_started() {
+        let directory = tempfile::tempdir().unwrap();
+        let script = directory.path().join("forks.sh");
+        let pid_file = directory.path().join("child.pid");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nsleep 60 &\necho $! > {}\nsleep 60\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let deliverer = Deliverer::Command {
+            program: script,
+            args: vec![],
+            timeout: Duration::from_millis(500),
+        };
+        let secret = SecretString::from("Grp8Q~rotated-secret");
+        let error = deliver(&reqwest::Client::new(), &deliverer, &delivery(&secret))
+            .await
+            .unwrap_err();
+        assert!(error.contains("did not finish"), "{error}");
+        let child: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Gone, or a zombie waiting for whoever reaps orphans here: not running.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{child}/stat")).ok();
+            let running = state.as_deref().is_some_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .map(str::trim_start)
+                    .is_some_and(|rest| !rest.starts_with('Z'))
+            });
+            if !running {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the command's child {child} outlived the timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

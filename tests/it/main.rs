@@ -15,6 +15,7 @@ mod config;
 mod daemon;
 mod daemon_support;
 mod fleet_support;
+mod hardening;
 mod jobs;
 mod microsoft;
 mod msal;

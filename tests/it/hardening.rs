@@ -1,0 +1,192 @@
+//! Ways a secret could leave or the daemon be knocked over (issue 10): redirects to other
+//! origins, endless answers. Each test stands up the hostile server itself.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use sqlx::PgPool;
+
+use crate::sim_support::{APP, SECRET, Sim, TENANT, default_scenario, register_contoso};
+use crate::support::*;
+
+/// A server on loopback that records every request it gets (path and body) and answers
+/// with `answer`.
+struct Server {
+    base: String,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Server {
+    async fn start(answer: fn(&str) -> Response) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let router = axum::Router::new().fallback(move |uri: Uri, body: Bytes| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push((
+                    uri.path().to_string(),
+                    String::from_utf8_lossy(&body).into(),
+                ));
+                answer(uri.path())
+            }
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Server { base, seen }
+    }
+
+    fn seen(&self) -> Vec<(String, String)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn redirect_to(target: String) -> impl Fn(&str) -> Response {
+    move |path: &str| {
+        (
+            StatusCode::TEMPORARY_REDIRECT,
+            [("location", format!("{target}{path}"))],
+        )
+            .into_response()
+    }
+}
+
+fn cloud(authority: &str, graph: &str) -> String {
+    format!(
+        "[clouds.sim]\nauthority = \"{authority}\"\ngraph = \"{graph}\"\nexchange = \"{graph}\"\nsharepoint = \"{graph}\"\nsharepoint_suffix = \"sharepoint.com\"\ngraph_resource = \"https://graph.microsoft.com\"\nexchange_resource = \"https://outlook.office365.com\"\n\n[checks]\nresources = [\"graph\", \"exchange\"]\n\n[microsoft]\nretry_attempts = 1\n"
+    )
+}
+
+#[sqlx::test]
+async fn a_redirecting_token_endpoint_gets_the_secret_sent_nowhere_else(pool: PgPool) {
+    // The other origin records what reaches it; the authority redirects there (307: a
+    // client that follows re-sends the form, client_secret included).
+    let elsewhere = Server::start(|_| StatusCode::OK.into_response()).await;
+    static TARGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TARGET.set(elsewhere.base.clone()).unwrap();
+    let redirector = Server::start(|path| redirect_to(TARGET.get().unwrap().clone())(path)).await;
+    let env = TestEnv::with_extra(&pool, &cloud(&redirector.base, &redirector.base));
+    register_contoso(&env).await;
+    let check = env.exec(&["check", "contoso", "--output", "json"]).await;
+    assert_eq!(check.code, 3, "{check:?}");
+    let results: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).unwrap();
+    assert_eq!(results[0]["state"], "check_failed", "{check:?}");
+    assert!(
+        check.stdout.contains("307"),
+        "the error names the redirect: {check:?}"
+    );
+    assert!(!redirector.seen().is_empty(), "the authority was asked");
+    assert_eq!(elsewhere.seen(), [], "nothing followed the redirect");
+    assert!(!check.stdout.contains(SECRET) && !check.stderr.contains(SECRET));
+}
+
+#[sqlx::test]
+async fn a_redirecting_rotation_webhook_delivers_nothing_and_keeps_the_old_secret(pool: PgPool) {
+    static TARGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let elsewhere = Server::start(|_| StatusCode::OK.into_response()).await;
+    TARGET.set(elsewhere.base.clone()).unwrap();
+    let redirector = Server::start(|path| redirect_to(TARGET.get().unwrap().clone())(path)).await;
+    let scenario = default_scenario().replace("expires_in_days = 200", "expires_in_days = 5");
+    let sim = Sim::start(&scenario).await;
+    let key = "k".repeat(32);
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    write_file(key_file.path(), &key, 0o600);
+    let extra = format!(
+        "[rotation]\ngrace = \"0s\"\nverify_timeout = \"10s\"\n[[rotation.webhook]]\nurl = \"{}/secrets\"\nsecret_file = \"{}\"\n",
+        redirector.base,
+        key_file.path().display()
+    );
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, &extra));
+    register_contoso(&env).await;
+    env.exec(&["check", "contoso"]).await;
+    let rotated = env.exec(&["rotate", "contoso"]).await;
+    assert_ne!(rotated.code, 0, "{rotated:?}");
+    assert!(
+        rotated.stderr.contains("delivery_failed") && rotated.stderr.contains("307"),
+        "{rotated:?}"
+    );
+    assert_eq!(
+        redirector.seen().len(),
+        1,
+        "the configured webhook was tried"
+    );
+    assert_eq!(elsewhere.seen(), [], "the new secret went nowhere else");
+    // Not counted as delivered: the old secret is still the current one.
+    let current: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT rotation_id FROM credentials WHERE status = 'current'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(current, None, "the operator's secret stays current");
+    let _ = (TENANT, APP);
+    sim.running.stop().await;
+}
+
+/// Runs `check contoso` and returns its exit code, what it printed, and its peak RSS in KiB
+/// (sampled every 10 ms).
+async fn check_with_peak_rss(env: &TestEnv) -> (Option<i32>, String, u64) {
+    let mut child = env
+        .command(&["check", "contoso", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak_kib = 0u64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let rss = text
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(rss);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the check never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    (status.code(), stdout, peak_kib)
+}
+
+#[sqlx::test]
+async fn an_endless_token_answer_costs_little_memory(pool: PgPool) {
+    // The same check against a token endpoint that refuses at once, then against one that
+    // answers 200 and then a gigabyte.
+    let refusing = Server::start(|_| StatusCode::BAD_REQUEST.into_response()).await;
+    let env = TestEnv::with_extra(&pool, &cloud(&refusing.base, &refusing.base));
+    register_contoso(&env).await;
+    let (_, _, baseline_kib) = check_with_peak_rss(&env).await;
+    let flood = Server::start(|_| {
+        let chunk = Bytes::from(vec![b'x'; 1 << 20]);
+        let stream = futures_util::stream::iter(
+            (0..1024).map(move |_| Ok::<Bytes, std::io::Error>(chunk.clone())),
+        );
+        (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response()
+    })
+    .await;
+    env.write_config(&cloud(&flood.base, &flood.base));
+    let (code, stdout, peak_kib) = check_with_peak_rss(&env).await;
+    assert_eq!(code, Some(3), "{stdout}");
+    assert!(stdout.contains("larger than 4 MiB"), "{stdout}");
+    let extra_mib = peak_kib.saturating_sub(baseline_kib) / 1024;
+    assert!(
+        extra_mib < 50,
+        "reading a 1 GiB answer cost {extra_mib} MiB more than a refusal ({} MiB)",
+        baseline_kib / 1024
+    );
+}
