@@ -247,6 +247,8 @@ struct RawAlerts {
 struct RawAlertmanager {
     name: String,
     url: String,
+    #[serde(default)]
+    allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -434,6 +436,8 @@ pub struct AlertSettings {
 pub struct AlertmanagerSink {
     pub name: String,
     pub url: Url,
+    /// Plain http to a host other than loopback, asked for by the operator.
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -560,6 +564,21 @@ pub fn read_secret_file(path: &Path) -> Result<SecretString, String> {
     if mode & 0o007 != 0 {
         return Err(format!(
             "secret file {} is accessible to other users (mode {mode:04o}); restrict it with chmod 600 or 640",
+            path.display()
+        ));
+    }
+    if mode & 0o020 != 0 {
+        return Err(format!(
+            "secret file {} is writable by its group (mode {mode:04o}): anyone in it could swap the secret; restrict it with chmod 600 or 640",
+            path.display()
+        ));
+    }
+    // Owned by root or by the user reading it: anyone else could replace it.
+    let owner = std::os::unix::fs::MetadataExt::uid(&metadata);
+    let me = rustix::process::geteuid().as_raw();
+    if owner != 0 && owner != me {
+        return Err(format!(
+            "secret file {} is owned by uid {owner}, neither root nor this service's user (uid {me}): chown it",
             path.display()
         ));
     }
@@ -842,17 +861,26 @@ impl Settings {
             for (index, sink) in raw.alertmanager.into_iter().enumerate() {
                 let key = format!("alerts.alertmanager[{index}]");
                 sink_name(&key, &sink.name, &mut names)?;
-                let url = http_url(&format!("{key}.url"), &sink.url)?;
+                let url = if sink.allow_insecure_http {
+                    http_url(&format!("{key}.url"), &sink.url)?
+                } else {
+                    secure_url(
+                        &format!("{key}.url"),
+                        &sink.url,
+                        Some("allow_insecure_http = true"),
+                    )?
+                };
                 alertmanagers.push(AlertmanagerSink {
                     name: sink.name,
                     url,
+                    allow_insecure_http: sink.allow_insecure_http,
                 });
             }
             let mut webhooks = Vec::new();
             for (index, sink) in raw.webhook.into_iter().enumerate() {
                 let key = format!("alerts.webhook[{index}]");
                 sink_name(&key, &sink.name, &mut names)?;
-                let url = http_url(&format!("{key}.url"), &sink.url)?;
+                let url = secure_url(&format!("{key}.url"), &sink.url, None)?;
                 let secret = webhook_key(
                     &key,
                     sink.secret_file,
@@ -930,7 +958,7 @@ impl Settings {
             }
             for (index, hook) in raw.webhook.into_iter().enumerate() {
                 let key = format!("rotation.webhook[{index}]");
-                let url = http_url(&format!("{key}.url"), &hook.url)?;
+                let url = secure_url(&format!("{key}.url"), &hook.url, None)?;
                 let secret = webhook_key(
                     &key,
                     hook.secret_file,
@@ -1000,6 +1028,8 @@ impl Settings {
         if url.password().is_some() {
             let _ = url.set_password(Some("REDACTED"));
         }
+        // A password may also come as ?password=…: query values are never printed.
+        let url = Url::parse(&redact_url_query(&url)).unwrap_or(url);
         let describe = |source: &Option<SecretSource>| {
             source
                 .as_ref()
@@ -1042,8 +1072,8 @@ impl Settings {
                 "delivery_interval": format_duration(self.alerts.delivery_interval),
                 "resend_interval": format_duration(self.alerts.resend_interval),
                 "max_delivery_backoff": format_duration(self.alerts.max_delivery_backoff),
-                "alertmanager": self.alerts.alertmanagers.iter().map(|sink| serde_json::json!({"name": sink.name, "url": sink.url.as_str()})).collect::<Vec<_>>(),
-                "webhook": self.alerts.webhooks.iter().map(|sink| serde_json::json!({"name": sink.name, "url": sink.url.as_str(), "secret": format!("<redacted: {}>", sink.secret)})).collect::<Vec<_>>(),
+                "alertmanager": self.alerts.alertmanagers.iter().map(|sink| serde_json::json!({"name": sink.name, "url": redact_url(&sink.url), "allow_insecure_http": sink.allow_insecure_http})).collect::<Vec<_>>(),
+                "webhook": self.alerts.webhooks.iter().map(|sink| serde_json::json!({"name": sink.name, "url": redact_url(&sink.url), "secret": format!("<redacted: {}>", sink.secret)})).collect::<Vec<_>>(),
             },
             "microsoft": {
                 "max_requests_in_flight": self.microsoft.max_requests_in_flight,
@@ -1166,6 +1196,66 @@ fn http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
         })
 }
 
+/// A URL that carries secrets (a signed webhook, a new client secret, alerts): https, or
+/// plain http only to a loopback address (the Microsoft endpoints' rule). `opt_in` names
+/// the setting that allows plain http elsewhere, where there is one.
+fn secure_url(key: &str, value: &str, opt_in: Option<&str>) -> Result<Url, ConfigError> {
+    let url = http_url(key, value)?;
+    if url.scheme() == "https" || is_loopback(&url) {
+        return Ok(url);
+    }
+    let shown = redact_url(&url);
+    Err(config_error(match opt_in {
+        Some(setting) => format!(
+            "invalid configuration key {key}: {shown} must use https (plain http only to loopback, or with {setting} on this sink)"
+        ),
+        None => format!(
+            "invalid configuration key {key}: {shown} must use https (plain http is allowed only for loopback addresses)"
+        ),
+    }))
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        None => false,
+    }
+}
+
+/// A URL as it may be printed or logged: no user name or password, and no query value
+/// (webhook tokens, `?password=`), only the query's keys.
+pub fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    if !shown.username().is_empty() || shown.password().is_some() {
+        let _ = shown.set_username("REDACTED");
+        let _ = shown.set_password(None);
+    }
+    if shown.query().is_some() {
+        let keys: Vec<String> = shown
+            .query_pairs()
+            .map(|(key, _)| format!("{key}=REDACTED"))
+            .collect();
+        shown.set_query(Some(&keys.join("&")));
+    }
+    shown.to_string()
+}
+
+/// The URL with its query values redacted (its user name kept: a database role is no
+/// secret).
+fn redact_url_query(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.query().is_some() {
+        let keys: Vec<String> = shown
+            .query_pairs()
+            .map(|(key, _)| format!("{key}=REDACTED"))
+            .collect();
+        shown.set_query(Some(&keys.join("&")));
+    }
+    shown.to_string()
+}
+
 /// A webhook's HMAC key: required, as `secret_file` or `secret_credential`.
 fn webhook_key(
     key: &str,
@@ -1285,12 +1375,7 @@ fn endpoint(key: &str, value: &str) -> Result<Url, ConfigError> {
             "invalid configuration key {key}: {error} (expected a URL)"
         ))
     })?;
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(address)) => address.is_loopback(),
-        Some(url::Host::Ipv6(address)) => address.is_loopback(),
-        Some(url::Host::Domain(domain)) => domain == "localhost",
-        None => false,
-    };
+    let loopback = is_loopback(&url);
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),

@@ -35,7 +35,7 @@ pub struct Plan {
 }
 
 /// The finding kinds that are alerts, and what the operator should do about each.
-fn action(kind: &str) -> Option<&'static str> {
+pub(crate) fn action(kind: &str) -> Option<&'static str> {
     Some(match kind {
         "consent_revoked" => "a tenant admin must grant admin consent again (admin_consent_url)",
         "permissions_missing" => {
@@ -86,7 +86,7 @@ fn action(kind: &str) -> Option<&'static str> {
             "check the tenant's licences and the organization's SharePoint host"
         }
         "graph_read_denied" => {
-            "grant Directory.ReadWrite.All (or Application.Read.All) so the app can read its own registration"
+            "grant Application.Read.All (the least that works), or Application.ReadWrite.OwnedBy with the app's service principal an owner of its application, so the app can read its own registration"
         }
         "ews_retirement" => {
             "move mailbox backup from EWS to Microsoft Graph before EWS is switched off"

@@ -90,12 +90,27 @@ pub fn signature(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
     )
 }
 
+/// The shortest HMAC key accepted for signing (SHA-256's block of strength).
+pub const MIN_SIGNING_KEY_BYTES: usize = 32;
+
+/// Reads a webhook's signing key, refusing one too short to resist guessing.
+pub fn signing_key(source: &crate::config::SecretSource) -> Result<SecretString, String> {
+    let key = source.read().map_err(|error| error.to_string())?;
+    if key.expose_secret().len() < MIN_SIGNING_KEY_BYTES {
+        return Err(format!(
+            "the signing key ({source}) is shorter than {MIN_SIGNING_KEY_BYTES} bytes: make one with `openssl rand -hex 32`"
+        ));
+    }
+    Ok(key)
+}
+
 pub async fn post_webhook(
     http: &reqwest::Client,
     sink: &WebhookSink,
     payload: &serde_json::Value,
 ) -> Result<(), String> {
-    let secret = sink.secret.read().map_err(|error| error.to_string())?;
+    let secret =
+        signing_key(&sink.secret).map_err(|error| format!("webhook {}: {error}", sink.name))?;
     let body = serde_json::to_vec(payload).map_err(|error| error.to_string())?;
     let timestamp = Utc::now().timestamp();
     let response = http

@@ -441,7 +441,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
         Some(GraphObservation::Failed { failure: GraphFailure::Forbidden, detail }) => findings.push(Finding::new(
             "graph_read_denied",
             Severity::Warning,
-            "the app may not read its own application object (grant Directory.ReadWrite.All or Application.Read.All); secret expiry and unknown credentials cannot be checked".into(),
+            "the app may not read its own application object (grant Application.Read.All, or Application.ReadWrite.OwnedBy with the app's service principal an owner of its application); secret expiry and unknown credentials cannot be checked".into(),
             serde_json::json!({ "code": detail.code }),
         )),
         Some(GraphObservation::Failed { failure, detail }) => incomplete.push(format!("get application: {} ({})", failure.as_str(), detail.message)),
@@ -1008,6 +1008,33 @@ mod tests {
         let verdict = check(&observations);
         assert_eq!(verdict.state, State::PermissionsMissing);
         assert!(kinds(&verdict).contains(&"graph_read_denied"));
+    }
+
+    #[test]
+    fn a_denied_read_of_the_app_advises_the_least_privilege_that_works() {
+        let mut observations = healthy();
+        observations.application = Some(GraphObservation::Failed {
+            failure: GraphFailure::Forbidden,
+            detail: failure("403"),
+        });
+        let verdict = check(&observations);
+        let finding = verdict
+            .findings
+            .iter()
+            .find(|f| f.kind == "graph_read_denied")
+            .expect("graph_read_denied");
+        assert!(
+            finding.message.contains("Application.Read.All"),
+            "{}",
+            finding.message
+        );
+        assert!(
+            !finding.message.contains("Directory.ReadWrite.All"),
+            "{}",
+            finding.message
+        );
+        let action = crate::alerts::lifecycle::action("graph_read_denied").unwrap();
+        assert!(!action.contains("Directory.ReadWrite.All"), "{action}");
     }
 
     #[test]

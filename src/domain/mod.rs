@@ -25,9 +25,11 @@ fn parse_guid(what: &str, value: &str) -> Result<Uuid, InputError> {
         .then(|| Uuid::try_parse(trimmed).ok())
         .flatten()
         .filter(|uuid| !uuid.is_nil());
+    // The value is not echoed: what was pasted into an id field may well be a secret.
     parsed.ok_or_else(|| {
         input_error(format!(
-            "invalid {what} {value:?}: expected a GUID like 00000000-0000-0000-0000-000000000000"
+            "invalid {what} ({} characters given): expected a GUID like 00000000-0000-0000-0000-000000000000",
+            trimmed.chars().count()
         ))
     })
 }

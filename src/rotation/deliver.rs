@@ -76,7 +76,7 @@ impl Deliverer {
                 serde_json::json!({"command": program.display().to_string(), "args": args, "timeout": crate::config::format_duration(*timeout)})
             }
             Deliverer::Webhook { url, key } => {
-                serde_json::json!({"webhook": url.as_str(), "key": format!("<redacted: {key}>")})
+                serde_json::json!({"webhook": crate::config::redact_url(url), "key": format!("<redacted: {key}>")})
             }
         }
     }
@@ -126,7 +126,7 @@ pub async fn deliver(
             timeout,
         } => run_command(program, args, *timeout, delivery).await,
         Deliverer::Webhook { url, key } => {
-            let key = key.read().map_err(|error| error.to_string())?;
+            let key = crate::alerts::sinks::signing_key(key)?;
             let body = zeroize::Zeroizing::new(
                 serde_json::to_vec(&delivery.document()).map_err(|e| e.to_string())?,
             );

@@ -412,10 +412,14 @@ pub async fn webhook_receiver(secret: &'static str) -> (u16, Arc<Mutex<Vec<serde
 #[sqlx::test]
 async fn webhooks_are_signed_and_silences_hold_them_back(pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
-    let (port, received) = webhook_receiver("whsec-test-123").await;
+    let (port, received) = webhook_receiver("whsec-test-0123456789abcdef0123456789").await;
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("webhook-secret");
-    write_file(&secret_file, "whsec-test-123\n", 0o600);
+    write_file(
+        &secret_file,
+        "whsec-test-0123456789abcdef0123456789\n",
+        0o600,
+    );
     let env = TestEnv::with_extra(
         &pool,
         &config(

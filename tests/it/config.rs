@@ -179,3 +179,68 @@ fn config_check_says_when_rotation_has_nowhere_to_deliver() {
         "{outcome:?}"
     );
 }
+
+#[test]
+fn secret_bearing_sinks_need_https_off_loopback_and_urls_print_no_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let key = dir.path().join("hook-key");
+    write_file(&key, &"k".repeat(40), 0o600);
+    let key = key.display();
+    let refused = [
+        (
+            format!(
+                "[[alerts.webhook]]\nname = \"ops\"\nurl = \"http://hooks.example/h?token=abc123\"\nsecret_file = \"{key}\"\n"
+            ),
+            "alerts.webhook[0].url",
+        ),
+        (
+            format!(
+                "[[rotation.webhook]]\nurl = \"http://backup.example/credentials\"\nsecret_file = \"{key}\"\n"
+            ),
+            "rotation.webhook[0].url",
+        ),
+        (
+            "[[alerts.alertmanager]]\nname = \"am\"\nurl = \"http://am.example:9093\"\n"
+                .to_string(),
+            "allow_insecure_http = true",
+        ),
+    ];
+    for (content, expected) in refused {
+        std::fs::write(&path, content).unwrap();
+        let outcome = run(
+            &["--config", path.to_str().unwrap(), "config", "check"],
+            &[],
+        );
+        outcome.fails_with(2, expected);
+        assert!(!outcome.stderr.contains("abc123"), "{outcome:?}");
+    }
+    // Allowed: loopback, https, and plain http to an Alertmanager the operator opted in for;
+    // printed without user info or query values.
+    std::fs::write(
+        &path,
+        format!(
+            "[database]\nurl = \"postgres://kodo@db.example/kodo?password=Query-Pa55&sslmode=require\"\n\
+             [[alerts.alertmanager]]\nname = \"am\"\nurl = \"http://admin:Am-Pa55@am.example:9093\"\nallow_insecure_http = true\n\
+             [[alerts.webhook]]\nname = \"ops\"\nurl = \"https://hooks.example/h?token=Tok-abc123\"\nsecret_file = \"{key}\"\n\
+             [[alerts.webhook]]\nname = \"local\"\nurl = \"http://127.0.0.1:9000/h\"\nsecret_file = \"{key}\"\n"
+        ),
+    )
+    .unwrap();
+    let outcome = run(
+        &["--config", path.to_str().unwrap(), "config", "check"],
+        &[],
+    );
+    outcome.success();
+    for secret in ["Query-Pa55", "Am-Pa55", "admin", "Tok-abc123"] {
+        assert!(
+            !outcome.stdout.contains(secret) && !outcome.stderr.contains(secret),
+            "printed {secret}: {outcome:?}"
+        );
+    }
+    assert!(
+        outcome.stdout.contains("allow_insecure_http = true")
+            && outcome.stdout.contains("token=REDACTED"),
+        "{outcome:?}"
+    );
+}

@@ -190,3 +190,27 @@ async fn an_endless_token_answer_costs_little_memory(pool: PgPool) {
         baseline_kib / 1024
     );
 }
+
+#[sqlx::test]
+async fn a_short_signing_key_is_refused_and_nothing_is_sent(pool: PgPool) {
+    let receiver = Server::start(|_| StatusCode::OK.into_response()).await;
+    let scenario = default_scenario().replace("expires_in_days = 200", "expires_in_days = 5");
+    let sim = Sim::start(&scenario).await;
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    write_file(key_file.path(), "short-key-16byte", 0o600);
+    let extra = format!(
+        "[rotation]\ngrace = \"0s\"\nverify_timeout = \"10s\"\n[[rotation.webhook]]\nurl = \"{}/secrets\"\nsecret_file = \"{}\"\n",
+        receiver.base,
+        key_file.path().display()
+    );
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, &extra));
+    register_contoso(&env).await;
+    env.exec(&["check", "contoso"]).await;
+    let rotated = env.exec(&["rotate", "contoso"]).await;
+    assert!(
+        rotated.stderr.contains("shorter than 32 bytes"),
+        "{rotated:?}"
+    );
+    assert_eq!(receiver.seen(), [], "nothing signed with a guessable key");
+    sim.running.stop().await;
+}

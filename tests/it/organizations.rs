@@ -109,8 +109,29 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing(pool: PgPool) {
         env.add_org(name, tenant, client, secret)
     };
     add("fabrikam", "not-a-guid", CLIENT_B, "s3cret")
-        .fails_with(2, "--tenant-id: invalid tenant id \"not-a-guid\"");
+        .fails_with(2, "--tenant-id: invalid tenant id (10 characters given)");
     add("fabrikam", TENANT_B, "1234", "s3cret").fails_with(2, "--client-id: invalid client id");
+    // A secret pasted into an id field is named by its field, never printed back.
+    let pasted = env.run_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "fabrikam",
+            "--tenant-id",
+            TENANT_B,
+            "--client-id",
+            CLIENT_B,
+            "--secret-id",
+            "Pst8Q~a-secret-pasted-in-the-wrong-place",
+        ],
+        "s3cret",
+    );
+    pasted.fails_with(2, "invalid secret id");
+    assert!(
+        !pasted.stderr.contains("Pst8Q~") && !pasted.stdout.contains("Pst8Q~"),
+        "{pasted:?}"
+    );
     add("contoso", TENANT_B, CLIENT_B, "s3cret")
         .fails_with(2, "an organization named contoso already exists");
     add("other", TENANT_A, CLIENT_A, "s3cret")
@@ -215,6 +236,18 @@ async fn secret_file_is_read_and_refused_when_others_can_read_it(pool: PgPool) {
     env.run(&args)
         .fails_with(2, "accessible to other users (mode 0644)");
     assert_eq!(count(&pool, "organizations").await, 0);
+    // Writable by its group, or owned by another user: either could swap the secret.
+    write_file(&secret_file, "Abc8Q~from-a-file\n", 0o620);
+    env.run(&args)
+        .fails_with(2, "writable by its group (mode 0620)");
+    write_file(&secret_file, "Abc8Q~from-a-file\n", 0o600);
+    std::os::unix::fs::chown(&secret_file, Some(65534), None).unwrap();
+    env.run(&args).fails_with(
+        2,
+        "owned by uid 65534, neither root nor this service's user",
+    );
+    assert_eq!(count(&pool, "organizations").await, 0);
+    std::os::unix::fs::chown(&secret_file, Some(0), None).unwrap();
     write_file(&secret_file, "Abc8Q~from-a-file\n", 0o600);
     env.run(&args).success();
     let hint: String = sqlx::query_scalar("SELECT hint FROM credentials")

@@ -522,10 +522,11 @@ async fn two_rotations_of_one_organization_at_once_change_things_once(pool: PgPo
 #[sqlx::test]
 async fn the_webhook_deliverer_posts_the_new_secret_signed(pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
-    let (port, received) = crate::checks::webhook_receiver("rotation-hook-key").await;
+    let (port, received) =
+        crate::checks::webhook_receiver("rotation-hook-key-0123456789abcdef0123").await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("hook-key");
-    write_file(&key_file, "rotation-hook-key\n", 0o600);
+    write_file(&key_file, "rotation-hook-key-0123456789abcdef0123\n", 0o600);
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
     register_contoso(&env).await;
     let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
