@@ -185,9 +185,9 @@ impl Registry<'_> {
         let mut seen_names = HashSet::new();
         let mut seen_pairs = HashSet::new();
         for (position, input) in &inputs {
-            if !seen_names.insert(input.name.clone()) {
+            if !seen_names.insert(input.name.as_str().to_lowercase()) {
                 return Err(input_error(format!(
-                    "{position}, field name: the name {} appears twice in the file",
+                    "{position}, field name: the name {} appears twice in the file (names are compared ignoring case)",
                     input.name
                 ))
                 .into());
@@ -226,14 +226,19 @@ impl Registry<'_> {
         } else {
             "add"
         };
-        if store::organizations::find(connection, &OrgRef::Name(input.name.as_str().to_string()))
-            .await?
-            .is_some()
+        if let Some(existing) =
+            store::organizations::find_by_name_ignoring_case(connection, input.name.as_str())
+                .await?
         {
+            let case = if existing.name == input.name.as_str() {
+                ""
+            } else {
+                " (names may not differ only by case)"
+            };
             return Err(input_error(format!(
-                "{}an organization named {} already exists",
+                "{}an organization named {} already exists{case}",
                 prefix("name"),
-                input.name
+                existing.name
             ))
             .into());
         }
@@ -270,7 +275,7 @@ impl Registry<'_> {
         if let Err(error) = inserted {
             // Another writer won the race between the checks above and the insert.
             return Err(match store::unique_violation(&error).as_deref() {
-                Some("organizations_name_key") => input_error(format!(
+                Some("organizations_name_key" | "organizations_name_ci") => input_error(format!(
                     "{}an organization named {} already exists",
                     prefix("name"),
                     input.name

@@ -140,8 +140,23 @@ pub async fn schema_status(pool: &PgPool) -> Result<SchemaStatus, sqlx::Error> {
 }
 
 /// Applies pending migrations (sqlx takes an advisory lock, so concurrent runs are safe).
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+/// Data a migration cannot take is named first, and nothing is changed: organization names
+/// that differ only by case (migration 8 makes names unique ignoring case).
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    let clashes = {
+        let mut connection = pool.acquire().await?;
+        organizations::names_clashing_by_case(&mut connection).await?
+    };
+    if !clashes.is_empty() {
+        let listed: Vec<String> = clashes.iter().map(|names| names.join(" and ")).collect();
+        return Err(crate::domain::input_error(format!(
+            "organization names must be unique ignoring case, and these differ only by case: {}; remove one of each (kodo-access org remove NAME --yes) or register it again under another name, then migrate; nothing was changed",
+            listed.join("; ")
+        ))
+        .into());
+    }
+    MIGRATOR.run(pool).await?;
+    Ok(())
 }
 
 /// The name of the unique constraint a statement violated, if that is why it failed.

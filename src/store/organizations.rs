@@ -97,6 +97,38 @@ pub async fn find(
     }
 }
 
+/// The organization whose name equals `name` ignoring case (names are unique so).
+pub async fn find_by_name_ignoring_case(
+    connection: &mut PgConnection,
+    name: &str,
+) -> Result<Option<OrganizationRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE lower(name) = lower($1)"
+    )))
+    .bind(name)
+    .fetch_optional(connection)
+    .await
+}
+
+/// Names that differ only by case, each clash as one list (what the case-insensitive
+/// unique index of migration 8 cannot be built over). Empty before the table exists.
+pub async fn names_clashing_by_case(
+    connection: &mut PgConnection,
+) -> Result<Vec<Vec<String>>, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('organizations') IS NOT NULL")
+        .fetch_one(&mut *connection)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(
+        "SELECT array_agg(name ORDER BY name) FROM organizations GROUP BY lower(name)
+         HAVING count(*) > 1 ORDER BY lower(name)",
+    )
+    .fetch_all(connection)
+    .await
+}
+
 /// Same as [`find`], locking the row until the transaction ends.
 pub async fn find_for_update(
     connection: &mut PgConnection,

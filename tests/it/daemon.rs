@@ -214,7 +214,7 @@ async fn waits_unready_until_the_schema_is_migrated(pool: PgPool) {
         || async {
             daemon
                 .log()
-                .contains("database schema is behind by 7 migration(s): run `kodo-access migrate`")
+                .contains("database schema is behind by 8 migration(s): run `kodo-access migrate`")
         },
     )
     .await;

@@ -461,3 +461,55 @@ async fn one_bad_row_rejects_the_whole_file_naming_row_and_field(pool: PgPool) {
         .unwrap();
     assert_eq!(names, ["existing"], "a rejected file must write nothing");
 }
+
+#[sqlx::test]
+async fn names_are_unique_ignoring_case_and_migrate_names_old_clashes(pool: PgPool) {
+    let env = TestEnv::new(&pool);
+    env.add_org("adatum", TENANT_A, CLIENT_A, "Abc8Q~secret")
+        .success();
+    env.add_org("ADATUM", TENANT_B, CLIENT_B, "Abc8Q~secret")
+        .fails_with(
+            2,
+            "an organization named adatum already exists (names may not differ only by case)",
+        );
+    assert_eq!(count(&pool, "organizations").await, 1);
+
+    // A database from before the rule, holding names that differ only by case: migrate
+    // names them and changes nothing until one is gone.
+    sqlx::raw_sql(
+        "DROP INDEX organizations_name_ci;
+         DELETE FROM _sqlx_migrations WHERE version = 20261201000008;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    env.add_org("ADATUM", TENANT_B, CLIENT_B, "Abc8Q~secret")
+        .fails_with(2, "already exists");
+    sqlx::query("UPDATE organizations SET name = 'ADATUM' WHERE name = 'adatum'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO organizations (id, name, tenant_id, client_id, cloud)
+         VALUES (gen_random_uuid(), 'adatum', gen_random_uuid(), gen_random_uuid(), 'global')
+         ON CONFLICT DO NOTHING",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    env.run(&["migrate"])
+        .fails_with(2, "these differ only by case: ADATUM and adatum");
+    let applied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE version = 20261201000008")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, 0, "nothing was changed");
+    sqlx::query("DELETE FROM organizations WHERE name = 'adatum'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    env.run(&["migrate"]).success();
+    env.add_org("Adatum", TENANT_B, CLIENT_B, "Abc8Q~secret")
+        .fails_with(2, "names may not differ only by case");
+}
