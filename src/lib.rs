@@ -3,12 +3,14 @@
 
 pub mod alerts;
 pub mod app;
+#[cfg(feature = "simulator")]
 pub mod bench;
 pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod crypto;
+#[cfg(feature = "simulator")]
 pub mod demo;
 pub mod domain;
 pub mod failpoint;
@@ -20,6 +22,9 @@ pub mod notify;
 pub mod registry;
 pub mod rotation;
 pub mod scheduler;
+// The simulated cloud, the demo and the benchmarks: feature `simulator` (on by default, off
+// in the production build, so the daemon an operator installs cannot serve `/_sim/`).
+#[cfg(feature = "simulator")]
 pub mod simulator;
 pub mod store;
 pub mod telemetry;

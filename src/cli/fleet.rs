@@ -219,6 +219,7 @@ pub async fn alerts(settings: Settings, output: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "simulator")]
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// How long to let the daemon run before healing a tenant, and again after.
@@ -236,6 +237,7 @@ pub struct DemoArgs {
     pub database_url: String,
 }
 
+#[cfg(feature = "simulator")]
 pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     crate::demo::run(args.phase, args.alertmanager.as_deref(), &args.database_url).await
 }

@@ -53,6 +53,7 @@ pub enum Command {
     #[command(subcommand)]
     Job(jobs::JobCommand),
     /// Run the simulated Microsoft 365 cloud (Entra ID, Graph, SharePoint) until SIGTERM.
+    #[cfg(feature = "simulator")]
     Simulate {
         /// Tenants, apps, secrets and permissions to start with (TOML or JSON).
         #[arg(long, value_name = "FILE")]
@@ -72,6 +73,7 @@ pub enum Command {
         fast_signing: bool,
     },
     /// Benchmarks (see README, "Performance").
+    #[cfg(feature = "simulator")]
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Check organizations now, store the results, print each verdict. Exit status 3 when
@@ -105,6 +107,7 @@ pub enum Command {
     },
     /// Run the simulated cloud and the daemon against it with a handful of tenants, some
     /// broken; watch checks, alerts, and a tenant healing. Nothing to configure.
+    #[cfg(feature = "simulator")]
     Demo(fleet::DemoArgs),
     /// Show the audit log, newest first.
     Audit {
@@ -118,6 +121,7 @@ pub enum Command {
     },
 }
 
+#[cfg(feature = "simulator")]
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// One full check sweep of N organizations against the simulated cloud with latency L
@@ -180,14 +184,17 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Key(keys::KeyCommand::Generate { out }) => keys::generate(out),
+        #[cfg(feature = "simulator")]
         Command::Bench(BenchCommand::Sweep(args)) => {
             crate::telemetry::init_logging("error", cli.log_format.unwrap_or(LogFormat::Text));
             crate::bench::sweep(args).await
         }
+        #[cfg(feature = "simulator")]
         Command::Bench(BenchCommand::Rotate(args)) => {
             crate::telemetry::init_logging("error", cli.log_format.unwrap_or(LogFormat::Text));
             crate::bench::rotate(args).await
         }
+        #[cfg(feature = "simulator")]
         Command::Simulate {
             scenario,
             listen,
@@ -248,6 +255,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             fleet::rotations(settings(&cli)?, org.as_deref(), *output).await
         }
         Command::Alerts { output } => fleet::alerts(settings(&cli)?, *output).await,
+        #[cfg(feature = "simulator")]
         Command::Demo(args) => {
             crate::telemetry::init_logging("info", cli.log_format.unwrap_or(LogFormat::Text));
             fleet::demo(args).await
@@ -287,6 +295,7 @@ fn table(header: &[&str]) -> comfy_table::Table {
     table
 }
 
+#[cfg(feature = "simulator")]
 async fn simulate(
     scenario: Option<&std::path::Path>,
     listen: std::net::SocketAddr,
