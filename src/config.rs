@@ -1232,14 +1232,7 @@ pub fn redact_url(url: &Url) -> String {
         let _ = shown.set_username("REDACTED");
         let _ = shown.set_password(None);
     }
-    if shown.query().is_some() {
-        let keys: Vec<String> = shown
-            .query_pairs()
-            .map(|(key, _)| format!("{key}=REDACTED"))
-            .collect();
-        shown.set_query(Some(&keys.join("&")));
-    }
-    shown.to_string()
+    redact_url_query(&shown)
 }
 
 /// The URL with its query values redacted (its user name kept: a database role is no
