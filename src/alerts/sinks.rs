@@ -71,14 +71,42 @@ pub async fn post_alertmanager(
 
 pub const SIGNATURE_HEADER: &str = "X-Kodo-Access-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Kodo-Access-Timestamp";
+/// `alert` or `credential`: what the body is, signed so that one cannot pass for the other.
+pub const PURPOSE_HEADER: &str = "X-Kodo-Access-Purpose";
+/// A fresh id per delivery, signed: a receiver that remembers the ids it saw within the
+/// replay window (5 minutes of timestamps) refuses a replay.
+pub const DELIVERY_HEADER: &str = "X-Kodo-Access-Delivery";
 
-/// `sha256=HEX(HMAC-SHA256(secret, "TIMESTAMP.BODY"))`: the timestamp is signed too, so a
-/// receiver that rejects old timestamps cannot be fooled by a replay.
-pub fn signature(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+/// What a signed webhook carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Alert,
+    Credential,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Alert => "alert",
+            Purpose::Credential => "credential",
+        }
+    }
+}
+
+/// `sha256=HEX(HMAC-SHA256(key, "TIMESTAMP.PURPOSE.DELIVERY.BODY"))`: the timestamp, the
+/// purpose and the delivery id are signed with the body, so a receiver that rejects old
+/// timestamps and delivery ids it has seen cannot be fooled by a replay, and an alert
+/// cannot be passed off as a credential.
+pub fn signature(
+    key: &SecretString,
+    timestamp: i64,
+    purpose: Purpose,
+    delivery: uuid::Uuid,
+    body: &[u8],
+) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
         .expect("HMAC takes any key length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
+    mac.update(format!("{timestamp}.{}.{delivery}.", purpose.as_str()).as_bytes());
     mac.update(body);
     let digest = mac.finalize().into_bytes();
     format!(
@@ -88,6 +116,26 @@ pub fn signature(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     )
+}
+
+/// The signing headers of one delivery.
+pub fn signed(
+    request: reqwest::RequestBuilder,
+    key: &SecretString,
+    purpose: Purpose,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let timestamp = Utc::now().timestamp();
+    let delivery = uuid::Uuid::new_v4();
+    request
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(PURPOSE_HEADER, purpose.as_str())
+        .header(DELIVERY_HEADER, delivery.to_string())
+        .header(
+            SIGNATURE_HEADER,
+            signature(key, timestamp, purpose, delivery, body),
+        )
 }
 
 /// The shortest HMAC key accepted for signing (SHA-256's block of strength).
@@ -112,12 +160,7 @@ pub async fn post_webhook(
     let secret =
         signing_key(&sink.secret).map_err(|error| format!("webhook {}: {error}", sink.name))?;
     let body = serde_json::to_vec(payload).map_err(|error| error.to_string())?;
-    let timestamp = Utc::now().timestamp();
-    let response = http
-        .post(sink.url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(TIMESTAMP_HEADER, timestamp.to_string())
-        .header(SIGNATURE_HEADER, signature(&secret, timestamp, &body))
+    let response = signed(http.post(sink.url.clone()), &secret, Purpose::Alert, &body)
         .body(body)
         .send()
         .await
@@ -144,13 +187,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signatures_cover_timestamp_and_body() {
-        let secret = SecretString::from("k");
-        let a = signature(&secret, 1, b"{}");
+    fn signatures_cover_timestamp_purpose_delivery_and_body() {
+        let key = SecretString::from("k".repeat(32));
+        let delivery = uuid::Uuid::new_v4();
+        let sign = |key: &SecretString, timestamp, purpose, delivery, body: &[u8]| {
+            signature(key, timestamp, purpose, delivery, body)
+        };
+        let a = sign(&key, 1, Purpose::Alert, delivery, b"{}");
         assert!(a.starts_with("sha256=") && a.len() == 7 + 64);
-        assert_ne!(a, signature(&secret, 2, b"{}"));
-        assert_ne!(a, signature(&secret, 1, b"{ }"));
-        assert_ne!(a, signature(&SecretString::from("other"), 1, b"{}"));
+        assert_ne!(a, sign(&key, 2, Purpose::Alert, delivery, b"{}"));
+        assert_ne!(a, sign(&key, 1, Purpose::Credential, delivery, b"{}"));
+        assert_ne!(
+            a,
+            sign(&key, 1, Purpose::Alert, uuid::Uuid::new_v4(), b"{}")
+        );
+        assert_ne!(a, sign(&key, 1, Purpose::Alert, delivery, b"{ }"));
+        assert_ne!(
+            a,
+            sign(
+                &SecretString::from("other"),
+                1,
+                Purpose::Alert,
+                delivery,
+                b"{}"
+            )
+        );
     }
 
     #[test]

@@ -130,28 +130,22 @@ pub async fn deliver(
             let body = zeroize::Zeroizing::new(
                 serde_json::to_vec(&delivery.document()).map_err(|e| e.to_string())?,
             );
-            let timestamp = Utc::now().timestamp();
-            let response = http
-                .post(url.clone())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(
-                    crate::alerts::sinks::TIMESTAMP_HEADER,
-                    timestamp.to_string(),
+            let response = crate::alerts::sinks::signed(
+                http.post(url.clone()),
+                &key,
+                crate::alerts::sinks::Purpose::Credential,
+                &body,
+            )
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|error| {
+                format!(
+                    "{}: {}",
+                    deliverer.describe(),
+                    crate::microsoft::errors::transport_description(&error)
                 )
-                .header(
-                    crate::alerts::sinks::SIGNATURE_HEADER,
-                    crate::alerts::sinks::signature(&key, timestamp, &body),
-                )
-                .body(body.to_vec())
-                .send()
-                .await
-                .map_err(|error| {
-                    format!(
-                        "{}: {}",
-                        deliverer.describe(),
-                        crate::microsoft::errors::transport_description(&error)
-                    )
-                })?;
+            })?;
             if response.status().is_success() {
                 Ok(())
             } else {

@@ -378,10 +378,25 @@ pub async fn webhook_receiver(secret: &'static str) -> (u16, Arc<Mutex<Vec<serde
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_string();
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let (purpose, delivery) = (
+                    header("x-kodo-access-purpose"),
+                    header("x-kodo-access-delivery"),
+                );
+                // Signed: the timestamp, what it is (alert or credential), a fresh delivery
+                // id a receiver remembers within the replay window, and the body.
                 let mut mac =
                     hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-                mac.update(format!("{timestamp}.").as_bytes());
+                mac.update(format!("{timestamp}.{purpose}.{delivery}.").as_bytes());
                 mac.update(&body);
+                let known = matches!(purpose.as_str(), "alert" | "credential")
+                    && uuid::Uuid::try_parse(&delivery).is_ok();
                 let expected = format!(
                     "sha256={}",
                     mac.finalize()
@@ -393,7 +408,7 @@ pub async fn webhook_receiver(secret: &'static str) -> (u16, Arc<Mutex<Vec<serde
                 let fresh = timestamp
                     .parse::<i64>()
                     .is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() < 300);
-                if signature != expected || !fresh {
+                if signature != expected || !fresh || !known {
                     return StatusCode::UNAUTHORIZED;
                 }
                 sink.lock()
