@@ -18,14 +18,25 @@ use crate::context::Context;
 struct HttpState {
     context: Context,
     metrics: PrometheusHandle,
+    /// When the fleet gauges were last read from the database. Held while reading, so
+    /// that scrapes arriving together wait for one read instead of each running their own.
+    refreshed: std::sync::Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
 }
+
+/// The fleet gauges are read from the database at most this often, however many scrapers
+/// there are (64 scrapes at once used to take 64 of the pool's connections).
+const GAUGES_FRESH_FOR: Duration = Duration::from_secs(2);
 
 pub fn router(context: Context, metrics: PrometheusHandle) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
-        .with_state(HttpState { context, metrics })
+        .with_state(HttpState {
+            context,
+            metrics,
+            refreshed: Default::default(),
+        })
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
@@ -41,7 +52,11 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 
 async fn metrics_handler(State(state): State<HttpState>) -> impl IntoResponse {
     if state.context.readiness.database_up() {
-        refresh_gauges(&state.context).await;
+        let mut refreshed = state.refreshed.lock().await;
+        if refreshed.is_none_or(|at| at.elapsed() >= GAUGES_FRESH_FOR) {
+            refresh_gauges(&state.context).await;
+            *refreshed = Some(tokio::time::Instant::now());
+        }
     }
     (
         [(

@@ -231,3 +231,39 @@ async fn waits_unready_until_the_schema_is_migrated(pool: PgPool) {
     let (code, log) = daemon.terminate().await;
     assert_eq!(code, 0, "{log}");
 }
+
+#[sqlx::test]
+async fn scrapes_arriving_together_read_the_database_once(pool: PgPool) {
+    let env = TestEnv::new(&pool);
+    env.add_org("contoso", TENANT_A, CLIENT_A, "Abc8Q~x")
+        .success();
+    let daemon = Daemon::start(&env, &[]);
+    daemon.wait_ready().await;
+    let (_, database) = database_url(&pool);
+    let committed = || async {
+        sqlx::query_scalar::<_, i64>("SELECT xact_commit FROM pg_stat_database WHERE datname = $1")
+            .bind(&database)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let before = committed().await;
+    // Three waves of 64 scrapers at once (each read of the fleet is three statements).
+    for _ in 0..3 {
+        let scrapes: Vec<_> = (0..64).map(|_| daemon.get("/metrics")).collect();
+        for scrape in futures_util::future::join_all(scrapes).await {
+            let (status, metrics) = scrape.expect("every scrape answered");
+            assert_eq!(status, 200);
+            assert!(metrics.contains("kodo_access_organizations{enabled=\"true\"} 1"));
+        }
+    }
+    // The daemon's connections close on exit, and their statistics with them.
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let transactions = committed().await - before;
+    assert!(
+        transactions < 100,
+        "192 scrapes cost {transactions} database transactions"
+    );
+}
