@@ -752,8 +752,8 @@ impl Settings {
                     "invalid configuration key {key}: {name} is a built-in cloud and cannot be redefined"
                 )));
             }
-            let graph = endpoint(&format!("{key}.graph"), &cloud.graph)?;
-            let exchange = endpoint(&format!("{key}.exchange"), &cloud.exchange)?;
+            let graph = secure_url(&format!("{key}.graph"), &cloud.graph, None)?;
+            let exchange = secure_url(&format!("{key}.exchange"), &cloud.exchange, None)?;
             let resource = |name: &str, value: Option<String>, default: &Url| match value {
                 Some(value) => Url::parse(&value).map_err(|error| {
                     config_error(format!(
@@ -763,7 +763,7 @@ impl Settings {
                 None => Ok(default.clone()),
             };
             let cloud = CloudSettings {
-                authority: endpoint(&format!("{key}.authority"), &cloud.authority)?,
+                authority: secure_url(&format!("{key}.authority"), &cloud.authority, None)?,
                 graph_resource: resource("graph_resource", cloud.graph_resource, &graph)?,
                 exchange_resource: resource(
                     "exchange_resource",
@@ -771,7 +771,7 @@ impl Settings {
                     &exchange,
                 )?,
                 sharepoint: match cloud.sharepoint {
-                    Some(value) => Some(endpoint(&format!("{key}.sharepoint"), &value)?),
+                    Some(value) => Some(secure_url(&format!("{key}.sharepoint"), &value, None)?),
                     None => None,
                 },
                 graph,
@@ -1360,22 +1360,6 @@ fn secret_source(
             name,
             directory,
         }))
-}
-
-fn endpoint(key: &str, value: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|error| {
-        config_error(format!(
-            "invalid configuration key {key}: {error} (expected a URL)"
-        ))
-    })?;
-    let loopback = is_loopback(&url);
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        _ => Err(config_error(format!(
-            "invalid configuration key {key}: {value} must use https (plain http is allowed only for loopback addresses)"
-        ))),
-    }
 }
 
 fn builtin_clouds() -> BTreeMap<String, CloudSettings> {

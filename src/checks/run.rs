@@ -237,19 +237,45 @@ pub fn resources(context: &Context, row: &TargetRow) -> Vec<Resource> {
 }
 
 /// The resources a new secret is verified on: Graph always, and those the organization is
-/// checked on that apply to it (SharePoint only with a SharePoint host, as the check skips
-/// it otherwise).
-pub fn resources_that_apply(context: &Context, row: &TargetRow) -> Vec<Resource> {
-    let has_host = row
-        .sharepoint_host
-        .as_deref()
-        .is_some_and(|host| SharePointHost::parse(host).is_ok());
+/// checked on that apply to it (SharePoint only with a SharePoint host in its endpoints,
+/// as the check skips it otherwise).
+pub fn resources_that_apply(
+    context: &Context,
+    row: &TargetRow,
+    endpoints: &Endpoints,
+) -> Vec<Resource> {
     let mut resources = resources(context, row);
-    resources.retain(|resource| *resource != Resource::SharePoint || has_host);
+    resources.retain(|resource| {
+        *resource != Resource::SharePoint || endpoints.sharepoint_host.is_some()
+    });
     if !resources.contains(&Resource::Graph) {
         resources.insert(0, Resource::Graph);
     }
     resources
+}
+
+/// Opens a stored secret of an organization (the seal binds it to organization and
+/// credential), for the check and the rotation alike.
+pub fn open_sealed(
+    context: &Context,
+    organization_id: Uuid,
+    credential_id: Uuid,
+    seal_key_id: &str,
+    sealed: &[u8],
+) -> Result<SecretString, String> {
+    context
+        .keyring
+        .open(
+            &Sealed {
+                key_id: seal_key_id.to_string(),
+                blob: sealed.to_vec(),
+            },
+            SealContext {
+                organization_id,
+                credential_id,
+            },
+        )
+        .map_err(|error| format!("the stored secret {error}"))
 }
 
 fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
@@ -261,19 +287,7 @@ fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
     ) else {
         return Err("no current client secret is stored (kodo-access org set-secret)".into());
     };
-    let secret: SecretString = context
-        .keyring
-        .open(
-            &Sealed {
-                key_id: seal_key,
-                blob: sealed,
-            },
-            SealContext {
-                organization_id: row.id,
-                credential_id,
-            },
-        )
-        .map_err(|error| format!("the stored secret {error}"))?;
+    let secret: SecretString = open_sealed(context, row.id, credential_id, &seal_key, &sealed)?;
     let resources = resources(context, row);
     Ok(Prepared {
         target: Target {

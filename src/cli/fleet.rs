@@ -265,6 +265,13 @@ pub async fn rotate(settings: Settings, org: &str) -> anyhow::Result<()> {
         &rotation_settings,
     )
     .await?;
+    if report.step == crate::rotation::procedure::ELSEWHERE {
+        println!(
+            "{}: rotation {} moved on while this command verified it; another kodo-access carries it on",
+            organization.name, report.rotation_id
+        );
+        return Ok(());
+    }
     println!(
         "{}: rotation {} is {}{}",
         organization.name,

@@ -34,7 +34,7 @@ use uuid::Uuid;
 use super::deliver::{Deliverer, Delivery, deliver};
 use super::plan::{self, RotationPolicy};
 use crate::context::Context;
-use crate::crypto::{SealContext, Sealed};
+use crate::crypto::SealContext;
 use crate::failpoint;
 use crate::microsoft::graph::{Application, NewPassword};
 use crate::microsoft::token::AccessToken;
@@ -244,6 +244,17 @@ struct LockLost(String);
 
 /// `Report::step` when there was nothing to do after all.
 pub const NOT_DUE: &str = "not_due";
+
+/// `Report::step` when the rotation moved on while this process verified it: another
+/// kodo-access carries it on, and this one did nothing more.
+pub const ELSEWHERE: &str = "elsewhere";
+
+fn elsewhere(rotation: &RotationRow) -> Report {
+    Report {
+        step: ELSEWHERE.into(),
+        ..Report::of(rotation)
+    }
+}
 
 /// The journal's steps, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -760,19 +771,7 @@ impl Locked<'_> {
         &self,
         credential: &store::rotations::CredentialRef,
     ) -> anyhow::Result<SecretString> {
-        self.context
-            .keyring
-            .open(
-                &Sealed {
-                    key_id: credential.secret_key_id.clone(),
-                    blob: credential.secret_sealed.clone(),
-                },
-                SealContext {
-                    organization_id: self.organization_id,
-                    credential_id: credential.id,
-                },
-            )
-            .map_err(|error| anyhow::anyhow!("the stored secret {error}"))
+        open_credential(self.context, self.organization_id, credential)
     }
 
     async fn credential(
@@ -1231,6 +1230,21 @@ impl Locked<'_> {
     }
 }
 
+fn open_credential(
+    context: &Context,
+    organization_id: Uuid,
+    credential: &store::rotations::CredentialRef,
+) -> anyhow::Result<SecretString> {
+    crate::checks::run::open_sealed(
+        context,
+        organization_id,
+        credential.id,
+        &credential.secret_key_id,
+        &credential.secret_sealed,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
 /// The `verified` step: the new secret gets a token for every resource the organization is
 /// checked on and reads Graph, however long propagation takes (up to the limit). Runs
 /// without the rotation lock: it changes nothing at Microsoft. While it waits, the rotation
@@ -1250,7 +1264,7 @@ async fn verify(
             store::rotations::claim_for_verification(&mut connection, rotation_id, claim).await?;
         let rotation = store::rotations::by_id(&mut connection, rotation_id).await?;
         if !claimed {
-            return Ok(Some(Report::of(&rotation))); // moved on meanwhile
+            return Ok(Some(elsewhere(&rotation))); // moved on meanwhile
         }
         let row = store::checks::targets(&mut connection, &[organization_id])
             .await?
@@ -1263,21 +1277,9 @@ async fn verify(
         (rotation, row, credential)
     };
     let endpoints = crate::checks::run::endpoints(context, &row).map_err(anyhow::Error::msg)?;
-    let new_secret = context
-        .keyring
-        .open(
-            &Sealed {
-                key_id: new_credential.secret_key_id.clone(),
-                blob: new_credential.secret_sealed.clone(),
-            },
-            SealContext {
-                organization_id,
-                credential_id: new_credential.id,
-            },
-        )
-        .map_err(|error| anyhow::anyhow!("the stored secret {error}"))?;
+    let new_secret = open_credential(context, organization_id, &new_credential)?;
     failpoint::hit("rotation-before-verified").await;
-    let resources = crate::checks::run::resources_that_apply(context, &row);
+    let resources = crate::checks::run::resources_that_apply(context, &row, &endpoints);
     let started = tokio::time::Instant::now();
     let mut wait = Duration::from_millis(500);
     let give_up = |message: String| Failure {
@@ -1354,7 +1356,7 @@ async fn verify(
         // Someone else verified (or failed) it while we waited: theirs to go on with.
         let mut connection = context.pool.acquire().await?;
         let rotation = store::rotations::by_id(&mut connection, rotation_id).await?;
-        return Ok(Some(Report::of(&rotation)));
+        return Ok(Some(elsewhere(&rotation)));
     }
     Ok(None)
 }
@@ -1422,7 +1424,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
     let (mut advanced, mut failed) = (0, 0);
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(Ok(report)) if report.step == NOT_DUE => {}
+            Ok(Ok(report)) if report.step == NOT_DUE || report.step == ELSEWHERE => {}
             Ok(Ok(report)) => {
                 tracing::info!(rotation = %report.rotation_id, step = %report.step, "rotation advanced");
                 advanced += 1;

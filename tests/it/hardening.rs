@@ -9,7 +9,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
-use crate::sim_support::{APP, SECRET, Sim, TENANT, default_scenario, register_contoso};
+use crate::sim_support::{SECRET, Sim, default_scenario, register_contoso};
 use crate::support::*;
 
 /// A server on loopback that records every request it gets (path and body) and answers
@@ -123,7 +123,6 @@ async fn a_redirecting_rotation_webhook_delivers_nothing_and_keeps_the_old_secre
             .await
             .unwrap();
     assert_eq!(current, None, "the operator's secret stays current");
-    let _ = (TENANT, APP);
     sim.running.stop().await;
 }
 

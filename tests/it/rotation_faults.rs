@@ -120,6 +120,15 @@ async fn a_frozen_daemon_and_two_killed_ones_rotate_each_organization_once(pool:
     )
     .await;
     frozen.signal("STOP");
+    // The rotation it was verifying when it froze, which others must finish without it.
+    let verifying: uuid::Uuid = frozen
+        .log()
+        .lines()
+        .find(|line| line.contains("new secret not accepted yet"))
+        .and_then(|line| line.split("rotation=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|id| id.parse().ok())
+        .expect("the rotation id in the verifier's log line");
     tokio::time::sleep(Duration::from_secs(2)).await;
     for mut daemon in others.drain(..) {
         daemon.child.kill().await.unwrap(); // SIGKILL, mid-flight
@@ -142,9 +151,24 @@ async fn a_frozen_daemon_and_two_killed_ones_rotate_each_organization_once(pool:
         assert_eq!(code, 0, "{log}");
         logs.push(log);
     }
+    // What it was verifying was finished by another daemon, once, and the woken verifier
+    // stopped instead of going on (or starting a rotation of its own).
+    let (outcome, credentials): (Option<String>, i64) = sqlx::query_as(
+        "SELECT r.outcome, (SELECT count(*) FROM credentials c WHERE c.rotation_id = r.id)
+         FROM rotations r WHERE r.id = $1",
+    )
+    .bind(verifying)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (outcome.as_deref(), credentials),
+        (Some("succeeded"), 1),
+        "rotation {verifying}"
+    );
     assert!(
-        logs[0].contains("rotation advanced") || logs[0].contains("checked"),
-        "the frozen daemon took part: {}",
+        !logs[0].contains(&format!("rotation advanced rotation={verifying}")),
+        "the woken verifier went on with a rotation others had finished: {}",
         logs[0]
     );
     fleet.assert_one_working_secret_each(&pool).await;
