@@ -60,6 +60,7 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> anyho
     tracker.spawn(http::serve(
         listener,
         http::router(context.clone(), metrics),
+        settings.http.clone(),
         shutdown.clone(),
     ));
 

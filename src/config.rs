@@ -113,6 +113,9 @@ struct RawCrypto {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: String,
+    #[serde(with = "humantime_serde")]
+    request_timeout: Duration,
+    max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -323,6 +326,10 @@ pub struct CryptoSettings {
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// A client sends a request's headers within this, and is answered within it.
+    pub request_timeout: Duration,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -582,15 +589,32 @@ pub fn read_secret_file(path: &Path) -> Result<SecretString, String> {
             path.display()
         ));
     }
-    let mut content = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read secret file {}: {error}", path.display()))?;
-    if content.ends_with('\n') {
-        content.pop();
-        if content.ends_with('\r') {
-            content.pop();
-        }
+    // Read into a buffer that is wiped when dropped; the secret itself is copied out once,
+    // at its exact length (a `String` that shrinks or grows leaves copies in freed memory).
+    // (read straight into its spare room: no intermediate buffer on the stack).
+    if metadata.len() > 64 << 10 {
+        return Err(format!(
+            "secret file {} is larger than 64 KiB: not a secret",
+            path.display()
+        ));
     }
-    Ok(SecretString::from(content))
+    let mut content = zeroize::Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path)
+                .map_err(|error| format!("cannot read secret file {}: {error}", path.display()))?,
+            metadata.len(),
+        ),
+        &mut content,
+    )
+    .map_err(|error| format!("cannot read secret file {}: {error}", path.display()))?;
+    let text = std::str::from_utf8(&content)
+        .map_err(|_| format!("secret file {} is not UTF-8 text", path.display()))?;
+    let text = text
+        .strip_suffix('\n')
+        .map(|text| text.strip_suffix('\r').unwrap_or(text))
+        .unwrap_or(text);
+    Ok(SecretString::from(Box::<str>::from(text)))
 }
 
 impl Settings {
@@ -714,6 +738,12 @@ impl Settings {
                 name: credential_name("crypto.previous_key_credentials", name)?,
                 directory: credentials_directory.map(Path::to_path_buf),
             });
+        }
+        positive("http.request_timeout", raw.http.request_timeout)?;
+        if raw.http.max_connections == 0 {
+            return Err(config_error(
+                "invalid configuration key http.max_connections: expected at least 1",
+            ));
         }
         let listen: SocketAddr = raw.http.listen.parse().map_err(|_| {
             config_error(format!(
@@ -1005,7 +1035,11 @@ impl Settings {
                 master_key,
                 previous_keys,
             },
-            http: HttpSettings { listen },
+            http: HttpSettings {
+                listen,
+                request_timeout: raw.http.request_timeout,
+                max_connections: raw.http.max_connections,
+            },
             daemon: DaemonSettings {
                 shutdown_timeout: raw.daemon.shutdown_timeout,
             },
@@ -1049,7 +1083,11 @@ impl Settings {
                 "master_key": describe(&self.crypto.master_key).unwrap_or_else(|| "<not configured>".into()),
                 "previous_keys": self.crypto.previous_keys.iter().map(|source| format!("<redacted: {source}>")).collect::<Vec<_>>(),
             },
-            "http": { "listen": self.http.listen.to_string() },
+            "http": {
+                "listen": self.http.listen.to_string(),
+                "request_timeout": format_duration(self.http.request_timeout),
+                "max_connections": self.http.max_connections,
+            },
             "daemon": { "shutdown_timeout": format_duration(self.daemon.shutdown_timeout) },
             "jobs": { "housekeeping": {
                 "schedule": self.jobs.housekeeping.schedule,

@@ -151,13 +151,77 @@ fn rotation_due(
     })
 }
 
-/// Serves until `shutdown` is cancelled.
+/// Serves until `shutdown` is cancelled. Every connection must send a request's headers
+/// within `request_timeout` (an idle or slow client is cut off, and so is a keep-alive
+/// connection that sends nothing more), a request is answered within it (503 otherwise),
+/// and at most `max_connections` are served at once: a connection over the limit is
+/// closed at once, so a flood of scrapers or a slow-loris client cannot hold the daemon.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    settings: crate::config::HttpSettings,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let timeout = settings.request_timeout;
+    let router = router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not answered in time\n").into_response()
+                }
+            }
+        },
+    ));
+    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let served = tokio_util::task::TaskTracker::new();
+    let mut refused_logged: Option<tokio::time::Instant> = None;
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!("http listener: cannot accept a connection: {error}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            if refused_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                tracing::warn!(
+                    max_connections = settings.max_connections,
+                    "http listener: too many connections at once; closing new ones (logged once a minute)"
+                );
+                refused_logged = Some(tokio::time::Instant::now());
+            }
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let shutdown = shutdown.clone();
+        served.spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(timeout)
+                .max_buf_size(64 << 10);
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(timeout, connection).await;
+                }
+            }
+        });
+    }
+    served.close();
+    let _ = tokio::time::timeout(timeout, served.wait()).await;
+    Ok(())
 }

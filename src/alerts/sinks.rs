@@ -58,7 +58,7 @@ pub async fn post_alertmanager(
     } else {
         let body: String = crate::microsoft::read_body(response, 64 << 10)
             .await
-            .unwrap_or_else(|error| format!("({error})"))
+            .unwrap_or_else(|error| zeroize::Zeroizing::new(format!("({error})")))
             .chars()
             .take(300)
             .collect();

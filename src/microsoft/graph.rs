@@ -489,7 +489,7 @@ impl MicrosoftClient {
         );
         let body = super::read_body(response, super::MAX_BODY_BYTES)
             .await
-            .unwrap_or_else(|error| format!("({error})"));
+            .unwrap_or_else(|error| zeroize::Zeroizing::new(format!("({error})")));
         let detail: String = body.chars().take(200).collect();
         Ok(match status {
             200..=299 => SharePointProbe::Accepted,

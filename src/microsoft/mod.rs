@@ -47,22 +47,26 @@ impl std::fmt::Display for BodyError {
 }
 
 /// Reads an answer's body as text, at most `limit` bytes: chunk by chunk, so a huge or
-/// endless body costs at most the limit.
-pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<String, BodyError> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit as u64)
-    {
+/// endless body costs at most the limit. The text may carry a token or a new secret, so
+/// it lives in a buffer that is wiped when dropped (`SecretBuf`).
+pub async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<zeroize::Zeroizing<String>, BodyError> {
+    let length = response.content_length();
+    if length.is_some_and(|length| length > limit as u64) {
         return Err(BodyError::TooLarge);
     }
-    let mut body = Vec::new();
+    let mut body = crate::secret_buf::SecretBuf::with_capacity(
+        length.map_or(16 << 10, |length| length as usize),
+    );
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
         if body.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge);
         }
-        body.extend_from_slice(&chunk);
+        body.extend(&chunk);
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok(body.into_text())
 }
 
 /// The shared HTTP client and the per-tenant caches. Cheap to clone.

@@ -73,14 +73,23 @@ impl MicrosoftClient {
             retry_after: None,
         })?;
         let client_id = endpoints.client_id.to_string();
-        let form = [
+        // The form carries the secret: built in a buffer that is wiped when sent.
+        let form = crate::secret_buf::form(&[
             ("client_id", client_id.as_str()),
             ("scope", scope.as_str()),
             ("client_secret", secret.expose_secret()),
             ("grant_type", "client_credentials"),
-        ];
+        ]);
         let response = self
-            .send(self.http.post(endpoints.token_url()).form(&form))
+            .send(
+                self.http
+                    .post(endpoints.token_url())
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(form.into_body()),
+            )
             .await
             .map_err(|error| {
                 crate::telemetry::metrics::microsoft_request("token", "transport");

@@ -26,16 +26,28 @@ pub struct Delivery<'a> {
 
 impl Delivery<'_> {
     /// The JSON document the file and webhook deliverers send.
-    fn document(&self) -> serde_json::Value {
-        serde_json::json!({
-            "organization": self.organization,
-            "tenant_id": self.tenant_id,
-            "client_id": self.client_id,
-            "secret_id": self.key_id,
-            "expires_at": self.expires_at,
-            "client_secret": self.secret.expose_secret(),
-        })
+    fn document(&self) -> Document<'_> {
+        Document {
+            organization: self.organization,
+            tenant_id: self.tenant_id,
+            client_id: self.client_id,
+            secret_id: self.key_id,
+            expires_at: self.expires_at,
+            client_secret: self.secret.expose_secret(),
+        }
     }
+}
+
+/// What the file and webhook deliverers send. Serialized straight into a buffer that is
+/// wiped when dropped (no intermediate `serde_json::Value` holding a copy of the secret).
+#[derive(serde::Serialize)]
+struct Document<'a> {
+    organization: &'a str,
+    tenant_id: Uuid,
+    client_id: Uuid,
+    secret_id: Option<Uuid>,
+    expires_at: Option<DateTime<Utc>>,
+    client_secret: &'a str,
 }
 
 #[derive(Debug, Clone)]
@@ -111,11 +123,10 @@ pub async fn deliver(
             let directory = directory.clone();
             let (mode, group) = (*mode, *group);
             let name = format!("{}.json", delivery.organization);
-            let body = zeroize::Zeroizing::new(
-                serde_json::to_vec_pretty(&delivery.document()).map_err(|e| e.to_string())?,
-            );
+            let body =
+                crate::secret_buf::json_pretty(&delivery.document()).map_err(|e| e.to_string())?;
             tokio::task::spawn_blocking(move || {
-                write_atomically(&directory, &name, &body, mode, group)
+                write_atomically(&directory, &name, body.as_bytes(), mode, group)
             })
             .await
             .map_err(|error| format!("file delivery task failed: {error}"))?
@@ -127,16 +138,14 @@ pub async fn deliver(
         } => run_command(program, args, *timeout, delivery).await,
         Deliverer::Webhook { url, key } => {
             let key = crate::alerts::sinks::signing_key(key)?;
-            let body = zeroize::Zeroizing::new(
-                serde_json::to_vec(&delivery.document()).map_err(|e| e.to_string())?,
-            );
+            let body = crate::secret_buf::json(&delivery.document()).map_err(|e| e.to_string())?;
             let response = crate::alerts::sinks::signed(
                 http.post(url.clone()),
                 &key,
                 crate::alerts::sinks::Purpose::Credential,
-                &body,
+                body.as_bytes(),
             )
-            .body(body.to_vec())
+            .body(body.into_body())
             .send()
             .await
             .map_err(|error| {
@@ -261,7 +270,10 @@ async fn run_command(
         .id()
         .and_then(|id| rustix::process::Pid::from_raw(id as i32));
     let mut stdin = child.stdin.take().expect("piped");
-    let secret = zeroize::Zeroizing::new(format!("{}\n", delivery.secret.expose_secret()));
+    let mut secret =
+        crate::secret_buf::SecretBuf::with_capacity(delivery.secret.expose_secret().len() + 1);
+    secret.extend(delivery.secret.expose_secret().as_bytes());
+    secret.extend(b"\n");
     // A program that exits without reading is its own failure, reported by its status.
     let _ = stdin.write_all(secret.as_bytes()).await;
     drop(stdin);

@@ -213,3 +213,94 @@ async fn a_short_signing_key_is_refused_and_nothing_is_sent(pool: PgPool) {
     assert_eq!(receiver.seen(), [], "nothing signed with a guessable key");
     sim.running.stop().await;
 }
+
+/// Whether the server closed `stream` (a read returns end of file or an error) within
+/// `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 512];
+    loop {
+        match tokio::time::timeout(within, stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[sqlx::test]
+async fn slow_and_idle_clients_are_cut_off_and_a_flood_of_connections_is_turned_away(pool: PgPool) {
+    use tokio::io::AsyncWriteExt;
+    let env = TestEnv::new(&pool);
+    let daemon = crate::daemon_support::Daemon::start(
+        &env,
+        &[
+            ("KODO_ACCESS__HTTP__REQUEST_TIMEOUT", "1s"),
+            ("KODO_ACCESS__HTTP__MAX_CONNECTIONS", "4"),
+        ],
+    );
+    daemon.wait_ready().await;
+    // The readiness probe's connection is closed by now, but the daemon may not have seen
+    // it yet: give it a moment, so that the four below are all it serves.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let address = format!("127.0.0.1:{}", env.http_port);
+    // Four connections: one sends nothing, one half a request's headers, one a request
+    // and then stays idle on keep-alive, one dribbles a header byte every 300 ms.
+    let mut silent = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(&address).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut idle = tokio::net::TcpStream::connect(&address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut dribbling = tokio::net::TcpStream::connect(&address).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The limit is reached: a fifth connection is closed at once.
+    let mut fifth = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let _ = fifth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    assert!(
+        closed_within(&mut fifth, Duration::from_millis(500)).await,
+        "a connection over the limit is closed at once: {}",
+        daemon.log()
+    );
+    let dribble = tokio::spawn(async move {
+        for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa" {
+            if dribbling.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        dribbling
+    });
+    for (what, stream) in [
+        ("silent", &mut silent),
+        ("half", &mut half),
+        ("idle", &mut idle),
+    ] {
+        assert!(
+            closed_within(stream, Duration::from_secs(4)).await,
+            "the {what} connection is cut off after the 1 s timeout"
+        );
+    }
+    let mut dribbling = dribble.await.unwrap();
+    assert!(
+        closed_within(&mut dribbling, Duration::from_secs(1)).await,
+        "a client dribbling its headers is cut off too"
+    );
+    assert!(
+        daemon.log().contains("too many connections at once"),
+        "{}",
+        daemon.log()
+    );
+    // With the slow ones gone, the listener serves again.
+    assert_eq!(
+        daemon.get("/healthz").await.map(|(status, _)| status),
+        Some(200)
+    );
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
