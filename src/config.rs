@@ -208,6 +208,36 @@ struct RawRotationWebhook {
     secret_credential: Option<String>,
     #[serde(default)]
     organizations: Vec<String>,
+    #[serde(default)]
+    basic_auth: Option<RawBasicAuth>,
+    #[serde(default)]
+    bearer: Option<RawBearer>,
+    #[serde(default)]
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasicAuth {
+    username: String,
+    password_file: Option<PathBuf>,
+    password_credential: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawBearer {
+    token_file: Option<PathBuf>,
+    token_credential: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<PathBuf>,
+    certificate_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    key_credential: Option<String>,
 }
 
 fn default_file_mode() -> String {
@@ -252,6 +282,12 @@ struct RawAlertmanager {
     url: String,
     #[serde(default)]
     allow_insecure_http: bool,
+    #[serde(default)]
+    basic_auth: Option<RawBasicAuth>,
+    #[serde(default)]
+    bearer: Option<RawBearer>,
+    #[serde(default)]
+    tls: Option<RawTls>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -261,6 +297,12 @@ struct RawWebhook {
     url: String,
     secret_file: Option<PathBuf>,
     secret_credential: Option<String>,
+    #[serde(default)]
+    basic_auth: Option<RawBasicAuth>,
+    #[serde(default)]
+    bearer: Option<RawBearer>,
+    #[serde(default)]
+    tls: Option<RawTls>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -445,6 +487,7 @@ pub struct AlertmanagerSink {
     pub url: Url,
     /// Plain http to a host other than loopback, asked for by the operator.
     pub allow_insecure_http: bool,
+    pub access: crate::sink_http::SinkAccess,
 }
 
 #[derive(Debug, Clone)]
@@ -452,6 +495,7 @@ pub struct WebhookSink {
     pub name: String,
     pub url: Url,
     pub secret: SecretSource,
+    pub access: crate::sink_http::SinkAccess,
 }
 
 impl AlertSettings {
@@ -900,10 +944,19 @@ impl Settings {
                         Some("allow_insecure_http = true"),
                     )?
                 };
+                let access = sink_access(
+                    &key,
+                    &url,
+                    sink.basic_auth,
+                    sink.bearer,
+                    sink.tls,
+                    credentials_directory,
+                )?;
                 alertmanagers.push(AlertmanagerSink {
                     name: sink.name,
                     url,
                     allow_insecure_http: sink.allow_insecure_http,
+                    access,
                 });
             }
             let mut webhooks = Vec::new();
@@ -917,10 +970,19 @@ impl Settings {
                     sink.secret_credential,
                     credentials_directory,
                 )?;
+                let access = sink_access(
+                    &key,
+                    &url,
+                    sink.basic_auth,
+                    sink.bearer,
+                    sink.tls,
+                    credentials_directory,
+                )?;
                 webhooks.push(WebhookSink {
                     name: sink.name,
                     url,
                     secret,
+                    access,
                 });
             }
             AlertSettings {
@@ -995,8 +1057,20 @@ impl Settings {
                     hook.secret_credential,
                     credentials_directory,
                 )?;
+                let access = sink_access(
+                    &key,
+                    &url,
+                    hook.basic_auth,
+                    hook.bearer,
+                    hook.tls,
+                    credentials_directory,
+                )?;
                 deliverers.push(ScopedDeliverer {
-                    deliverer: crate::rotation::deliver::Deliverer::Webhook { url, key: secret },
+                    deliverer: crate::rotation::deliver::Deliverer::Webhook {
+                        url,
+                        key: secret,
+                        access: Box::new(access),
+                    },
                     organizations: hook.organizations,
                 });
             }
@@ -1110,8 +1184,8 @@ impl Settings {
                 "delivery_interval": format_duration(self.alerts.delivery_interval),
                 "resend_interval": format_duration(self.alerts.resend_interval),
                 "max_delivery_backoff": format_duration(self.alerts.max_delivery_backoff),
-                "alertmanager": self.alerts.alertmanagers.iter().map(|sink| serde_json::json!({"name": sink.name, "url": redact_url(&sink.url), "allow_insecure_http": sink.allow_insecure_http})).collect::<Vec<_>>(),
-                "webhook": self.alerts.webhooks.iter().map(|sink| serde_json::json!({"name": sink.name, "url": redact_url(&sink.url), "secret": format!("<redacted: {}>", sink.secret)})).collect::<Vec<_>>(),
+                "alertmanager": self.alerts.alertmanagers.iter().map(|sink| serde_json::json!({"name": sink.name, "url": redact_url(&sink.url), "allow_insecure_http": sink.allow_insecure_http, "access": sink.access.redacted()})).collect::<Vec<_>>(),
+                "webhook": self.alerts.webhooks.iter().map(|sink| serde_json::json!({"name": sink.name, "url": redact_url(&sink.url), "secret": format!("<redacted: {}>", sink.secret), "access": sink.access.redacted()})).collect::<Vec<_>>(),
             },
             "microsoft": {
                 "max_requests_in_flight": self.microsoft.max_requests_in_flight,
@@ -1301,6 +1375,95 @@ fn webhook_key(
     })
 }
 
+/// A sink's authentication (`basic_auth` or `bearer`, not both) and TLS settings (`tls`:
+/// only for an https URL; a client certificate needs its key).
+fn sink_access(
+    key: &str,
+    url: &Url,
+    basic_auth: Option<RawBasicAuth>,
+    bearer: Option<RawBearer>,
+    tls: Option<RawTls>,
+    credentials_directory: Option<&Path>,
+) -> Result<crate::sink_http::SinkAccess, ConfigError> {
+    use crate::sink_http::{ClientCertificate, SinkAuth, SinkTls};
+    let required = |base: String, file, credential, what: &str| {
+        secret_source(&base, file, credential, false, credentials_directory)?.ok_or_else(|| {
+            config_error(format!(
+                "invalid configuration key {base}: {what} needs {base}_file or {base}_credential"
+            ))
+        })
+    };
+    let auth = match (basic_auth, bearer) {
+        (Some(_), Some(_)) => {
+            return Err(config_error(format!(
+                "invalid configuration key {key}: basic_auth and bearer exclude each other"
+            )));
+        }
+        (Some(basic), None) => {
+            if basic.username.is_empty() || basic.username.contains(':') {
+                return Err(config_error(format!(
+                    "invalid configuration key {key}.basic_auth.username: not empty and without ':'"
+                )));
+            }
+            Some(SinkAuth::Basic {
+                username: basic.username,
+                password: required(
+                    format!("{key}.basic_auth.password"),
+                    basic.password_file,
+                    basic.password_credential,
+                    "basic_auth",
+                )?,
+            })
+        }
+        (None, Some(bearer)) => Some(SinkAuth::Bearer {
+            token: required(
+                format!("{key}.bearer.token"),
+                bearer.token_file,
+                bearer.token_credential,
+                "bearer",
+            )?,
+        }),
+        (None, None) => None,
+    };
+    let tls = match tls {
+        None => None,
+        Some(_) if url.scheme() != "https" => {
+            return Err(config_error(format!(
+                "invalid configuration key {key}.tls: the sink's URL is not https"
+            )));
+        }
+        Some(tls) => {
+            let ca_file = match tls.ca_file {
+                Some(path) => Some(absolute(&format!("{key}.tls.ca_file"), path)?),
+                None => None,
+            };
+            let has_key = tls.key_file.is_some() || tls.key_credential.is_some();
+            let client_certificate = match tls.certificate_file {
+                Some(path) => Some(ClientCertificate {
+                    certificate_file: absolute(&format!("{key}.tls.certificate_file"), path)?,
+                    key: required(
+                        format!("{key}.tls.key"),
+                        tls.key_file,
+                        tls.key_credential,
+                        "a client certificate",
+                    )?,
+                }),
+                None if has_key => {
+                    return Err(config_error(format!(
+                        "invalid configuration key {key}.tls: a client key needs its certificate_file"
+                    )));
+                }
+                None => None,
+            };
+            Some(SinkTls {
+                ca_file,
+                client_certificate,
+            })
+        }
+    };
+    Ok(crate::sink_http::SinkAccess { auth, tls })
+}
+
 fn sink_name(
     key: &str,
     name: &str,
@@ -1478,6 +1641,59 @@ mod tests {
 
     fn error(toml: &str, environment: &[(&str, &str)]) -> String {
         load(toml, environment).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn sink_authentication_and_tls_are_checked_when_loaded() {
+        let sink = |access: &str| {
+            format!(
+                "[[alerts.alertmanager]]\nname = \"am\"\nurl = \"https://am.example/\"\n{access}\n"
+            )
+        };
+        let both = error(
+            &sink(
+                "basic_auth = { username = \"u\", password_file = \"/p\" }\nbearer = { token_file = \"/t\" }",
+            ),
+            &[],
+        );
+        assert!(
+            both.contains("basic_auth and bearer exclude each other"),
+            "{both}"
+        );
+        let no_password = error(&sink("basic_auth = { username = \"u\" }"), &[]);
+        assert!(
+            no_password.contains("alerts.alertmanager[0].basic_auth.password: basic_auth needs"),
+            "{no_password}"
+        );
+        let key_alone = error(&sink("tls = { key_file = \"/k\" }"), &[]);
+        assert!(
+            key_alone.contains("a client key needs its certificate_file"),
+            "{key_alone}"
+        );
+        let no_key = error(&sink("tls = { certificate_file = \"/c\" }"), &[]);
+        assert!(
+            no_key.contains("tls.key: a client certificate needs"),
+            "{no_key}"
+        );
+        let plain = error(
+            "[[alerts.alertmanager]]\nname = \"am\"\nurl = \"http://127.0.0.1:9093/\"\ntls = { ca_file = \"/ca\" }\n",
+            &[],
+        );
+        assert!(plain.contains("the sink's URL is not https"), "{plain}");
+        let settings = load(
+            &sink("basic_auth = { username = \"u\", password_file = \"/p\" }\ntls = { ca_file = \"/ca\", certificate_file = \"/c\", key_file = \"/k\" }"),
+            &[],
+        )
+        .unwrap();
+        let access = &settings.alerts.alertmanagers[0].access;
+        assert!(
+            matches!(&access.auth, Some(crate::sink_http::SinkAuth::Basic { username, .. }) if username == "u")
+        );
+        assert_eq!(
+            access.redacted()["tls"]["key"],
+            "<redacted: file /k>",
+            "config check shows where the key is, never what"
+        );
     }
 
     #[test]

@@ -36,14 +36,7 @@ impl Context {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Context> {
         let microsoft = MicrosoftClient::new(&settings.microsoft)?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("kodo-access/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(15))
-            // A sink or webhook that redirects would carry an alert or a new secret to an
-            // origin nobody configured: never followed, the redirect is the error.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = crate::sink_http::client_builder().build()?;
         let rotation_slots = Arc::new(tokio::sync::Semaphore::new(
             (settings.database.max_connections as usize / 2).max(1),
         ));

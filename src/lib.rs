@@ -23,6 +23,7 @@ pub mod registry;
 pub mod rotation;
 pub mod scheduler;
 pub mod secret_buf;
+pub mod sink_http;
 // The simulated cloud, the demo and the benchmarks: feature `simulator` (on by default, off
 // in the production build, so the daemon an operator installs cannot serve `/_sim/`).
 #[cfg(feature = "simulator")]

@@ -45,13 +45,22 @@ pub async fn post_alertmanager(
         .url
         .join("api/v2/alerts")
         .map_err(|error| error.to_string())?;
-    let response = http.post(url).json(alerts).send().await.map_err(|error| {
-        format!(
-            "alertmanager {}: {}",
-            sink.name,
-            crate::microsoft::errors::transport_description(&error)
-        )
-    })?;
+    let body = serde_json::to_vec(alerts).map_err(|error| error.to_string())?;
+    let response = sink
+        .access
+        .post(http, url)
+        .map_err(|error| format!("alertmanager {}: {error}", sink.name))?
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|error| {
+            format!(
+                "alertmanager {}: {}",
+                sink.name,
+                crate::microsoft::errors::transport_description(&error)
+            )
+        })?;
     let status = response.status();
     if status.is_success() {
         Ok(())
@@ -160,7 +169,11 @@ pub async fn post_webhook(
     let secret =
         signing_key(&sink.secret).map_err(|error| format!("webhook {}: {error}", sink.name))?;
     let body = serde_json::to_vec(payload).map_err(|error| error.to_string())?;
-    let response = signed(http.post(sink.url.clone()), &secret, Purpose::Alert, &body)
+    let request = sink
+        .access
+        .post(http, sink.url.clone())
+        .map_err(|error| format!("webhook {}: {error}", sink.name))?;
+    let response = signed(request, &secret, Purpose::Alert, &body)
         .body(body)
         .send()
         .await

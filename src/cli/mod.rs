@@ -234,6 +234,34 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                     println!("# master key: not configured (needed by run, org and key commands)")
                 }
             }
+            // Every sink's secrets and TLS files, read as a delivery would read them.
+            let mut sinks: Vec<(String, &crate::sink_http::SinkAccess)> = Vec::new();
+            for sink in &settings.alerts.alertmanagers {
+                sinks.push((format!("alertmanager {}", sink.name), &sink.access));
+            }
+            for sink in &settings.alerts.webhooks {
+                crate::alerts::sinks::signing_key(&sink.secret)
+                    .map_err(|error| anyhow::anyhow!("webhook {}: {error}", sink.name))?;
+                sinks.push((format!("webhook {}", sink.name), &sink.access));
+            }
+            for scoped in &settings.rotation.deliverers {
+                if let crate::rotation::deliver::Deliverer::Webhook { key, access, .. } =
+                    &scoped.deliverer
+                {
+                    let name = scoped.deliverer.describe();
+                    crate::alerts::sinks::signing_key(key)
+                        .map_err(|error| anyhow::anyhow!("{name}: {error}"))?;
+                    sinks.push((name, access));
+                }
+            }
+            for (name, access) in sinks {
+                access
+                    .check()
+                    .map_err(|error| anyhow::anyhow!("{name}: {error}"))?;
+                if access.auth.is_some() || access.tls.is_some() {
+                    println!("# {name}: credentials and TLS files readable");
+                }
+            }
             let rotation = &settings.rotation;
             if rotation.enabled && !rotation.active() {
                 println!(

@@ -66,7 +66,11 @@ pub enum Deliverer {
         timeout: Duration,
     },
     /// A POST of the JSON document, signed like the alert webhook.
-    Webhook { url: url::Url, key: SecretSource },
+    Webhook {
+        url: url::Url,
+        key: SecretSource,
+        access: Box<crate::sink_http::SinkAccess>,
+    },
 }
 
 impl Deliverer {
@@ -87,8 +91,8 @@ impl Deliverer {
             } => {
                 serde_json::json!({"command": program.display().to_string(), "args": args, "timeout": crate::config::format_duration(*timeout)})
             }
-            Deliverer::Webhook { url, key } => {
-                serde_json::json!({"webhook": crate::config::redact_url(url), "key": format!("<redacted: {key}>")})
+            Deliverer::Webhook { url, key, access } => {
+                serde_json::json!({"webhook": crate::config::redact_url(url), "key": format!("<redacted: {key}>"), "access": access.redacted()})
             }
         }
     }
@@ -136,11 +140,14 @@ pub async fn deliver(
             args,
             timeout,
         } => run_command(program, args, *timeout, delivery).await,
-        Deliverer::Webhook { url, key } => {
+        Deliverer::Webhook { url, key, access } => {
             let key = crate::alerts::sinks::signing_key(key)?;
+            let request = access
+                .post(http, url.clone())
+                .map_err(|error| format!("{}: {error}", deliverer.describe()))?;
             let body = crate::secret_buf::json(&delivery.document()).map_err(|e| e.to_string())?;
             let response = crate::alerts::sinks::signed(
-                http.post(url.clone()),
+                request,
                 &key,
                 crate::alerts::sinks::Purpose::Credential,
                 body.as_bytes(),

@@ -8,17 +8,33 @@ pub struct Alertmanager {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Its `--web.config.file` (TLS, client certificates, basic auth), if any.
+    web_config: Option<String>,
+    /// How the test itself talks to it.
+    client: reqwest::Client,
 }
 
 impl Alertmanager {
     /// Starts one on `port` (or a free one) and waits until it is ready.
     pub async fn start(port: Option<u16>) -> Alertmanager {
+        Self::start_with(port, None, reqwest::Client::new()).await
+    }
+
+    /// Starts one with a web configuration (served over https when it has
+    /// `tls_server_config`), reached by the test through `client`.
+    pub async fn start_with(
+        port: Option<u16>,
+        web_config: Option<String>,
+        client: reqwest::Client,
+    ) -> Alertmanager {
         let dir = tempfile::tempdir().unwrap();
         let port = port.unwrap_or_else(crate::support::free_port);
         let mut alertmanager = Alertmanager {
             child: None,
             port,
             dir,
+            web_config,
+            client,
         };
         alertmanager.spawn().await;
         alertmanager
@@ -31,7 +47,13 @@ impl Alertmanager {
             "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
         )
         .unwrap();
-        let child = Command::new("prometheus-alertmanager")
+        let mut command = Command::new("prometheus-alertmanager");
+        if let Some(web) = &self.web_config {
+            let path = self.dir.path().join("web.yml");
+            std::fs::write(&path, web).unwrap();
+            command.arg(format!("--web.config.file={}", path.display()));
+        }
+        let child = command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.path={}",
@@ -46,7 +68,9 @@ impl Alertmanager {
         self.child = Some(child);
         let url = format!("{}/-/ready", self.url());
         crate::support::eventually(Duration::from_secs(15), "Alertmanager ready", || async {
-            reqwest::get(&url)
+            self.client
+                .get(&url)
+                .send()
                 .await
                 .map(|r| r.status().is_success())
                 .unwrap_or(false)
@@ -55,20 +79,27 @@ impl Alertmanager {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match &self.web_config {
+            Some(web) if web.contains("tls_server_config") => {
+                format!("https://localhost:{}", self.port)
+            }
+            _ => format!("http://127.0.0.1:{}", self.port),
+        }
     }
 
     /// The alerts Alertmanager holds as active (`GET /api/v2/alerts`).
     pub async fn alerts(&self) -> Vec<serde_json::Value> {
-        reqwest::get(format!(
-            "{}/api/v2/alerts?active=true&silenced=true&inhibited=true",
-            self.url()
-        ))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        self.client
+            .get(format!(
+                "{}/api/v2/alerts?active=true&silenced=true&inhibited=true",
+                self.url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn active_names(&self) -> Vec<(String, String)> {

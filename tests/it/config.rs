@@ -79,12 +79,17 @@ fn config_check_reads_systemd_credentials_and_prints_no_secret() {
         "pg-Pa55word-xyz\n",
         0o400,
     );
+    let webhook_key = "7f3e9a1c5b2d8e4f6a0c1b3d5e7f9a2c";
+    write_file(&credentials.join("webhook-key"), webhook_key, 0o400);
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        "[database]\nurl = \"postgres://kodo:inline-Pa55@db.example/kodo\"\npassword_credential = \"database-password\"\n\n[[rotation.webhook]]\nname = \"backup\"\nurl = \"https://backup.example/credentials\"\nsecret_credential = \"database-password\"\n\n[[rotation.file]]\ndirectory = \"/var/lib/kodo/credentials\"\n",
-    )
-    .unwrap();
+    let write = |key_credential: &str| {
+        std::fs::write(
+            &config,
+            format!("[database]\nurl = \"postgres://kodo:inline-Pa55@db.example/kodo\"\npassword_credential = \"database-password\"\n\n[[rotation.webhook]]\nname = \"backup\"\nurl = \"https://backup.example/credentials\"\nsecret_credential = \"{key_credential}\"\n\n[[rotation.file]]\ndirectory = \"/var/lib/kodo/credentials\"\n"),
+        )
+        .unwrap()
+    };
+    write("webhook-key");
     let key_content = std::fs::read_to_string(&key).unwrap();
     let outcome = run(
         &["--config", config.to_str().unwrap(), "config", "check"],
@@ -112,17 +117,34 @@ fn config_check_reads_systemd_credentials_and_prints_no_secret() {
                 .contains("file = \"/var/lib/kodo/credentials\"")
             && outcome
                 .stdout
-                .matches("<redacted: systemd credential database-password>")
-                .count()
-                == 2,
+                .contains("<redacted: systemd credential webhook-key>"),
         "{outcome:?}"
     );
-    for secret in ["pg-Pa55word-xyz", "inline-Pa55", key_content.trim()] {
+    for secret in [
+        "pg-Pa55word-xyz",
+        "inline-Pa55",
+        key_content.trim(),
+        webhook_key,
+    ] {
         assert!(
             !outcome.stdout.contains(secret) && !outcome.stderr.contains(secret),
             "leaked {secret}"
         );
     }
+    // config check reads the webhook's signing key as a delivery would: one too short to
+    // sign with fails here, not at the first rotation.
+    write("database-password");
+    let short = run(
+        &["--config", config.to_str().unwrap(), "config", "check"],
+        &[("CREDENTIALS_DIRECTORY", credentials.to_str().unwrap())],
+    );
+    assert_eq!(short.code, 1, "{short:?}");
+    assert!(
+        short.stderr.contains(
+            "signing key (systemd credential database-password) is shorter than 32 bytes"
+        ) && !short.stderr.contains("pg-Pa55word-xyz"),
+        "{short:?}"
+    );
     // The same configuration outside systemd: the credential is missing, and it says so.
     std::fs::write(
         &config,

@@ -28,5 +28,6 @@ mod rotation_refusals;
 mod rules;
 mod secrets;
 mod sim_support;
+mod sink_access;
 mod support;
 mod systemd;

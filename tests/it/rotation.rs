@@ -546,6 +546,7 @@ async fn the_webhook_deliverer_posts_the_new_secret_signed(pool: PgPool) {
             key: "test".into(),
             path: key_file,
         },
+        access: Default::default(),
     }];
     let settings = RotationSettings {
         policy: RotationPolicy::default(),

@@ -1,0 +1,167 @@
+//! How kodo-access reaches an HTTP sink (an Alertmanager, an alert webhook, a rotation
+//! webhook): one client policy for all (timeouts, no redirects), and each sink's own
+//! authentication (basic auth or a bearer token) and TLS (a CA to trust instead of the
+//! built-in roots, a client certificate for mutual TLS).
+//!
+//! Every secret (password, token, client key) is read when a request is built, so a file
+//! or credential replaced on disk is used from the next delivery on, without a restart;
+//! a sink with its own TLS settings gets a client built for that delivery, for the same
+//! reason (a renewed client certificate is picked up).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use crate::config::SecretSource;
+
+/// The client every sink request goes through, apart from its TLS settings.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("kodo-access/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        // A sink or webhook that redirects would carry an alert or a new secret to an
+        // origin nobody configured: never followed, the redirect is the error.
+        .redirect(reqwest::redirect::Policy::none())
+}
+
+/// A sink's authentication and TLS settings.
+#[derive(Debug, Clone, Default)]
+pub struct SinkAccess {
+    pub auth: Option<SinkAuth>,
+    pub tls: Option<SinkTls>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkAuth {
+    /// `Authorization: Basic` (Alertmanager's `basic_auth_users`, most reverse proxies).
+    Basic {
+        username: String,
+        password: SecretSource,
+    },
+    /// `Authorization: Bearer TOKEN`.
+    Bearer { token: SecretSource },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SinkTls {
+    /// Trust only the CAs in this PEM file (instead of the built-in roots).
+    pub ca_file: Option<PathBuf>,
+    /// Present this certificate (mutual TLS).
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    /// PEM: the certificate, then any intermediates.
+    pub certificate_file: PathBuf,
+    /// PEM: the private key (a secret file or systemd credential).
+    pub key: SecretSource,
+}
+
+impl SinkAccess {
+    /// A POST to `url` as this sink: through `shared` unless the sink has its own TLS
+    /// settings, with its authentication header (marked sensitive).
+    pub fn post(
+        &self,
+        shared: &reqwest::Client,
+        url: url::Url,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let request = match &self.tls {
+            None => shared.post(url),
+            Some(tls) => tls.client()?.post(url),
+        };
+        Ok(match &self.auth {
+            None => request,
+            Some(SinkAuth::Basic { username, password }) => {
+                let password = password.read().map_err(|error| error.to_string())?;
+                request.basic_auth(username, Some(password.expose_secret()))
+            }
+            Some(SinkAuth::Bearer { token }) => {
+                let token = token.read().map_err(|error| error.to_string())?;
+                request.bearer_auth(token.expose_secret())
+            }
+        })
+    }
+
+    /// Reads every secret and file this sink needs, as a delivery would (`config check`).
+    pub fn check(&self) -> Result<(), String> {
+        match &self.auth {
+            None => {}
+            Some(SinkAuth::Basic { password, .. }) => {
+                password.read().map_err(|error| error.to_string())?;
+            }
+            Some(SinkAuth::Bearer { token }) => {
+                token.read().map_err(|error| error.to_string())?;
+            }
+        }
+        if let Some(tls) = &self.tls {
+            tls.client()?;
+        }
+        Ok(())
+    }
+
+    /// What `config check` shows: where each secret comes from, never its value.
+    pub fn redacted(&self) -> serde_json::Value {
+        let auth = match &self.auth {
+            None => serde_json::Value::Null,
+            Some(SinkAuth::Basic { username, password }) => serde_json::json!({
+                "basic": { "username": username, "password": format!("<redacted: {password}>") }
+            }),
+            Some(SinkAuth::Bearer { token }) => {
+                serde_json::json!({ "bearer": format!("<redacted: {token}>") })
+            }
+        };
+        let tls = self.tls.as_ref().map(|tls| {
+            serde_json::json!({
+                "ca_file": tls.ca_file.as_ref().map(|path| path.display().to_string()),
+                "certificate_file": tls.client_certificate.as_ref().map(|client| client.certificate_file.display().to_string()),
+                "key": tls.client_certificate.as_ref().map(|client| format!("<redacted: {}>", client.key)),
+            })
+        });
+        serde_json::json!({ "auth": auth, "tls": tls })
+    }
+}
+
+impl SinkTls {
+    fn client(&self) -> Result<reqwest::Client, String> {
+        let mut builder = client_builder();
+        if let Some(path) = &self.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|error| format!("cannot read CA file {}: {error}", path.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|certificates| !certificates.is_empty())
+                .ok_or_else(|| format!("CA file {} holds no PEM certificate", path.display()))?;
+            builder = builder.tls_certs_only(certificates);
+        }
+        if let Some(client) = &self.client_certificate {
+            let certificate = std::fs::read(&client.certificate_file).map_err(|error| {
+                format!(
+                    "cannot read client certificate {}: {error}",
+                    client.certificate_file.display()
+                )
+            })?;
+            let key = client.key.read().map_err(|error| error.to_string())?;
+            let mut pem = crate::secret_buf::SecretBuf::with_capacity(
+                certificate.len() + key.expose_secret().len() + 2,
+            );
+            pem.extend(&certificate);
+            pem.extend(b"\n");
+            pem.extend(key.expose_secret().as_bytes());
+            // The error names the files, never what they hold.
+            let identity = reqwest::Identity::from_pem(pem.as_bytes()).map_err(|_| {
+                format!(
+                    "client certificate {} and key ({}) are not a PEM certificate and private key",
+                    client.certificate_file.display(),
+                    client.key
+                )
+            })?;
+            builder = builder.identity(identity);
+        }
+        builder
+            .build()
+            .map_err(|error| format!("cannot set up TLS for the sink: {error}"))
+    }
+}
