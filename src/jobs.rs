@@ -178,7 +178,8 @@ async fn housekeeping(context: &Context) -> anyhow::Result<String> {
     let job_runs =
         store::housekeeping::prune_job_runs(&mut connection, cutoff(settings.job_run_retention))
             .await?;
+    let wiped = store::housekeeping::wipe_removed_secrets(&mut connection).await?;
     Ok(format!(
-        "deleted {checks} checks, {notifications} delivered alert notifications and {job_runs} job runs past retention"
+        "deleted {checks} checks, {notifications} delivered alert notifications and {job_runs} job runs past retention; wiped the ciphertext of {wiped} removed secret(s)"
     ))
 }

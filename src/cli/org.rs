@@ -279,6 +279,19 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             };
             let removed = registry.remove(&reference).await?;
             println!("removed organization {} ({})", removed.name, removed.id);
+            // What the backup server was handed: a delivered file is removed; a copy
+            // handed to a command or a webhook is out of reach, and that is said loudly.
+            for deliverer in settings.rotation.deliverers_for(&removed.name) {
+                match crate::rotation::deliver::withdraw(&deliverer, &removed.name) {
+                    Ok(Some(done)) => println!("{done}"),
+                    Ok(None) => {}
+                    Err(kept) => eprintln!("warning: {kept}"),
+                }
+            }
+            eprintln!(
+                "note: the app's secrets stay valid in tenant {} until they expire or an admin removes them (Entra admin center: App registrations, client id {}, Certificates & secrets)",
+                removed.tenant_id, removed.client_id
+            );
             Ok(())
         }
         OrgCommand::Set {

@@ -175,6 +175,58 @@ pub async fn deliver(
     }
 }
 
+/// Takes back what `deliverer` handed over for `organization`, when it is removed: the
+/// file deliverer's file is deleted (`Ok(Some(what was done))`, `Ok(None)` when there was
+/// none); a command's or a webhook's copy is out of reach (`Err(what the operator must
+/// do)`).
+pub fn withdraw(deliverer: &Deliverer, organization: &str) -> Result<Option<String>, String> {
+    match deliverer {
+        Deliverer::File { directory, .. } => {
+            remove_leftover_temporaries(directory, &format!("{organization}.json"));
+            let path = directory.join(format!("{organization}.json"));
+            match std::fs::remove_file(&path) {
+                Ok(()) => Ok(Some(format!(
+                    "removed the delivered credentials file {}",
+                    path.display()
+                ))),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(error) => Err(format!(
+                    "the delivered credentials file {} could not be removed ({error}): it holds a working secret, remove it by hand",
+                    path.display()
+                )),
+            }
+        }
+        Deliverer::Command { .. } | Deliverer::Webhook { .. } => Err(format!(
+            "the backup server was handed {organization}'s secret by the {}: it keeps its copy, remove the organization there too",
+            deliverer.describe()
+        )),
+    }
+}
+
+/// Deletes the temporary files an earlier, killed delivery of `name` left in `directory`
+/// (`.{name}.*.tmp`: only one delivery per organization runs at a time, so any that exists
+/// is a leftover). Best effort: a file that cannot be deleted is logged.
+fn remove_leftover_temporaries(directory: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        if file_name.starts_with(&prefix) && file_name.ends_with(".tmp") {
+            if let Err(error) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(
+                    "cannot remove the leftover temporary file {}: {error}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+}
+
 /// Writes `body` to `directory/name` so that a reader sees the old file or the new one,
 /// never a part: a temporary file with the final mode from its creation, synced, then
 /// renamed over, and the directory synced.
@@ -190,6 +242,7 @@ fn write_atomically(
             "refusing mode {mode:04o} for a secret file: use 0600 or 0640"
         ));
     }
+    remove_leftover_temporaries(directory, name);
     let target = directory.join(name);
     let temporary = directory.join(format!(".{name}.{}.tmp", Uuid::new_v4().simple()));
     let result = (|| {

@@ -35,3 +35,14 @@ pub async fn prune_job_runs(
         .await
         .map(|result| result.rows_affected())
 }
+
+/// Wipes the ciphertext of credentials that are removed or discarded (rows from before
+/// removal wiped it, or marked so by hand). Returns how many were wiped.
+pub async fn wipe_removed_secrets(connection: &mut PgConnection) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE credentials SET secret_sealed = '\\x'::bytea WHERE status IN ('removed', 'discarded') AND length(secret_sealed) > 0",
+    )
+    .execute(&mut *connection)
+    .await?
+    .rows_affected())
+}

@@ -323,7 +323,10 @@ pub async fn mark_removed(
     connection: &mut PgConnection,
     credential_id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE credentials SET status = 'removed', removed_at = now() WHERE id = $1")
+    // Its ciphertext is wiped with it: a removed secret has no use, kept it is only a risk.
+    sqlx::query(
+        "UPDATE credentials SET status = 'removed', removed_at = now(), secret_sealed = '\\x'::bytea WHERE id = $1",
+    )
         .bind(credential_id)
         .execute(connection)
         .await

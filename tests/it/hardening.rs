@@ -304,3 +304,78 @@ async fn slow_and_idle_clients_are_cut_off_and_a_flood_of_connections_is_turned_
     let (code, log) = daemon.terminate().await;
     assert_eq!(code, 0, "{log}");
 }
+
+#[sqlx::test]
+async fn nothing_of_a_secret_is_left_behind_by_removal_killed_deliveries_or_org_remove(
+    pool: PgPool,
+) {
+    let scenario = default_scenario().replace("expires_in_days = 200", "expires_in_days = 5");
+    let sim = Sim::start(&scenario).await;
+    let backup_dir = tempfile::tempdir().unwrap();
+    // What a delivery killed between writing and renaming leaves.
+    let leftover = backup_dir.path().join(".contoso.json.0badc0de.tmp");
+    write_file(&leftover, "{\"client_secret\": \"stale\"}", 0o600);
+    let extra = format!(
+        "[rotation]\ngrace = \"0s\"\nverify_timeout = \"10s\"\n[[rotation.file]]\ndirectory = \"{}\"\n[[rotation.command]]\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"cat >/dev/null\"]\n",
+        backup_dir.path().display()
+    );
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, &extra));
+    register_contoso(&env).await;
+    env.exec(&["check", "contoso"]).await;
+    env.exec(&["rotate", "contoso"]).await.success();
+    env.exec(&["job", "run", "rotations"]).await.success();
+    let delivered = backup_dir.path().join("contoso.json");
+    assert!(delivered.exists());
+    assert!(
+        !leftover.exists(),
+        "the killed delivery's temporary file is gone"
+    );
+    // The replaced secret was removed at Microsoft: its ciphertext is gone with it.
+    let credentials: Vec<(String, i32)> =
+        sqlx::query_as("SELECT status, length(secret_sealed) FROM credentials ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(credentials.len(), 2, "{credentials:?}");
+    assert_eq!(credentials[0], ("removed".to_string(), 0));
+    assert_eq!(credentials[1].0, "current");
+    assert!(credentials[1].1 > 0);
+    // A removed row that still holds its ciphertext (from before removal wiped it) is
+    // wiped by housekeeping.
+    sqlx::query("UPDATE credentials SET status = 'removed' WHERE status = 'current'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let housekeeping = env.run(&["job", "run", "housekeeping"]);
+    assert!(
+        housekeeping
+            .success()
+            .stdout
+            .contains("wiped the ciphertext of 1 removed secret(s)"),
+        "{housekeeping:?}"
+    );
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM credentials WHERE length(secret_sealed) > 0")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+    // Removing the organization takes back the delivered file and says what it cannot
+    // take back.
+    let removed = env.run(&["org", "remove", "contoso", "--yes"]);
+    assert!(
+        removed.success().stdout.contains(&format!(
+            "removed the delivered credentials file {}",
+            delivered.display()
+        )),
+        "{removed:?}"
+    );
+    assert!(!delivered.exists());
+    assert!(
+        removed.stderr.contains(
+            "warning: the backup server was handed contoso's secret by the command /bin/sh: it keeps its copy"
+        ) && removed.stderr.contains("stay valid in tenant"),
+        "{removed:?}"
+    );
+    sim.running.stop().await;
+}
