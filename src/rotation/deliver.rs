@@ -216,13 +216,14 @@ fn remove_leftover_temporaries(directory: &Path, name: &str) {
         let Some(file_name) = file_name.to_str() else {
             continue;
         };
-        if file_name.starts_with(&prefix) && file_name.ends_with(".tmp") {
-            if let Err(error) = std::fs::remove_file(entry.path()) {
-                tracing::warn!(
-                    "cannot remove the leftover temporary file {}: {error}",
-                    entry.path().display()
-                );
-            }
+        if file_name.starts_with(&prefix)
+            && file_name.ends_with(".tmp")
+            && let Err(error) = std::fs::remove_file(entry.path())
+        {
+            tracing::warn!(
+                "cannot remove the leftover temporary file {}: {error}",
+                entry.path().display()
+            );
         }
     }
 }
@@ -258,7 +259,7 @@ fn write_atomically(
         if let Some(gid) = group {
             std::os::unix::fs::fchown(&file, None, Some(gid)).map_err(|error| {
                 format!(
-                    "cannot give {} to group {gid}: {error}",
+                    "cannot give {} to group {gid}: {error} (under the shipped unit's PrivateUsers=yes no other group is mapped: leave `group` unset and make the directory setgid to that group, see systemd/kodo-access.service)",
                     temporary.display()
                 )
             })?;
