@@ -636,12 +636,6 @@ pub fn read_secret_file(path: &Path) -> Result<SecretString, String> {
     // Read into a buffer that is wiped when dropped; the secret itself is copied out once,
     // at its exact length (a `String` that shrinks or grows leaves copies in freed memory).
     // (read straight into its spare room: no intermediate buffer on the stack).
-    if metadata.len() > 64 << 10 {
-        return Err(format!(
-            "secret file {} is larger than 64 KiB: not a secret",
-            path.display()
-        ));
-    }
     let mut content = zeroize::Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));
     std::io::Read::read_to_end(
         &mut std::io::Read::take(
