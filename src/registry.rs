@@ -448,9 +448,20 @@ impl Registry<'_> {
     }
 
     /// Removes an organization and every sealed secret of it; the audit log keeps its history.
-    pub async fn remove(&self, reference: &OrgRef) -> anyhow::Result<OrganizationRow> {
+    /// Safe to repeat: an organization removed earlier (by a removal that may have been cut
+    /// short before it took back what was delivered) is `Removal::Earlier`.
+    pub async fn remove(&self, reference: &OrgRef) -> anyhow::Result<Removal> {
         let mut transaction = self.pool.begin().await?;
-        let organization = locked(&mut transaction, reference).await?;
+        let Some(organization) =
+            store::organizations::find_for_update(&mut transaction, reference).await?
+        else {
+            return match store::audit::removed_organization_name(&mut transaction, reference)
+                .await?
+            {
+                Some(name) => Ok(Removal::Earlier { name }),
+                None => Err(input_error(format!("no organization {reference}")).into()),
+            };
+        };
         store::organizations::delete(&mut transaction, organization.id).await?;
         store::audit::record(
             &mut transaction,
@@ -468,7 +479,7 @@ impl Registry<'_> {
         )
         .await?;
         transaction.commit().await?;
-        Ok(organization)
+        Ok(Removal::Now(organization))
     }
 
     /// Changes which resources are checked (`Some(None)`: back to the default) and the
@@ -645,6 +656,14 @@ async fn locked(
     store::organizations::find_for_update(connection, reference)
         .await?
         .ok_or_else(|| input_error(format!("no organization {reference}")).into())
+}
+
+/// What `Registry::remove` did.
+pub enum Removal {
+    /// Removed now.
+    Now(OrganizationRow),
+    /// Already removed, by an earlier removal (named as it was).
+    Earlier { name: String },
 }
 
 /// Who is making a change from the command line, for the audit log.

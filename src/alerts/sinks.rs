@@ -45,13 +45,11 @@ pub async fn post_alertmanager(
         .url
         .join("api/v2/alerts")
         .map_err(|error| error.to_string())?;
-    let body = serde_json::to_vec(alerts).map_err(|error| error.to_string())?;
     let response = sink
         .access
         .post(http, url)
         .map_err(|error| format!("alertmanager {}: {error}", sink.name))?
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
+        .json(alerts)
         .send()
         .await
         .map_err(|error| {

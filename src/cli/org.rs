@@ -277,21 +277,30 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
                 keyring: &keyring,
                 actor: cli_actor(),
             };
-            let removed = registry.remove(&reference).await?;
-            println!("removed organization {} ({})", removed.name, removed.id);
+            let name = match registry.remove(&reference).await? {
+                crate::registry::Removal::Now(removed) => {
+                    println!("removed organization {} ({})", removed.name, removed.id);
+                    eprintln!(
+                        "note: the app's secrets stay valid in tenant {} until they expire or an admin removes them (Entra admin center: App registrations, client id {}, Certificates & secrets)",
+                        removed.tenant_id, removed.client_id
+                    );
+                    removed.name
+                }
+                // Repeated (the first removal may have died before the files below).
+                crate::registry::Removal::Earlier { name } => {
+                    println!("organization {name} was already removed");
+                    name
+                }
+            };
             // What the backup server was handed: a delivered file is removed; a copy
             // handed to a command or a webhook is out of reach, and that is said loudly.
-            for deliverer in settings.rotation.deliverers_for(&removed.name) {
-                match crate::rotation::deliver::withdraw(&deliverer, &removed.name) {
+            for deliverer in settings.rotation.deliverers_for(&name) {
+                match crate::rotation::deliver::withdraw(&deliverer, &name) {
                     Ok(Some(done)) => println!("{done}"),
                     Ok(None) => {}
                     Err(kept) => eprintln!("warning: {kept}"),
                 }
             }
-            eprintln!(
-                "note: the app's secrets stay valid in tenant {} until they expire or an admin removes them (Entra admin center: App registrations, client id {}, Certificates & secrets)",
-                removed.tenant_id, removed.client_id
-            );
             Ok(())
         }
         OrgCommand::Set {

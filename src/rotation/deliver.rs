@@ -203,21 +203,36 @@ pub fn withdraw(deliverer: &Deliverer, organization: &str) -> Result<Option<Stri
     }
 }
 
+/// Whether `file_name` is a temporary file `write_atomically` made for `name`:
+/// `.{name}.{32 hex digits}.tmp`, exactly (names may hold dots: organization `a`'s pattern
+/// must not take `a.json`'s temporary file, `.a.json.json.{hex}.tmp`).
+fn is_temporary_of(file_name: &str, name: &str) -> bool {
+    file_name
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_prefix(name))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+        .is_some_and(|id| {
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
 /// Deletes the temporary files an earlier, killed delivery of `name` left in `directory`
-/// (`.{name}.*.tmp`: only one delivery per organization runs at a time, so any that exists
-/// is a leftover). Best effort: a file that cannot be deleted is logged.
+/// (only one delivery per organization runs at a time, so any that exists is a leftover).
+/// Best effort: a file that cannot be deleted is logged.
 fn remove_leftover_temporaries(directory: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(directory) else {
         return;
     };
-    let prefix = format!(".{name}.");
     for entry in entries.flatten() {
         let file_name = entry.file_name();
         let Some(file_name) = file_name.to_str() else {
             continue;
         };
-        if file_name.starts_with(&prefix)
-            && file_name.ends_with(".tmp")
+        if is_temporary_of(file_name, name)
             && let Err(error) = std::fs::remove_file(entry.path())
         {
             tracing::warn!(
@@ -245,7 +260,7 @@ fn write_atomically(
     }
     remove_leftover_temporaries(directory, name);
     let target = directory.join(name);
-    let temporary = directory.join(format!(".{name}.{}.tmp", Uuid::new_v4().simple()));
+    let temporary = directory.join(format!(".{name}.{}.tmp", Uuid::new_v4().simple())); // see is_temporary_of
     let result = (|| {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -388,6 +403,30 @@ async fn run_command(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftover_temporaries_are_told_apart_by_organization() {
+        let directory = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4().simple().to_string();
+        let names = [
+            format!(".a.json.{id}.tmp"),      // organization a's leftover
+            format!(".a.json.json.{id}.tmp"), // organization a.json's, maybe in flight
+            ".a.json.notes.tmp".to_string(),  // someone else's
+            "a.json".to_string(),             // the delivered file
+        ];
+        for name in &names {
+            std::fs::write(directory.path().join(name), "x").unwrap();
+        }
+        remove_leftover_temporaries(directory.path(), "a.json");
+        let mut left: Vec<String> = std::fs::read_dir(directory.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut expected = names[1..].to_vec();
+        expected.sort();
+        assert_eq!(left, expected);
+    }
 
     fn delivery(secret: &SecretString) -> Delivery<'_> {
         Delivery {

@@ -73,3 +73,26 @@ pub async fn list(
     .fetch_all(connection)
     .await
 }
+
+/// The name of an organization `reference` named that was removed (its newest
+/// `organization.removed` entry), for a removal repeated after it was cut short.
+pub async fn removed_organization_name(
+    connection: &mut PgConnection,
+    reference: &crate::domain::OrgRef,
+) -> Result<Option<String>, sqlx::Error> {
+    let (id, name) = match reference {
+        crate::domain::OrgRef::Id(id) => (Some(*id), None),
+        crate::domain::OrgRef::Name(name) => (None, Some(name.as_str())),
+    };
+    sqlx::query_scalar(
+        "SELECT organization_name FROM audit_log
+         WHERE action = 'organization.removed'
+           AND (organization_id = $1 OR lower(organization_name) = lower($2))
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(id)
+    .bind(name)
+    .fetch_optional(connection)
+    .await
+    .map(Option::flatten)
+}

@@ -313,7 +313,10 @@ async fn nothing_of_a_secret_is_left_behind_by_removal_killed_deliveries_or_org_
     let sim = Sim::start(&scenario).await;
     let backup_dir = tempfile::tempdir().unwrap();
     // What a delivery killed between writing and renaming leaves.
-    let leftover = backup_dir.path().join(".contoso.json.0badc0de.tmp");
+    let leftover = backup_dir.path().join(format!(
+        ".contoso.json.{}.tmp",
+        uuid::Uuid::new_v4().simple()
+    ));
     write_file(&leftover, "{\"client_secret\": \"stale\"}", 0o600);
     let extra = format!(
         "[rotation]\ngrace = \"0s\"\nverify_timeout = \"10s\"\n[[rotation.file]]\ndirectory = \"{}\"\n[[rotation.command]]\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"cat >/dev/null\"]\n",
@@ -360,22 +363,46 @@ async fn nothing_of_a_secret_is_left_behind_by_removal_killed_deliveries_or_org_
             .await
             .unwrap();
     assert_eq!(left, 0);
-    // Removing the organization takes back the delivered file and says what it cannot
+    // A removal cut short after its transaction, before it took back what was delivered
+    // (here: run without the deliverers configured): the file is still there...
+    env.write_config(&crate::checks::config(
+        &sim,
+        "[rotation]\nenabled = false\n",
+    ));
+    let cut_short = env.run(&["org", "remove", "contoso", "--yes"]);
+    assert!(
+        cut_short
+            .success()
+            .stdout
+            .contains("removed organization contoso")
+            && cut_short.stderr.contains("stay valid in tenant"),
+        "{cut_short:?}"
+    );
+    assert!(delivered.exists());
+    // ...and repeating the removal takes back the delivered file and says what it cannot
     // take back.
+    env.write_config(&crate::checks::config(&sim, &extra));
     let removed = env.run(&["org", "remove", "contoso", "--yes"]);
     assert!(
-        removed.success().stdout.contains(&format!(
-            "removed the delivered credentials file {}",
-            delivered.display()
-        )),
+        removed
+            .success()
+            .stdout
+            .contains("organization contoso was already removed")
+            && removed.stdout.contains(&format!(
+                "removed the delivered credentials file {}",
+                delivered.display()
+            )),
         "{removed:?}"
     );
     assert!(!delivered.exists());
     assert!(
         removed.stderr.contains(
             "warning: the backup server was handed contoso's secret by the command /bin/sh: it keeps its copy"
-        ) && removed.stderr.contains("stay valid in tenant"),
+        ),
         "{removed:?}"
     );
+    // An organization that never was is still an error.
+    env.run(&["org", "remove", "nobody", "--yes"])
+        .fails_with(2, "no organization nobody");
     sim.running.stop().await;
 }
