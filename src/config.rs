@@ -21,8 +21,19 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::microsoft::permissions::Manifest;
+pub use kodo_microsoft::cloud::CloudSettings;
+
 /// The built-in defaults, also the documentation of every key.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+/// The permissions the app must hold, as shipped (`config/permissions.toml`); the
+/// `microsoft.permissions_file` setting replaces it.
+pub const DEFAULT_MANIFEST: &str = include_str!("../config/permissions.toml");
+
+pub fn builtin_manifest() -> Manifest {
+    Manifest::parse(DEFAULT_MANIFEST).expect("the built-in manifest is valid")
+}
+
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/kodo-access/config.toml";
 pub const ENV_PREFIX: &str = "KODO_ACCESS";
 
@@ -516,34 +527,10 @@ impl AlertSettings {
 /// How kodo-access talks to Microsoft.
 #[derive(Debug, Clone)]
 pub struct MicrosoftSettings {
-    /// At most this many requests in flight, across all organizations.
-    pub max_requests_in_flight: usize,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    pub retry: crate::microsoft::RetryPolicy,
-    /// An extra trusted root (a private CA in front of Microsoft, or the simulator's).
-    pub ca_file: Option<PathBuf>,
+    /// What the Microsoft client itself needs: limits, timeouts, retries, trusted roots.
+    pub client: kodo_microsoft::ClientSettings,
     pub manifest: Arc<crate::microsoft::permissions::Manifest>,
     pub permissions_file: Option<PathBuf>,
-}
-
-/// The endpoints of one Microsoft cloud (built in or defined in configuration).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloudSettings {
-    /// Entra ID, e.g. https://login.microsoftonline.com.
-    pub authority: Url,
-    /// Where Graph requests go.
-    pub graph: Url,
-    /// Where Exchange Online requests go.
-    pub exchange: Url,
-    pub sharepoint_suffix: String,
-    /// The identifiers tokens are requested for (`{resource}/.default`). The same as the
-    /// endpoints in Microsoft's clouds; a simulated cloud keeps Microsoft's identifiers
-    /// while its endpoints point elsewhere.
-    pub graph_resource: Url,
-    pub exchange_resource: Url,
-    /// Where SharePoint REST requests go, when not `https://{sharepoint_host}`.
-    pub sharepoint: Option<Url>,
 }
 
 /// Where a secret comes from. Reading it is deferred to the command that needs it.
@@ -807,7 +794,7 @@ impl Settings {
             "jobs.housekeeping.job_run_retention",
             raw.jobs.housekeeping.job_run_retention,
         )?;
-        let mut clouds = builtin_clouds();
+        let mut clouds = kodo_microsoft::cloud::builtin_clouds();
         for (name, cloud) in raw.clouds {
             let key = format!("clouds.{name}");
             if !crate::domain::is_valid_cloud_name(&name) {
@@ -865,7 +852,7 @@ impl Settings {
                         ))
                     })?
                 }
-                None => crate::microsoft::permissions::Manifest::builtin(),
+                None => builtin_manifest(),
             };
             if raw.max_requests_in_flight == 0 {
                 return Err(config_error(
@@ -873,19 +860,21 @@ impl Settings {
                 ));
             }
             MicrosoftSettings {
-                max_requests_in_flight: raw.max_requests_in_flight,
-                connect_timeout: raw.connect_timeout,
-                request_timeout: raw.request_timeout,
-                retry: crate::microsoft::RetryPolicy {
-                    max_attempts: raw.retry_attempts,
-                    max_elapsed: raw.retry_max_elapsed,
-                    min_delay: raw.retry_min_delay,
-                    max_delay: raw.retry_max_delay,
+                client: kodo_microsoft::ClientSettings {
+                    max_requests_in_flight: raw.max_requests_in_flight,
+                    connect_timeout: raw.connect_timeout,
+                    request_timeout: raw.request_timeout,
+                    retry: crate::microsoft::RetryPolicy {
+                        max_attempts: raw.retry_attempts,
+                        max_elapsed: raw.retry_max_elapsed,
+                        min_delay: raw.retry_min_delay,
+                        max_delay: raw.retry_max_delay,
+                    },
+                    ca_file: raw
+                        .ca_file
+                        .map(|path| absolute("microsoft.ca_file", path))
+                        .transpose()?,
                 },
-                ca_file: raw
-                    .ca_file
-                    .map(|path| absolute("microsoft.ca_file", path))
-                    .transpose()?,
                 manifest: Arc::new(manifest),
                 permissions_file: raw.permissions_file,
             }
@@ -1182,14 +1171,14 @@ impl Settings {
                 "webhook": self.alerts.webhooks.iter().map(|sink| serde_json::json!({"name": sink.name, "url": redact_url(&sink.url), "secret": format!("<redacted: {}>", sink.secret), "access": sink.access.redacted()})).collect::<Vec<_>>(),
             },
             "microsoft": {
-                "max_requests_in_flight": self.microsoft.max_requests_in_flight,
-                "connect_timeout": format_duration(self.microsoft.connect_timeout),
-                "request_timeout": format_duration(self.microsoft.request_timeout),
-                "retry_attempts": self.microsoft.retry.max_attempts,
-                "retry_max_elapsed": format_duration(self.microsoft.retry.max_elapsed),
-                "retry_min_delay": format_duration(self.microsoft.retry.min_delay),
-                "retry_max_delay": format_duration(self.microsoft.retry.max_delay),
-                "ca_file": self.microsoft.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<none>".into()),
+                "max_requests_in_flight": self.microsoft.client.max_requests_in_flight,
+                "connect_timeout": format_duration(self.microsoft.client.connect_timeout),
+                "request_timeout": format_duration(self.microsoft.client.request_timeout),
+                "retry_attempts": self.microsoft.client.retry.max_attempts,
+                "retry_max_elapsed": format_duration(self.microsoft.client.retry.max_elapsed),
+                "retry_min_delay": format_duration(self.microsoft.client.retry.min_delay),
+                "retry_max_delay": format_duration(self.microsoft.client.retry.max_delay),
+                "ca_file": self.microsoft.client.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<none>".into()),
                 "permissions_file": self.microsoft.permissions_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<built in>".into()),
             },
             "rotation": {
@@ -1557,64 +1546,46 @@ fn secret_source(
         }))
 }
 
-fn builtin_clouds() -> BTreeMap<String, CloudSettings> {
-    // Reference: Microsoft's national cloud endpoints (shared/reference/microsoft-365.md §9).
-    let cloud = |authority: &str, graph: &str, exchange: &str, sharepoint_suffix: &str| {
-        let graph = Url::parse(graph).expect("built-in URL");
-        let exchange = Url::parse(exchange).expect("built-in URL");
-        CloudSettings {
-            authority: Url::parse(authority).expect("built-in URL"),
-            graph_resource: graph.clone(),
-            exchange_resource: exchange.clone(),
-            graph,
-            exchange,
-            sharepoint_suffix: sharepoint_suffix.to_string(),
-            sharepoint: None,
-        }
-    };
-    BTreeMap::from([
-        (
-            "global".to_string(),
-            cloud(
-                "https://login.microsoftonline.com",
-                "https://graph.microsoft.com",
-                "https://outlook.office365.com",
-                "sharepoint.com",
-            ),
-        ),
-        (
-            "usgov".to_string(),
-            cloud(
-                "https://login.microsoftonline.us",
-                "https://graph.microsoft.us",
-                "https://outlook.office365.us",
-                "sharepoint.us",
-            ),
-        ),
-        (
-            "usdod".to_string(),
-            cloud(
-                "https://login.microsoftonline.us",
-                "https://dod-graph.microsoft.us",
-                "https://webmail.apps.mil",
-                "sharepoint-mil.us",
-            ),
-        ),
-        (
-            "china".to_string(),
-            cloud(
-                "https://login.partner.microsoftonline.cn",
-                "https://microsoftgraph.chinacloudapi.cn",
-                "https://partner.outlook.cn",
-                "sharepoint.cn",
-            ),
-        ),
-    ])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::microsoft::Resource;
+    use crate::microsoft::permissions::NeededFor;
+    use uuid::Uuid;
+
+    #[test]
+    fn the_builtin_manifest_holds_the_seed_and_what_it_lacks() {
+        let manifest = builtin_manifest();
+        let backup = manifest.required(&[NeededFor::Backup]);
+        // The seed's 46 rows: 40 Microsoft Graph (Calendars.ReadWrite moved there), 1 Exchange, 5 SharePoint.
+        assert_eq!(backup.len(), 46);
+        let count = |resource| backup.iter().filter(|(r, _)| *r == resource).count();
+        assert_eq!(
+            (
+                count(Resource::Graph),
+                count(Resource::Exchange),
+                count(Resource::SharePoint)
+            ),
+            (40, 1, 5)
+        );
+        let calendars = (
+            Resource::Graph,
+            "ef54d2bf-783f-4e0f-bca1-3210c0444d99".parse().unwrap(),
+        );
+        assert_eq!(manifest.name(&calendars), Some("Calendars.ReadWrite"));
+        let rotation = manifest.required(&[NeededFor::Rotation]);
+        let owned_by = (
+            Resource::Graph,
+            "18a4783c-866b-4cc7-a460-3d5e5662c884".parse().unwrap(),
+        );
+        assert_eq!(rotation.into_iter().collect::<Vec<_>>(), vec![owned_by]);
+        // Same GUID, different resources: both required, told apart by resource.
+        let user_rw: Uuid = "741f803b-c850-494e-b5df-cde7c675a1ca".parse().unwrap();
+        assert!(
+            backup.contains(&(Resource::Graph, user_rw))
+                && backup.contains(&(Resource::SharePoint, user_rw))
+        );
+    }
 
     fn load(toml: &str, environment: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let directory = tempfile::tempdir().unwrap();

@@ -35,7 +35,7 @@ impl Context {
         keyring: Arc<Keyring>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Context> {
-        let microsoft = MicrosoftClient::new(&settings.microsoft)?;
+        let microsoft = MicrosoftClient::new(&settings.microsoft.client)?;
         let http = crate::sink_http::client_builder().build()?;
         let rotation_slots = Arc::new(tokio::sync::Semaphore::new(
             (settings.database.max_connections as usize / 2).max(1),

@@ -128,7 +128,7 @@ async fn demo(
             tls_ca_out: None,
             fast_signing: false,
         },
-        crate::microsoft::permissions::Manifest::builtin(),
+        crate::config::builtin_manifest(),
     )
     .await?;
     println!(

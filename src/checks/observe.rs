@@ -242,7 +242,7 @@ mod tests {
 
     #[test]
     fn shared_role_ids_are_told_apart_by_their_resource() {
-        let manifest = Manifest::builtin();
+        let manifest = crate::config::builtin_manifest();
         let user_rw = "741f803b-c850-494e-b5df-cde7c675a1ca"; // Graph and SharePoint both
         let assignments = [
             assignment("graph-sp", "e2a3a72e-5f79-4c64-b1b1-878b674786c9", None), // Mail.ReadWrite: Graph only

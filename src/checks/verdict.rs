@@ -784,7 +784,7 @@ mod tests {
 
     fn policy() -> CheckPolicy {
         CheckPolicy {
-            manifest: std::sync::Arc::new(Manifest::builtin()),
+            manifest: std::sync::Arc::new(crate::config::builtin_manifest()),
             warning_window: chrono::Duration::days(30),
             rotation_lead_time: chrono::Duration::days(30),
         }

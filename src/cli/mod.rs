@@ -343,7 +343,7 @@ async fn simulate(
             tls_ca_out,
             fast_signing,
         },
-        crate::microsoft::permissions::Manifest::builtin(),
+        crate::config::builtin_manifest(),
     )
     .await
     .map_err(|error| InputError(format!("{error:#}")))?;

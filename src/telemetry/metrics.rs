@@ -14,7 +14,7 @@ const ORGANIZATIONS: &str = "kodo_access_organizations";
 const JOB_RUNS: &str = "kodo_access_job_runs_total";
 const JOB_DURATION: &str = "kodo_access_job_duration_seconds";
 const JOB_LAST_SUCCESS: &str = "kodo_access_job_last_success_timestamp_seconds";
-const MICROSOFT_REQUESTS: &str = "kodo_access_microsoft_requests_total";
+const MICROSOFT_REQUESTS: &str = kodo_microsoft::REQUESTS_METRIC;
 const CHECK_DURATION: &str = "kodo_access_check_duration_seconds";
 const CHECKS: &str = "kodo_access_checks_total";
 const ORGANIZATIONS_BY_STATE: &str = "kodo_access_organizations_by_state";
@@ -162,10 +162,6 @@ pub fn job_finished(job: &'static str, outcome: &'static str, elapsed: Duration)
             .unwrap_or_default();
         gauge!(JOB_LAST_SUCCESS, "job" => job).set(now.as_secs_f64());
     }
-}
-
-pub fn microsoft_request(kind: &'static str, outcome: &'static str) {
-    counter!(MICROSOFT_REQUESTS, "kind" => kind, "outcome" => outcome).increment(1);
 }
 
 pub fn check_finished(state: &'static str, elapsed: Duration) {

@@ -117,14 +117,12 @@ async fn kodo_access_trusts_the_simulator_ca_through_configuration() {
     .await
     .unwrap();
     let base = url::Url::parse(&sim.url).unwrap();
-    let settings = kodo_access::config::MicrosoftSettings {
+    let settings = kodo_access::microsoft::ClientSettings {
         max_requests_in_flight: 64,
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         retry: RetryPolicy::NONE,
         ca_file: Some(ca),
-        manifest: std::sync::Arc::new(kodo_access::microsoft::permissions::Manifest::builtin()),
-        permissions_file: None,
     };
     let client = kodo_access::microsoft::MicrosoftClient::new(&settings).unwrap();
     let endpoints = kodo_access::microsoft::Endpoints {
@@ -152,7 +150,7 @@ async fn kodo_access_trusts_the_simulator_ca_through_configuration() {
     assert_eq!(token.claims.tid.as_deref(), Some(TENANT));
     // Without the CA, TLS verification fails: the client does not trust just anything.
     let untrusting =
-        kodo_access::microsoft::MicrosoftClient::new(&kodo_access::config::MicrosoftSettings {
+        kodo_access::microsoft::MicrosoftClient::new(&kodo_access::microsoft::ClientSettings {
             ca_file: None,
             ..settings
         })

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use kodo_access::config::{CloudSettings, MicrosoftSettings};
+use kodo_access::config::CloudSettings;
 use kodo_access::domain::{ClientId, SharePointHost, TenantId};
-use kodo_access::microsoft::permissions::Manifest;
 use kodo_access::microsoft::{Endpoints, MicrosoftClient, RetryPolicy};
 use kodo_access::simulator::{self, RunningSimulator, SimulatorOptions, model::Scenario};
 use url::Url;
@@ -48,7 +47,7 @@ impl Sim {
                 tls_ca_out: None,
                 fast_signing: false,
             },
-            Manifest::builtin(),
+            kodo_access::config::builtin_manifest(),
         )
         .await
         .expect("simulator starts");
@@ -168,14 +167,12 @@ impl Sim {
 }
 
 pub fn client(retry: RetryPolicy) -> MicrosoftClient {
-    MicrosoftClient::new(&MicrosoftSettings {
+    MicrosoftClient::new(&kodo_access::microsoft::ClientSettings {
         max_requests_in_flight: 64,
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         retry,
         ca_file: None,
-        manifest: std::sync::Arc::new(Manifest::builtin()),
-        permissions_file: None,
     })
     .unwrap()
 }

@@ -1,5 +1,5 @@
-//! The required-permissions manifest (`config/permissions.toml`): what the app must be
-//! granted, per resource, compared as (resource appId, app-role id) pairs.
+//! The required-permissions manifest (the daemon's `config/permissions.toml`): what the
+//! app must be granted, per resource, compared as (resource appId, app-role id) pairs.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -8,8 +8,6 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::cloud::Resource;
-
-pub const DEFAULT_MANIFEST: &str = include_str!("../../config/permissions.toml");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,10 +50,6 @@ pub struct Manifest {
 pub type PermissionKey = (Resource, Uuid);
 
 impl Manifest {
-    pub fn builtin() -> Manifest {
-        Manifest::parse(DEFAULT_MANIFEST).expect("the built-in manifest is valid")
-    }
-
     pub fn load(path: &Path) -> Result<Manifest, String> {
         let text = std::fs::read_to_string(path).map_err(|error| {
             format!(
@@ -127,40 +121,6 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_builtin_manifest_holds_the_seed_and_what_it_lacks() {
-        let manifest = Manifest::builtin();
-        let backup = manifest.required(&[NeededFor::Backup]);
-        // The seed's 46 rows: 40 Microsoft Graph (Calendars.ReadWrite moved there), 1 Exchange, 5 SharePoint.
-        assert_eq!(backup.len(), 46);
-        let count = |resource| backup.iter().filter(|(r, _)| *r == resource).count();
-        assert_eq!(
-            (
-                count(Resource::Graph),
-                count(Resource::Exchange),
-                count(Resource::SharePoint)
-            ),
-            (40, 1, 5)
-        );
-        let calendars = (
-            Resource::Graph,
-            "ef54d2bf-783f-4e0f-bca1-3210c0444d99".parse().unwrap(),
-        );
-        assert_eq!(manifest.name(&calendars), Some("Calendars.ReadWrite"));
-        let rotation = manifest.required(&[NeededFor::Rotation]);
-        let owned_by = (
-            Resource::Graph,
-            "18a4783c-866b-4cc7-a460-3d5e5662c884".parse().unwrap(),
-        );
-        assert_eq!(rotation.into_iter().collect::<Vec<_>>(), vec![owned_by]);
-        // Same GUID, different resources: both required, told apart by resource.
-        let user_rw: Uuid = "741f803b-c850-494e-b5df-cde7c675a1ca".parse().unwrap();
-        assert!(
-            backup.contains(&(Resource::Graph, user_rw))
-                && backup.contains(&(Resource::SharePoint, user_rw))
-        );
-    }
 
     #[test]
     fn bad_manifests_are_refused() {

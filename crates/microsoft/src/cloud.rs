@@ -1,10 +1,86 @@
 //! Every URL kodo-access calls, derived from the organization's cloud (reference §9).
 //! Tests and the demo point a configured cloud at the simulator; there is no other path.
 
+use std::collections::BTreeMap;
+
 use url::Url;
 
-use crate::config::CloudSettings;
-use crate::domain::{ClientId, SharePointHost, TenantId};
+use crate::ids::{ClientId, SharePointHost, TenantId};
+
+/// The endpoints of one Microsoft cloud (built in or defined in configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudSettings {
+    /// Entra ID, e.g. https://login.microsoftonline.com.
+    pub authority: Url,
+    /// Where Graph requests go.
+    pub graph: Url,
+    /// Where Exchange Online requests go.
+    pub exchange: Url,
+    pub sharepoint_suffix: String,
+    /// The identifiers tokens are requested for (`{resource}/.default`). The same as the
+    /// endpoints in Microsoft's clouds; a simulated cloud keeps Microsoft's identifiers
+    /// while its endpoints point elsewhere.
+    pub graph_resource: Url,
+    pub exchange_resource: Url,
+    /// Where SharePoint REST requests go, when not `https://{sharepoint_host}`.
+    pub sharepoint: Option<Url>,
+}
+
+/// Microsoft's clouds by the names configuration uses.
+pub fn builtin_clouds() -> BTreeMap<String, CloudSettings> {
+    // Reference: Microsoft's national cloud endpoints (shared/reference/microsoft-365.md §9).
+    let cloud = |authority: &str, graph: &str, exchange: &str, sharepoint_suffix: &str| {
+        let graph = Url::parse(graph).expect("built-in URL");
+        let exchange = Url::parse(exchange).expect("built-in URL");
+        CloudSettings {
+            authority: Url::parse(authority).expect("built-in URL"),
+            graph_resource: graph.clone(),
+            exchange_resource: exchange.clone(),
+            graph,
+            exchange,
+            sharepoint_suffix: sharepoint_suffix.to_string(),
+            sharepoint: None,
+        }
+    };
+    BTreeMap::from([
+        (
+            "global".to_string(),
+            cloud(
+                "https://login.microsoftonline.com",
+                "https://graph.microsoft.com",
+                "https://outlook.office365.com",
+                "sharepoint.com",
+            ),
+        ),
+        (
+            "usgov".to_string(),
+            cloud(
+                "https://login.microsoftonline.us",
+                "https://graph.microsoft.us",
+                "https://outlook.office365.us",
+                "sharepoint.us",
+            ),
+        ),
+        (
+            "usdod".to_string(),
+            cloud(
+                "https://login.microsoftonline.us",
+                "https://dod-graph.microsoft.us",
+                "https://webmail.apps.mil",
+                "sharepoint-mil.us",
+            ),
+        ),
+        (
+            "china".to_string(),
+            cloud(
+                "https://login.partner.microsoftonline.cn",
+                "https://microsoftgraph.chinacloudapi.cn",
+                "https://partner.outlook.cn",
+                "sharepoint.cn",
+            ),
+        ),
+    ])
+}
 
 /// A resource an app-only token is requested for.
 #[derive(
@@ -142,16 +218,8 @@ mod tests {
     use super::*;
 
     fn endpoints(cloud: &str) -> Endpoints {
-        let settings = crate::config::Settings::load_with_environment(
-            &crate::config::ConfigLocation {
-                path: "/nonexistent".into(),
-                explicit: false,
-            },
-            vec![],
-        )
-        .unwrap();
         Endpoints {
-            cloud: settings.clouds[cloud].clone(),
+            cloud: builtin_clouds()[cloud].clone(),
             tenant_id: TenantId::parse("6f1c3f2e-4c55-4a8b-9d2e-0b7c1a2d3e4f").unwrap(),
             client_id: ClientId::parse("0d9a8b7c-6e5f-4a3b-8c2d-1e0f9a8b7c6d").unwrap(),
             sharepoint_host: Some(SharePointHost::parse("contoso.sharepoint.us").unwrap()),

@@ -9,8 +9,10 @@ pub mod claims;
 pub mod cloud;
 pub mod errors;
 pub mod graph;
+pub mod ids;
 pub mod permissions;
 pub mod retry;
+pub mod secret_buf;
 pub mod token;
 
 use std::sync::Arc;
@@ -21,7 +23,28 @@ pub use errors::{GraphError, GraphFailure, TokenError, TokenFailure};
 pub use graph::Removal;
 pub use retry::RetryPolicy;
 
-use crate::config::MicrosoftSettings;
+use std::path::PathBuf;
+
+/// How the client talks to Microsoft (the daemon's `[microsoft]` settings).
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// At most this many requests in flight, across all organizations.
+    pub max_requests_in_flight: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// An extra trusted root (a private CA in front of Microsoft, or the simulator's).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The counter of requests to Microsoft by kind (`token`, `graph`, `sharepoint`) and
+/// outcome (`ok`, `transport` or an error kind), through the `metrics` facade: whoever
+/// installs a recorder (the daemon's `/metrics`) exports it.
+pub const REQUESTS_METRIC: &str = "kodo_access_microsoft_requests_total";
+
+pub(crate) fn count_request(kind: &'static str, outcome: &'static str) {
+    metrics::counter!(REQUESTS_METRIC, "kind" => kind, "outcome" => outcome).increment(1);
+}
 
 /// The most of any answer kodo-access reads, from Microsoft or a sink: Microsoft's largest
 /// (a page of assignments, a resource's app roles) are far below it. A larger answer is an
@@ -82,7 +105,7 @@ pub struct MicrosoftClient {
 }
 
 impl MicrosoftClient {
-    pub fn new(settings: &MicrosoftSettings) -> anyhow::Result<MicrosoftClient> {
+    pub fn new(settings: &ClientSettings) -> anyhow::Result<MicrosoftClient> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("kodo-access/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(settings.connect_timeout)

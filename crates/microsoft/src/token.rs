@@ -92,7 +92,7 @@ impl MicrosoftClient {
             )
             .await
             .map_err(|error| {
-                crate::telemetry::metrics::microsoft_request("token", "transport");
+                crate::count_request("token", "transport");
                 TokenError::transport(&error)
             })?;
         let status = response.status().as_u16();
@@ -114,10 +114,10 @@ impl MicrosoftClient {
             })?;
         if status != 200 {
             let error = classify_token_error(status, &body, wait);
-            crate::telemetry::metrics::microsoft_request("token", error.kind.as_str());
+            crate::count_request("token", error.kind.as_str());
             return Err(error);
         }
-        crate::telemetry::metrics::microsoft_request("token", "ok");
+        crate::count_request("token", "ok");
         let parsed: TokenResponse = serde_json::from_str(&body).map_err(|_| TokenError {
             kind: TokenFailure::Unknown,
             http_status: Some(status),

@@ -16,7 +16,7 @@ use super::MicrosoftClient;
 use super::cloud::{Endpoints, Resource};
 use super::errors::{GraphError, GraphFailure, classify_graph_error, retry_after};
 use super::token::AccessToken;
-use crate::domain::TenantId;
+use crate::ids::TenantId;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -222,7 +222,7 @@ impl MicrosoftClient {
         request: &impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Option<T>, GraphError> {
         let response = self.send(request()).await.map_err(|error| {
-            crate::telemetry::metrics::microsoft_request("graph", "transport");
+            crate::count_request("graph", "transport");
             GraphError::transport(operation, &error)
         })?;
         let status = response.status().as_u16();
@@ -230,7 +230,7 @@ impl MicrosoftClient {
         let body = super::read_body(response, super::MAX_BODY_BYTES)
             .await
             .map_err(|error| {
-                crate::telemetry::metrics::microsoft_request("graph", "transport");
+                crate::count_request("graph", "transport");
                 // The answer began: Microsoft may well have acted.
                 let mut lost = match error {
                     super::BodyError::Transport(error) => GraphError::transport(operation, &error),
@@ -243,10 +243,10 @@ impl MicrosoftClient {
             })?;
         if !(200..300).contains(&status) {
             let error = classify_graph_error(operation, status, &body, wait);
-            crate::telemetry::metrics::microsoft_request("graph", error.kind.as_str());
+            crate::count_request("graph", error.kind.as_str());
             return Err(error);
         }
-        crate::telemetry::metrics::microsoft_request("graph", "ok");
+        crate::count_request("graph", "ok");
         if status == 204 || body.trim().is_empty() {
             return Ok(None);
         }
@@ -479,7 +479,7 @@ impl MicrosoftClient {
             .await
             .map_err(|error| GraphError::transport(OPERATION, &error))?;
         let status = response.status().as_u16();
-        crate::telemetry::metrics::microsoft_request(
+        crate::count_request(
             "sharepoint",
             if (200..300).contains(&status) {
                 "ok"
