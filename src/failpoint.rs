@@ -25,10 +25,17 @@ pub const ROTATION: &[&str] = &[
     "rotation-after-removed",
 ];
 
+/// Right after a command started (the process has set itself non-dumpable): lets a test
+/// hold any command still, to look at the running process.
+pub const COMMAND_STARTED: &str = "command-started";
+
 /// Stops here for good when the tests armed `name` (`NAME=return`), or pauses that many
 /// milliseconds and goes on (`NAME=return(3000)`, e.g. to break the database meanwhile).
 pub async fn hit(name: &'static str) {
-    debug_assert!(ROTATION.contains(&name), "unknown failpoint {name}");
+    debug_assert!(
+        ROTATION.contains(&name) || name == COMMAND_STARTED,
+        "unknown failpoint {name}"
+    );
     #[cfg(feature = "failpoints")]
     if let Some(pause) = fail::eval(name, |argument| argument) {
         eprintln!("failpoint {name} reached");

@@ -3,15 +3,11 @@
 
 pub mod alerts;
 pub mod app;
-#[cfg(feature = "simulator")]
-pub mod bench;
 pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod crypto;
-#[cfg(feature = "simulator")]
-pub mod demo;
 pub mod domain;
 pub mod failpoint;
 pub mod health;
@@ -26,9 +22,5 @@ pub mod rotation;
 pub mod scheduler;
 pub use kodo_microsoft::secret_buf;
 pub mod sink_http;
-// The simulated cloud, the demo and the benchmarks: feature `simulator` (on by default, off
-// in the production build, so the daemon an operator installs cannot serve `/_sim/`).
-#[cfg(feature = "simulator")]
-pub mod simulator;
 pub mod store;
 pub mod telemetry;

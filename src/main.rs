@@ -31,7 +31,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::execute(cli)) {
+    let outcome = runtime.block_on(async {
+        kodo_access::failpoint::hit(kodo_access::failpoint::COMMAND_STARTED).await;
+        cli::execute(cli).await
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -219,29 +219,6 @@ pub async fn alerts(settings: Settings, output: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(feature = "simulator")]
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// How long to let the daemon run before healing a tenant, and again after.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-    pub phase: std::time::Duration,
-    /// An Alertmanager to send the alerts to (e.g. http://127.0.0.1:9093).
-    #[arg(long, value_name = "URL")]
-    pub alertmanager: Option<String>,
-    /// PostgreSQL server to create the demo's throw-away database in.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub database_url: String,
-}
-
-#[cfg(feature = "simulator")]
-pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
-    crate::demo::run(args.phase, args.alertmanager.as_deref(), &args.database_url).await
-}
-
 pub async fn rotate(settings: Settings, org: &str) -> anyhow::Result<()> {
     let context = super::one_shot_context(settings).await?;
     let reference = OrgRef::parse(org);

@@ -52,30 +52,6 @@ pub enum Command {
     /// List the periodic jobs or run one now.
     #[command(subcommand)]
     Job(jobs::JobCommand),
-    /// Run the simulated Microsoft 365 cloud (Entra ID, Graph, SharePoint) until SIGTERM.
-    #[cfg(feature = "simulator")]
-    Simulate {
-        /// Tenants, apps, secrets and permissions to start with (TOML or JSON).
-        #[arg(long, value_name = "FILE")]
-        scenario: Option<PathBuf>,
-        /// Address to listen on (port 0 picks a free one; the URL is printed).
-        #[arg(long, default_value = "127.0.0.1:8400")]
-        listen: std::net::SocketAddr,
-        /// Serve HTTPS with a generated CA (written to --ca-out) and leaf certificate.
-        #[arg(long, requires = "ca_out")]
-        tls: bool,
-        /// Where to write the CA certificate (PEM) that clients must trust.
-        #[arg(long, value_name = "PATH")]
-        ca_out: Option<PathBuf>,
-        /// Sign tokens with HMAC (HS256) rather than Entra's RS256, so that the
-        /// simulator's CPU is not what a load test measures (no JWKS key then).
-        #[arg(long)]
-        fast_signing: bool,
-    },
-    /// Benchmarks (see README, "Performance").
-    #[cfg(feature = "simulator")]
-    #[command(subcommand)]
-    Bench(BenchCommand),
     /// Check organizations now, store the results, print each verdict. Exit status 3 when
     /// any organization is not healthy.
     Check {
@@ -105,10 +81,6 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// Run the simulated cloud and the daemon against it with a handful of tenants, some
-    /// broken; watch checks, alerts, and a tenant healing. Nothing to configure.
-    #[cfg(feature = "simulator")]
-    Demo(fleet::DemoArgs),
     /// Show the audit log, newest first.
     Audit {
         /// Only this organization (name or id).
@@ -119,17 +91,6 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-}
-
-#[cfg(feature = "simulator")]
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// One full check sweep of N organizations against the simulated cloud with latency L
-    /// and at most C requests in flight; prints wall time against the bound N*R*L/C.
-    Sweep(crate::bench::SweepArgs),
-    /// N organizations whose secrets are all due, rotated by one pass of the rotations job
-    /// through a propagation delay; prints wall time, CPU and peak RSS.
-    Rotate(crate::bench::RotateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,33 +145,6 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Key(keys::KeyCommand::Generate { out }) => keys::generate(out),
-        #[cfg(feature = "simulator")]
-        Command::Bench(BenchCommand::Sweep(args)) => {
-            crate::telemetry::init_logging("error", cli.log_format.unwrap_or(LogFormat::Text));
-            crate::bench::sweep(args).await
-        }
-        #[cfg(feature = "simulator")]
-        Command::Bench(BenchCommand::Rotate(args)) => {
-            crate::telemetry::init_logging("error", cli.log_format.unwrap_or(LogFormat::Text));
-            crate::bench::rotate(args).await
-        }
-        #[cfg(feature = "simulator")]
-        Command::Simulate {
-            scenario,
-            listen,
-            tls,
-            ca_out,
-            fast_signing,
-        } => {
-            crate::telemetry::init_logging("info", cli.log_format.unwrap_or(LogFormat::Text));
-            simulate(
-                scenario.as_deref(),
-                *listen,
-                tls.then(|| ca_out.clone()).flatten(),
-                *fast_signing,
-            )
-            .await
-        }
         Command::Run => crate::app::run(settings(&cli)?).await,
         Command::Migrate => {
             let settings = settings(&cli)?;
@@ -283,11 +217,6 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             fleet::rotations(settings(&cli)?, org.as_deref(), *output).await
         }
         Command::Alerts { output } => fleet::alerts(settings(&cli)?, *output).await,
-        #[cfg(feature = "simulator")]
-        Command::Demo(args) => {
-            crate::telemetry::init_logging("info", cli.log_format.unwrap_or(LogFormat::Text));
-            fleet::demo(args).await
-        }
         Command::Audit { org, limit, output } => {
             let settings = settings(&cli)?;
             let pool = crate::store::connect(&settings.database).await?;
@@ -321,54 +250,4 @@ fn table(header: &[&str]) -> comfy_table::Table {
         .load_preset(comfy_table::presets::NOTHING)
         .set_header(header.to_vec());
     table
-}
-
-#[cfg(feature = "simulator")]
-async fn simulate(
-    scenario: Option<&std::path::Path>,
-    listen: std::net::SocketAddr,
-    tls_ca_out: Option<PathBuf>,
-    fast_signing: bool,
-) -> anyhow::Result<()> {
-    use crate::simulator::{self, SimulatorOptions};
-    let scenario = match scenario {
-        Some(path) => simulator::load_scenario(path).map_err(InputError)?,
-        None => Default::default(),
-    };
-    let tenants = scenario.tenants.len();
-    let running = simulator::start(
-        SimulatorOptions {
-            listen,
-            scenario,
-            tls_ca_out,
-            fast_signing,
-        },
-        crate::config::builtin_manifest(),
-    )
-    .await
-    .map_err(|error| InputError(format!("{error:#}")))?;
-    // The first line of standard output is the URL, for scripts.
-    println!("{}", running.base_url);
-    use std::io::Write;
-    std::io::stdout().flush()?;
-    tracing::info!(url = %running.base_url, tenants, "simulated Microsoft 365 cloud listening; admin API under /_sim/");
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut terminate), Ok(mut interrupt)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-        token.cancel();
-    });
-    running.serve_until(shutdown).await;
-    tracing::info!("simulated cloud stopped");
-    Ok(())
 }

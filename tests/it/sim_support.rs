@@ -6,7 +6,7 @@ use std::time::Duration;
 use kodo_access::config::CloudSettings;
 use kodo_access::domain::{ClientId, SharePointHost, TenantId};
 use kodo_access::microsoft::{Endpoints, MicrosoftClient, RetryPolicy};
-use kodo_access::simulator::{self, RunningSimulator, SimulatorOptions, model::Scenario};
+use kodo_simulator::{self as simulator, RunningSimulator, SimulatorOptions, model::Scenario};
 use url::Url;
 
 pub const TENANT: &str = "6f1c3f2e-4c55-4a8b-9d2e-0b7c1a2d3e4f";
@@ -37,18 +37,25 @@ expires_in_days = 200
     )
 }
 
+/// The simulator's presets ("all", "backup") name what the shipped manifest requires; the
+/// simulator resolves the names to Microsoft's ids from its own catalogue.
+pub fn presets() -> kodo_simulator::catalogue::PresetNames {
+    kodo_simulator::catalogue::PresetNames::from_permissions_toml(
+        kodo_access::config::DEFAULT_MANIFEST,
+    )
+    .unwrap()
+}
+
 impl Sim {
     pub async fn start(scenario_toml: &str) -> Sim {
         let scenario = Scenario::parse("scenario.toml", scenario_toml).expect("valid scenario");
-        let running = simulator::start(
-            SimulatorOptions {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                scenario,
-                tls_ca_out: None,
-                fast_signing: false,
-            },
-            kodo_access::config::builtin_manifest(),
-        )
+        let running = simulator::start(SimulatorOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            scenario,
+            tls_ca_out: None,
+            fast_signing: false,
+            presets: presets(),
+        })
         .await
         .expect("simulator starts");
         Sim {

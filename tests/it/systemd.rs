@@ -111,24 +111,20 @@ fn every_command_marks_itself_non_dumpable() {
             "--clear-groups",
             crate::support::BINARY,
         ])
-        .args([
-            "--config",
-            "/nonexistent",
-            "simulate",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .args(["--config", "/nonexistent", "config", "check"])
+        // Held right after it started (a test hook), so its /proc files can be looked at.
+        .env("FAILPOINTS", "command-started=return")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut std::io::BufReader::new(child.stderr.take().unwrap()),
         &mut line,
     )
     .unwrap();
-    assert!(line.starts_with("http://"), "{line}");
+    assert!(line.contains("failpoint command-started reached"), "{line}");
     let pid = child.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status

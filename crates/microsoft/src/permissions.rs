@@ -25,6 +25,11 @@ pub struct Permission {
     pub needed_for: NeededFor,
     #[serde(default)]
     pub note: Option<String>,
+    /// Listed by the vendor's guide, but not an app role Microsoft's service principal
+    /// publishes: it cannot be granted, so it is never required (a check would otherwise
+    /// report every real tenant `permissions_missing`).
+    #[serde(default)]
+    pub unpublished: bool,
 }
 
 fn backup() -> NeededFor {
@@ -94,7 +99,9 @@ impl Manifest {
                 resource
                     .permissions
                     .iter()
-                    .filter(|permission| purposes.contains(&permission.needed_for))
+                    .filter(|permission| {
+                        !permission.unpublished && purposes.contains(&permission.needed_for)
+                    })
                     .map(move |permission| (resource.key, permission.id))
             })
             .collect()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::model::World;
-use crate::microsoft::Resource;
+use crate::resource::Resource;
 
 /// Signs access tokens (RS256) and publishes the public key.
 pub struct Signer {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::SimulatorState;
 use super::model::{self, AppSpec, Faults, Policy, SecretSpec, TenantSpec, World};
-use crate::microsoft::Resource;
+use crate::resource::Resource;
 
 pub struct AdminError(StatusCode, String);
 

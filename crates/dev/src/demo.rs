@@ -1,19 +1,36 @@
-//! `kodo-access demo`: the simulated cloud with a handful of tenants, a throw-away
+//! `kodo-dev demo`: the simulated cloud with a handful of tenants, a throw-away
 //! database and key, and the daemon running against them. The user watches checks run
 //! and alerts fire, then one tenant heal and its alert resolve. Everything it creates is
 //! removed at the end, also on Ctrl-C.
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// How long to let the daemon run before healing a tenant, and again after.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub phase: std::time::Duration,
+    /// An Alertmanager to send the alerts to (e.g. http://127.0.0.1:9093).
+    #[arg(long, value_name = "URL")]
+    pub alertmanager: Option<String>,
+    /// PostgreSQL server to create the demo's throw-away database in.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+}
 
 use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigLocation, Settings};
-use crate::crypto::Keyring;
-use crate::registry::{RawLabels, RawOrganization, Registry};
-use crate::simulator::{self, SimulatorOptions};
+use kodo_access::config::{ConfigLocation, Settings};
+use kodo_access::crypto::Keyring;
+use kodo_access::registry::{RawLabels, RawOrganization, Registry};
+use kodo_simulator::{self as simulator, SimulatorOptions};
 
-const SCENARIO: &str = include_str!("../config/scenarios/demo.toml");
+const SCENARIO: &str = include_str!("../../../config/scenarios/demo.toml");
 
 /// The demo's organizations: name, tenant, app, secret, SharePoint host, resources.
 const ORGANIZATIONS: &[(&str, &str, &str, &str, Option<&str>)] = &[
@@ -121,15 +138,13 @@ async fn demo(
     say("a simulated Microsoft 365 cloud with six tenants");
     let scenario =
         simulator::model::Scenario::parse("demo.toml", SCENARIO).map_err(anyhow::Error::msg)?;
-    let sim = simulator::start(
-        SimulatorOptions {
-            listen: "127.0.0.1:0".parse()?,
-            scenario,
-            tls_ca_out: None,
-            fast_signing: false,
-        },
-        crate::config::builtin_manifest(),
-    )
+    let sim = simulator::start(SimulatorOptions {
+        listen: "127.0.0.1:0".parse()?,
+        scenario,
+        tls_ca_out: None,
+        fast_signing: false,
+        presets: crate::presets(),
+    })
     .await?;
     println!(
         "listening on {} (admin API: {}/_sim/state)",
@@ -139,7 +154,7 @@ async fn demo(
     let backup = work.join("backup-server");
     std::fs::create_dir(&backup)?;
     let key = work.join("master.key");
-    crate::crypto::generate_key_file(&key)?;
+    kodo_access::crypto::generate_key_file(&key)?;
     let mut database_url = url::Url::parse(admin_url)?;
     database_url.set_path(&format!("/{database}"));
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -203,8 +218,8 @@ exchange_resource = "https://outlook.office365.com"
     );
 
     say("register the six organizations (secrets sealed at rest)");
-    let pool = crate::store::connect(&settings.database).await?;
-    crate::store::migrate(&pool).await?;
+    let pool = kodo_access::store::connect(&settings.database).await?;
+    kodo_access::store::migrate(&pool).await?;
     let keyring = Keyring::load(&settings.crypto)?;
     let registry = Registry {
         pool: &pool,
@@ -233,13 +248,13 @@ exchange_resource = "https://outlook.office365.com"
     for (name, .., sharepoint) in ORGANIZATIONS {
         if sharepoint.is_none() {
             let mut connection = pool.acquire().await?;
-            let organization = crate::store::organizations::find(
+            let organization = kodo_access::store::organizations::find(
                 &mut connection,
-                &crate::domain::OrgRef::Name(name.to_string()),
+                &kodo_access::domain::OrgRef::Name(name.to_string()),
             )
             .await?
             .expect("just added");
-            crate::store::organizations::set_settings(
+            kodo_access::store::organizations::set_settings(
                 &mut connection,
                 organization.id,
                 &serde_json::json!({"resources": ["graph", "exchange"]}),
@@ -250,7 +265,10 @@ exchange_resource = "https://outlook.office365.com"
 
     say("kodo-access run: checks every 10 s; watch the alerts fire, and adatum's secret rotate");
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(crate::app::run_until(settings.clone(), shutdown.clone()));
+    let daemon = tokio::spawn(kodo_access::app::run_until(
+        settings.clone(),
+        shutdown.clone(),
+    ));
     let stopped_early = wait(phase, interrupted).await;
     if !stopped_early {
         print_fleet(&pool).await?;
@@ -268,19 +286,19 @@ exchange_resource = "https://outlook.office365.com"
         println!("simulated cloud: {}", response.text().await?);
         // Rather than wait for its next turn, ask for fabrikam's check now.
         let mut connection = pool.acquire().await?;
-        let fabrikam = crate::store::organizations::find(
+        let fabrikam = kodo_access::store::organizations::find(
             &mut connection,
-            &crate::domain::OrgRef::Name("fabrikam".into()),
+            &kodo_access::domain::OrgRef::Name("fabrikam".into()),
         )
         .await?
         .expect("registered");
-        crate::store::checks::check_soon(&mut connection, fabrikam.id).await?;
+        kodo_access::store::checks::check_soon(&mut connection, fabrikam.id).await?;
         drop(connection);
         if !wait(phase, interrupted).await {
             print_fleet(&pool).await?;
             say("rotations, and what the backup server received");
             let mut connection = pool.acquire().await?;
-            for row in crate::store::rotations::history(&mut connection, None).await? {
+            for row in kodo_access::store::rotations::history(&mut connection, None).await? {
                 println!(
                     "  {:<10} rotation {} {} (new secret id {})",
                     row.organization,
@@ -318,7 +336,7 @@ async fn wait(phase: Duration, interrupted: &CancellationToken) -> bool {
 
 async fn print_fleet(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     let mut connection = pool.acquire().await?;
-    let statuses = crate::store::checks::statuses(&mut connection).await?;
+    let statuses = kodo_access::store::checks::statuses(&mut connection).await?;
     say("kodo-access status");
     for status in &statuses {
         let headline = status
@@ -329,7 +347,7 @@ async fn print_fleet(pool: &sqlx::PgPool) -> anyhow::Result<()> {
             .unwrap_or("");
         println!("  {:<10} {:<20} {headline}", status.name, status.state);
     }
-    let active = crate::store::alerts::active(&mut connection).await?;
+    let active = kodo_access::store::alerts::active(&mut connection).await?;
     say("kodo-access alerts");
     for alert in &active {
         println!(

@@ -1,4 +1,4 @@
-//! `kodo-access bench sweep`: one full check sweep of N organizations against the
+//! `kodo-dev bench sweep`: one full check sweep of N organizations against the
 //! simulated cloud (a separate process, so its CPU is not counted) with a fixed latency L
 //! on every request and at most C requests in flight. Reports the wall time beside the
 //! bound N×R×L/C, R (requests per organization), CPU per organization, peak RSS and SQL
@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use crate::config::{ConfigLocation, Settings};
-use crate::crypto::Keyring;
-use crate::registry::{RawOrganization, Registry};
+use kodo_access::config::{ConfigLocation, Settings};
+use kodo_access::crypto::Keyring;
+use kodo_access::registry::{RawOrganization, Registry};
 
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
@@ -246,14 +246,10 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
         "starting the simulated cloud with {n} tenants, {} ms latency, {} s propagation",
         spec.latency_ms, spec.propagation_delay_secs
     );
-    let mut child = Command::new(std::env::current_exe()?)
-        .args([
-            "simulate",
-            "--fast-signing",
-            "--listen",
-            "127.0.0.1:0",
-            "--scenario",
-        ])
+    let mut child = Command::new(crate::simulator_binary()?)
+        .arg("--permissions-file")
+        .arg(crate::permissions_file(work)?)
+        .args(["--fast-signing", "--listen", "127.0.0.1:0", "--scenario"])
         .arg(&scenario_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -269,7 +265,7 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
     );
 
     let key = work.join("master.key");
-    crate::crypto::generate_key_file(&key)?;
+    kodo_access::crypto::generate_key_file(&key)?;
     let mut database_url = url::Url::parse(spec.database_url)?;
     database_url.set_path(&format!("/{}", spec.database));
     let config = format!(
@@ -288,8 +284,8 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
         },
         vec![],
     )?;
-    let pool = crate::store::connect(&settings.database).await?;
-    crate::store::migrate(&pool).await?;
+    let pool = kodo_access::store::connect(&settings.database).await?;
+    kodo_access::store::migrate(&pool).await?;
     let keyring = Keyring::load(&settings.crypto)?;
     eprintln!("registering {n} organizations");
     let registry = Registry {
@@ -331,9 +327,9 @@ async fn context(
     settings: Settings,
     keyring: Keyring,
     base: &str,
-) -> anyhow::Result<(crate::context::Context, sqlx::PgPool, reqwest::Client)> {
-    let pool = crate::store::lazy_pool(&settings.database)?;
-    let context = crate::context::Context::new(
+) -> anyhow::Result<(kodo_access::context::Context, sqlx::PgPool, reqwest::Client)> {
+    let pool = kodo_access::store::lazy_pool(&settings.database)?;
+    let context = kodo_access::context::Context::new(
         Arc::new(settings),
         pool.clone(),
         Arc::new(keyring),
@@ -370,9 +366,9 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
     .await?;
     let (context, pool, http) = context(settings, keyring, &base).await?;
     eprintln!("sweeping");
-    let statements_before = crate::store::statements_sent();
+    let statements_before = kodo_access::store::statements_sent();
     let meter = Meter::start(simulator_pid);
-    let summary = crate::checks::run::check_due(&context).await?;
+    let summary = kodo_access::checks::run::check_due(&context).await?;
     let Measured {
         wall,
         cpu,
@@ -380,7 +376,7 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
         postgres_cpu,
         peak_rss_kib: peak_rss,
     } = meter.stop();
-    let statements = crate::store::statements_sent() - statements_before;
+    let statements = kodo_access::store::statements_sent() - statements_before;
     let counters: serde_json::Value = http
         .get(format!("{base}/_sim/counters"))
         .send()
@@ -404,13 +400,13 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
     http.post(format!("{base}/_sim/counters/reset"))
         .send()
         .await?;
-    let statements_before_2 = crate::store::statements_sent();
+    let statements_before_2 = kodo_access::store::statements_sent();
     let cpu_before_2 = cpu_time();
     let started_2 = Instant::now();
-    crate::checks::run::check_due(&context).await?;
+    kodo_access::checks::run::check_due(&context).await?;
     let wall_2 = started_2.elapsed();
     let cpu_2 = cpu_time() - cpu_before_2;
-    let statements_2 = crate::store::statements_sent() - statements_before_2;
+    let statements_2 = kodo_access::store::statements_sent() - statements_before_2;
     let requests_2 = http
         .get(format!("{base}/_sim/counters"))
         .send()
@@ -490,7 +486,7 @@ pub struct RotateArgs {
     pub cloud: CloudArgs,
 }
 
-/// `kodo-access bench rotate`: N organizations whose secrets are all due, rotated by one
+/// `kodo-dev bench rotate`: N organizations whose secrets are all due, rotated by one
 /// pass of the rotations job (no grace period, so each rotation runs to its end: add,
 /// verify through the propagation delay, deliver to a file, activate, remove the old
 /// secret). Reports the wall time, the daemon's CPU and peak RSS, and checks the outcome.
@@ -537,7 +533,7 @@ async fn run_rotate(
     let (context, pool, http) = context(settings, keyring, &base).await?;
     eprintln!("rotating");
     let meter = Meter::start(simulator_pid);
-    let summary = crate::rotation::procedure::rotate_due(&context).await?;
+    let summary = kodo_access::rotation::procedure::rotate_due(&context).await?;
     let Measured {
         wall,
         cpu,

@@ -1,13 +1,14 @@
-//! Fidelity: Microsoft's own client library (MSAL for Python) and kodo-access's client
-//! both get tokens from `kodo-access simulate --tls`, as a user would run it.
+//! The simulator's binary as a user runs it: Microsoft's own client library (MSAL for
+//! Python) gets tokens from `kodo-simulator --tls`, and bad scenario files get clear errors.
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use kodo_access::microsoft::{Resource, RetryPolicy};
-
-use crate::sim_support::*;
+const TENANT: &str = "6f1c3f2e-4c55-4a8b-9d2e-0b7c1a2d3e4f";
+const APP: &str = "0d9a8b7c-6e5f-4a3b-8c2d-1e0f9a8b7c6d";
+const BINARY: &str = env!("CARGO_BIN_EXE_kodo-simulator");
+/// What kodo-access requires, by name: the presets "all" and "backup" grant it.
+const PERMISSIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/permissions.toml");
 
 struct SimulateProcess {
     child: std::process::Child,
@@ -22,8 +23,8 @@ impl Drop for SimulateProcess {
 }
 
 fn simulate(args: &[&str]) -> SimulateProcess {
-    let mut child = Command::new(crate::support::BINARY)
-        .arg("simulate")
+    let mut child = Command::new(BINARY)
+        .args(["--permissions-file", PERMISSIONS])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -39,7 +40,10 @@ fn simulate(args: &[&str]) -> SimulateProcess {
     }
 }
 
-const SCENARIO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/demo.toml");
+const SCENARIO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../config/scenarios/demo.toml"
+);
 const DEMO_SECRET: &str = "Con8Q~contoso-demo-secret-0000000000000";
 
 #[test]
@@ -57,10 +61,7 @@ fn msal_for_python_agrees_with_the_simulator_over_https() {
     ]);
     assert!(sim.url.starts_with("https://localhost:"), "{}", sim.url);
     let output = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/msal/msal_check.py"
-        ))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/msal_check.py"))
         .args([&sim.url, ca.to_str().unwrap(), TENANT, APP, DEMO_SECRET])
         // These override MSAL's `verify=` on this machine (toolchain notes).
         .env_remove("REQUESTS_CA_BUNDLE")
@@ -80,7 +81,8 @@ fn msal_for_python_agrees_with_the_simulator_over_https() {
         .iter()
         .map(|r| r.as_str().unwrap())
         .collect();
-    assert_eq!(roles.len(), 41);
+    // Graph: the manifest's 39 required backup roles and Application.ReadWrite.OwnedBy.
+    assert_eq!(roles.len(), 40);
     assert!(roles.contains(&"User.Read.All") && roles.contains(&"Application.ReadWrite.OwnedBy"));
     assert_eq!(seen["second_from_cache"], true);
     assert_eq!(seen["wrong_secret"]["error"], "invalid_client");
@@ -94,80 +96,6 @@ fn msal_for_python_agrees_with_the_simulator_over_https() {
         seen["bad_scope"]["error_codes"],
         serde_json::json!([1002012])
     );
-}
-
-#[tokio::test]
-async fn kodo_access_trusts_the_simulator_ca_through_configuration() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    let sim = tokio::task::spawn_blocking({
-        let ca = ca.clone();
-        move || {
-            simulate(&[
-                "--scenario",
-                SCENARIO,
-                "--listen",
-                "127.0.0.1:0",
-                "--tls",
-                "--ca-out",
-                ca.to_str().unwrap(),
-            ])
-        }
-    })
-    .await
-    .unwrap();
-    let base = url::Url::parse(&sim.url).unwrap();
-    let settings = kodo_access::microsoft::ClientSettings {
-        max_requests_in_flight: 64,
-        connect_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(10),
-        retry: RetryPolicy::NONE,
-        ca_file: Some(ca),
-    };
-    let client = kodo_access::microsoft::MicrosoftClient::new(&settings).unwrap();
-    let endpoints = kodo_access::microsoft::Endpoints {
-        cloud: kodo_access::config::CloudSettings {
-            authority: base.clone(),
-            graph: base.clone(),
-            exchange: base.clone(),
-            sharepoint_suffix: "sharepoint.com".into(),
-            graph_resource: url::Url::parse("https://graph.microsoft.com").unwrap(),
-            exchange_resource: url::Url::parse("https://outlook.office365.com").unwrap(),
-            sharepoint: Some(base),
-        },
-        tenant_id: kodo_access::domain::TenantId::parse(TENANT).unwrap(),
-        client_id: kodo_access::domain::ClientId::parse(APP).unwrap(),
-        sharepoint_host: None,
-    };
-    let token = client
-        .token(
-            &endpoints,
-            &secrecy::SecretString::from(DEMO_SECRET),
-            Resource::Graph,
-        )
-        .await
-        .unwrap();
-    assert_eq!(token.claims.tid.as_deref(), Some(TENANT));
-    // Without the CA, TLS verification fails: the client does not trust just anything.
-    let untrusting =
-        kodo_access::microsoft::MicrosoftClient::new(&kodo_access::microsoft::ClientSettings {
-            ca_file: None,
-            ..settings
-        })
-        .unwrap();
-    let error = untrusting
-        .token(
-            &endpoints,
-            &secrecy::SecretString::from(DEMO_SECRET),
-            Resource::Graph,
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (error.kind, error.http_status),
-        (kodo_access::microsoft::TokenFailure::Transient, None)
-    );
-    drop(sim);
 }
 
 #[test]
@@ -186,9 +114,10 @@ fn a_bad_scenario_file_gets_a_clear_error() {
         ),
     ] {
         std::fs::write(&path, content).unwrap();
-        let output = Command::new(crate::support::BINARY)
+        let output = Command::new(BINARY)
             .args([
-                "simulate",
+                "--permissions-file",
+                PERMISSIONS,
                 "--listen",
                 "127.0.0.1:0",
                 "--scenario",

@@ -11,102 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::microsoft::Resource;
-use crate::microsoft::permissions::{Manifest, NeededFor};
-
-/// App roles each resource defines beyond the manifest (reference §7, "extra").
-const EXTRA_ROLES: &[(Resource, &str, &str)] = &[
-    (
-        Resource::Graph,
-        "Application.ReadWrite.All",
-        "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
-    ),
-    (
-        Resource::Graph,
-        "Directory.Read.All",
-        "7ab1d382-f21e-4acd-a863-ba3e13f7da61",
-    ),
-    (
-        Resource::Graph,
-        "AuditLog.Read.All",
-        "b0afded3-3588-46d8-8b3d-9842eff778da",
-    ),
-    (
-        Resource::Graph,
-        "Policy.Read.All",
-        "246dd0d5-5bd0-4def-940b-0421030a5b68",
-    ),
-    (
-        Resource::Graph,
-        "SharePointTenantSettings.Read.All",
-        "83d4163d-a2d8-4d3b-9695-4ae3ca98f888",
-    ),
-    (
-        Resource::Exchange,
-        "Exchange.ManageAsApp",
-        "dc50a0fb-09a3-484d-be87-e023b12c6440",
-    ),
-    (
-        Resource::SharePoint,
-        "User.Read.All",
-        "df021288-bdef-4463-88db-98f22de89214",
-    ),
-    (
-        Resource::SharePoint,
-        "Sites.Selected",
-        "20d37865-089c-4dee-8c41-6967602d4ac8",
-    ),
-];
-
-/// One app role a resource defines.
-#[derive(Debug, Clone, Serialize)]
-pub struct RoleDefinition {
-    pub id: Uuid,
-    pub value: String,
-}
-
-/// The app roles of Graph, Exchange Online and SharePoint Online, with their real ids.
-#[derive(Debug, Clone)]
-pub struct Catalogue {
-    pub roles: BTreeMap<Resource, Vec<RoleDefinition>>,
-    pub manifest: Manifest,
-}
-
-impl Catalogue {
-    pub fn new(manifest: Manifest) -> Catalogue {
-        let mut roles: BTreeMap<Resource, Vec<RoleDefinition>> = BTreeMap::new();
-        for resource in &manifest.resources {
-            for permission in &resource.permissions {
-                roles.entry(resource.key).or_default().push(RoleDefinition {
-                    id: permission.id,
-                    value: permission.name.clone(),
-                });
-            }
-        }
-        for (resource, value, id) in EXTRA_ROLES {
-            let list = roles.entry(*resource).or_default();
-            let id: Uuid = id.parse().expect("static GUID");
-            if !list.iter().any(|role| role.id == id) {
-                list.push(RoleDefinition {
-                    id,
-                    value: value.to_string(),
-                });
-            }
-        }
-        Catalogue { roles, manifest }
-    }
-
-    pub fn role_by_name(&self, resource: Resource, name: &str) -> Option<&RoleDefinition> {
-        self.roles
-            .get(&resource)?
-            .iter()
-            .find(|role| role.value == name)
-    }
-
-    pub fn role_by_id(&self, resource: Resource, id: Uuid) -> Option<&RoleDefinition> {
-        self.roles.get(&resource)?.iter().find(|role| role.id == id)
-    }
-}
+pub use crate::catalogue::{Catalogue, RoleDefinition};
+use crate::resource::Resource;
 
 #[derive(Debug, Clone)]
 pub struct Credential {
@@ -509,19 +415,7 @@ impl SecretSpec {
 
 /// "graph:User.Read.All" -> (Graph, role).
 pub fn parse_permission(catalogue: &Catalogue, text: &str) -> Result<(Resource, Uuid), String> {
-    let (resource, name) = text
-        .split_once(':')
-        .ok_or_else(|| format!("permission {text:?} must look like graph:User.Read.All"))?;
-    let resource = Resource::parse(resource).ok_or_else(|| {
-        format!("permission {text:?}: unknown resource {resource:?} (graph, exchange, sharepoint)")
-    })?;
-    let role = catalogue.role_by_name(resource, name).ok_or_else(|| {
-        format!(
-            "permission {text:?}: {} defines no app role {name:?}",
-            resource.as_str()
-        )
-    })?;
-    Ok((resource, role.id))
+    catalogue.parse_permission(text)
 }
 
 pub fn permission_set(
@@ -530,24 +424,7 @@ pub fn permission_set(
     missing: &[String],
 ) -> Result<Vec<(Resource, Uuid)>, String> {
     let mut granted: Vec<(Resource, Uuid)> = match spec {
-        PermissionSpec::Preset(preset) => match preset.as_str() {
-            "all" => catalogue
-                .manifest
-                .required(&[NeededFor::Backup, NeededFor::Rotation])
-                .into_iter()
-                .collect(),
-            "backup" => catalogue
-                .manifest
-                .required(&[NeededFor::Backup])
-                .into_iter()
-                .collect(),
-            "none" => Vec::new(),
-            other => {
-                return Err(format!(
-                    "permissions {other:?}: expected \"all\", \"backup\", \"none\" or a list"
-                ));
-            }
-        },
+        PermissionSpec::Preset(preset) => catalogue.preset(preset)?,
         PermissionSpec::List(list) => list
             .iter()
             .map(|text| parse_permission(catalogue, text))

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::identity::{AccessClaims, Signer, verify};
 use super::model::{Application, Credential, Tenant, World};
-use crate::microsoft::Resource;
+use crate::resource::Resource;
 
 const GRAPH_AUDIENCES: &[&str] = &[
     "https://graph.microsoft.com",
@@ -379,10 +379,10 @@ fn get_service_principal(
         ) {
             return denied();
         }
-        let roles: Vec<serde_json::Value> = catalogue.roles.get(&resource).into_iter().flatten().map(|role| serde_json::json!({
+        let roles: Vec<serde_json::Value> = catalogue.roles(resource).iter().map(|role| serde_json::json!({
             "allowedMemberTypes": ["Application"],
-            "description": format!("Allows the app to use {} without a signed-in user.", role.value),
-            "displayName": role.value,
+            "description": format!("Allows the app to use {} without a signed-in user.", role.display_name),
+            "displayName": role.display_name,
             "id": role.id,
             "isEnabled": true,
             "origin": "Application",
@@ -394,7 +394,7 @@ fn get_service_principal(
                 "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals/$entity",
                 "id": tenant.resource_principal_id(resource),
                 "appId": resource.app_id(),
-                "displayName": match resource { Resource::Graph => "Microsoft Graph", Resource::Exchange => "Office 365 Exchange Online", Resource::SharePoint => "Office 365 SharePoint Online" },
+                "displayName": resource.display_name(),
                 "accountEnabled": true,
                 "appRoles": roles,
             }),
