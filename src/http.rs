@@ -21,6 +21,9 @@ struct HttpState {
     /// When the fleet gauges were last read from the database. Held while reading, so
     /// that scrapes arriving together wait for one read instead of each running their own.
     refreshed: std::sync::Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// The per-organization families as last rendered from the rows (kept for a scrape
+    /// during a database outage, as the recorder keeps its gauges).
+    organizations: std::sync::Arc<std::sync::Mutex<std::sync::Arc<String>>>,
 }
 
 /// The fleet gauges are read from the database at most this often, however many scrapers
@@ -36,6 +39,7 @@ pub fn router(context: Context, metrics: PrometheusHandle) -> Router {
             context,
             metrics,
             refreshed: Default::default(),
+            organizations: Default::default(),
         })
 }
 
@@ -54,7 +58,10 @@ async fn metrics_handler(State(state): State<HttpState>) -> impl IntoResponse {
     if state.context.readiness.database_up() {
         let mut refreshed = state.refreshed.lock().await;
         if refreshed.is_none_or(|at| at.elapsed() >= GAUGES_FRESH_FOR) {
-            refresh_gauges(&state.context).await;
+            if let Some(organizations) = refresh_gauges(&state.context).await {
+                *state.organizations.lock().expect("metrics lock") =
+                    std::sync::Arc::new(organizations);
+            }
             *refreshed = Some(tokio::time::Instant::now());
         }
     }
@@ -63,13 +70,18 @@ async fn metrics_handler(State(state): State<HttpState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        {
+            let organizations = state.organizations.lock().expect("metrics lock").clone();
+            let mut text = state.metrics.render();
+            text.push_str(&organizations);
+            text
+        },
     )
 }
 
 /// Gauges read from the database at scrape time, bounded so a slow database cannot
-/// hold a scrape for long.
-async fn refresh_gauges(context: &Context) {
+/// hold a scrape for long; returns the per-organization families, rendered.
+async fn refresh_gauges(context: &Context) -> Option<String> {
     let read = tokio::time::timeout(Duration::from_secs(3), async {
         let mut connection = context.pool.acquire().await?;
         let statuses = crate::store::checks::gauges(&mut connection).await?;
@@ -82,11 +94,11 @@ async fn refresh_gauges(context: &Context) {
         Ok(Ok(read)) => read,
         Ok(Err(error)) => {
             tracing::warn!("metrics: reading the fleet failed: {error}");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::warn!("metrics: reading the fleet took longer than 3s");
-            return;
+            return None;
         }
     };
     // Every organization has a status row (made with it), so the gauges' rows count them.
@@ -113,24 +125,24 @@ async fn refresh_gauges(context: &Context) {
     }
     crate::telemetry::metrics::fleet(&crate::telemetry::metrics::FleetSnapshot {
         states: states.into_iter().collect(),
-        organizations: statuses
-            .iter()
-            .map(|status| crate::telemetry::metrics::OrganizationGauge {
-                name: status.name.clone(),
-                state: if status.enabled {
-                    status.state.clone()
-                } else {
-                    "disabled".into()
-                },
-                secret_expires: status.secret_expires_at.map(|t| t.timestamp() as f64),
-                last_success: status.last_success_at.map(|t| t.timestamp() as f64),
-                rotation_due: rotation_due(&context.settings.rotation, status)
-                    .map(|t| t.timestamp() as f64),
-            })
-            .collect(),
         firing,
         outbox: pending,
     });
+    let organizations: Vec<_> = statuses
+        .iter()
+        .filter(|status| status.enabled)
+        .map(|status| crate::telemetry::metrics::OrganizationGauge {
+            name: status.name.clone(),
+            state: status.state.clone(),
+            secret_expires: status.secret_expires_at.map(|t| t.timestamp() as f64),
+            last_success: status.last_success_at.map(|t| t.timestamp() as f64),
+            rotation_due: rotation_due(&context.settings.rotation, status)
+                .map(|t| t.timestamp() as f64),
+        })
+        .collect();
+    Some(crate::telemetry::metrics::render_organizations(
+        &organizations,
+    ))
 }
 
 /// When the organization's secret is next rotated: the unfinished rotation's next attempt,

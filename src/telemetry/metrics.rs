@@ -96,20 +96,6 @@ fn describe() {
         ORGANIZATIONS_BY_STATE,
         "Enabled organizations, by current state."
     );
-    describe_gauge!(
-        ORGANIZATION_STATE,
-        "1 for each organization's current state (label state)."
-    );
-    describe_gauge!(
-        SECRET_EXPIRY,
-        Unit::Seconds,
-        "Unix time the organization's current client secret expires."
-    );
-    describe_gauge!(
-        LAST_SUCCESSFUL_CHECK,
-        Unit::Seconds,
-        "Unix time of the organization's last check that completed."
-    );
     describe_gauge!(ALERTS_FIRING, "Alerts currently firing, by kind.");
     describe_gauge!(
         OUTBOX_PENDING,
@@ -132,11 +118,6 @@ fn describe() {
         ROTATION_DURATION,
         Unit::Seconds,
         "Time from a rotation's start to its new secret becoming current (retries included)."
-    );
-    describe_gauge!(
-        ROTATION_DUE,
-        Unit::Seconds,
-        "Unix time the organization's secret is next rotated (or its unfinished rotation retried)."
     );
     describe_gauge!(
         JOB_LAST_SUCCESS,
@@ -189,21 +170,17 @@ pub fn delivery(sink: &str, ok: bool, count: u64) {
     }
 }
 
-static EMITTED_STATES: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<String, String>>,
-> = std::sync::LazyLock::new(Default::default);
-
 static EMITTED_KINDS: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
     std::sync::LazyLock::new(Default::default);
 
 /// The fleet as read from the database at scrape time.
 pub struct FleetSnapshot {
     pub states: Vec<(String, i64)>,
-    pub organizations: Vec<OrganizationGauge>,
     pub firing: Vec<(String, i64)>,
     pub outbox: Vec<(String, i64)>,
 }
 
+/// One enabled organization's per-organization series.
 pub struct OrganizationGauge {
     pub name: String,
     pub state: String,
@@ -212,8 +189,7 @@ pub struct OrganizationGauge {
     pub rotation_due: Option<f64>,
 }
 
-/// Sets the fleet gauges; series of organizations or states no longer present drop to
-/// zero or are reset on the next scrape.
+/// Sets the fleet-wide gauges; alert kinds no longer firing drop to zero.
 pub fn fleet(snapshot: &FleetSnapshot) {
     for state in crate::checks::verdict::State::ALL {
         let count = snapshot
@@ -223,43 +199,6 @@ pub fn fleet(snapshot: &FleetSnapshot) {
             .map(|(_, n)| *n)
             .unwrap_or(0);
         gauge!(ORGANIZATIONS_BY_STATE, "state" => state.as_str()).set(count as f64);
-    }
-    // One series per organization at 1 for its state; when the state changes, the old
-    // series is set to 0 (series are not deleted, so scrapes never see a gap).
-    let mut emitted = EMITTED_STATES.lock().expect("metrics lock");
-    for organization in &snapshot.organizations {
-        if let Some(previous) = emitted.get(&organization.name)
-            && previous != &organization.state
-        {
-            gauge!(ORGANIZATION_STATE, "organization" => organization.name.clone(), "state" => previous.clone()).set(0.0);
-        }
-        gauge!(ORGANIZATION_STATE, "organization" => organization.name.clone(), "state" => organization.state.clone()).set(1.0);
-        emitted.insert(organization.name.clone(), organization.state.clone());
-    }
-    // A removed organization's state series drops to 0 (else a rule on it fires forever).
-    let present: std::collections::HashSet<&str> = snapshot
-        .organizations
-        .iter()
-        .map(|organization| organization.name.as_str())
-        .collect();
-    emitted.retain(|name, state| {
-        let keep = present.contains(name.as_str());
-        if !keep {
-            gauge!(ORGANIZATION_STATE, "organization" => name.clone(), "state" => state.clone())
-                .set(0.0);
-        }
-        keep
-    });
-    for organization in &snapshot.organizations {
-        if let Some(expires) = organization.secret_expires {
-            gauge!(SECRET_EXPIRY, "organization" => organization.name.clone()).set(expires);
-        }
-        if let Some(due) = organization.rotation_due {
-            gauge!(ROTATION_DUE, "organization" => organization.name.clone()).set(due);
-        }
-        if let Some(last) = organization.last_success {
-            gauge!(LAST_SUCCESSFUL_CHECK, "organization" => organization.name.clone()).set(last);
-        }
     }
     let mut kinds = EMITTED_KINDS.lock().expect("metrics lock");
     for kind in kinds.iter() {
@@ -273,5 +212,114 @@ pub fn fleet(snapshot: &FleetSnapshot) {
     }
     for (sink, count) in &snapshot.outbox {
         gauge!(OUTBOX_PENDING, "sink" => sink.clone()).set(*count as f64);
+    }
+}
+
+/// The per-organization families, rendered at scrape time from the rows of the enabled
+/// organizations: a disabled organization has no series (so no rule fires for it), a
+/// removed one is gone at the next scrape, and nothing per organization is held between
+/// scrapes. Prometheus text format, with HELP and TYPE like the recorder's families.
+pub fn render_organizations(organizations: &[OrganizationGauge]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64 + organizations.len() * 256);
+    let family = |out: &mut String, name: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    };
+    family(
+        &mut out,
+        ORGANIZATION_STATE,
+        "1 for each enabled organization's current state (label state).",
+    );
+    for organization in organizations {
+        let _ = writeln!(
+            out,
+            "{ORGANIZATION_STATE}{{organization=\"{}\",state=\"{}\"}} 1",
+            escape_label(&organization.name),
+            escape_label(&organization.state)
+        );
+    }
+    type Family = (
+        &'static str,
+        &'static str,
+        fn(&OrganizationGauge) -> Option<f64>,
+    );
+    let timestamps: [Family; 3] = [
+        (
+            SECRET_EXPIRY,
+            "Unix time the enabled organization's current client secret expires.",
+            |o| o.secret_expires,
+        ),
+        (
+            LAST_SUCCESSFUL_CHECK,
+            "Unix time of the enabled organization's last check that completed.",
+            |o| o.last_success,
+        ),
+        (
+            ROTATION_DUE,
+            "Unix time the enabled organization's secret is next rotated (or its unfinished rotation retried).",
+            |o| o.rotation_due,
+        ),
+    ];
+    for (name, help, value) in timestamps {
+        family(&mut out, name, help);
+        for organization in organizations {
+            if let Some(value) = value(organization) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{organization=\"{}\"}} {value}",
+                    escape_label(&organization.name)
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn escape_label(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn organizations_are_rendered_with_help_type_and_escaped_labels() {
+        let text = render_organizations(&[
+            OrganizationGauge {
+                name: "contoso".into(),
+                state: "healthy".into(),
+                secret_expires: Some(1_800_000_000.0),
+                last_success: None,
+                rotation_due: Some(1_790_000_000.0),
+            },
+            OrganizationGauge {
+                name: "odd\"name".into(),
+                state: "consent_revoked".into(),
+                secret_expires: None,
+                last_success: Some(1_700_000_000.0),
+                rotation_due: None,
+            },
+        ]);
+        assert!(text.contains("# TYPE kodo_access_organization_state gauge\n"));
+        assert!(text.contains(
+            "kodo_access_organization_state{organization=\"contoso\",state=\"healthy\"} 1\n"
+        ));
+        assert!(text.contains("organization=\"odd\\\"name\""));
+        assert!(text.contains(
+            "kodo_access_secret_expiry_timestamp_seconds{organization=\"contoso\"} 1800000000\n"
+        ));
+        assert!(!text.contains(
+            "kodo_access_last_successful_check_timestamp_seconds{organization=\"contoso\"}"
+        ));
+        assert_eq!(render_organizations(&[]).lines().count(), 8);
     }
 }
