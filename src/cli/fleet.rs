@@ -242,19 +242,22 @@ pub async fn rotate(settings: Settings, org: &str) -> anyhow::Result<()> {
         &rotation_settings,
     )
     .await?;
-    if report.step == crate::rotation::procedure::ELSEWHERE {
+    use crate::rotation::procedure::Reached;
+    let rotation = report
+        .rotation_id
+        .map_or_else(|| "-".to_string(), |id| id.to_string());
+    if report.step == Reached::Elsewhere {
         println!(
-            "{}: rotation {} moved on while this command verified it; another kodo-access carries it on",
-            organization.name, report.rotation_id
+            "{}: rotation {rotation} moved on while this command verified it; another kodo-access carries it on",
+            organization.name
         );
         return Ok(());
     }
     println!(
-        "{}: rotation {} is {}{}",
+        "{}: rotation {rotation} is {}{}",
         organization.name,
-        report.rotation_id,
         report.step,
-        if report.step == "activated" {
+        if report.step == Reached::Step(crate::domain::RotationStep::Activated) {
             " (the replaced secret is removed after the grace period)"
         } else {
             ""
@@ -304,7 +307,7 @@ pub async fn rotations(
                 table.add_row(vec![
                     row.organization,
                     row.id.to_string(),
-                    row.step,
+                    row.step.to_string(),
                     row.outcome.unwrap_or_else(|| "in progress".into()),
                     row.attempts.to_string(),
                     super::format_time(Some(row.created_at)),

@@ -8,6 +8,10 @@ use std::fmt;
 
 use uuid::Uuid;
 
+pub mod rotation;
+
+pub use rotation::RotationStep;
+
 pub use kodo_microsoft::ids::{
     ClientId, ClientSecret, InputError, SecretKeyId, SharePointHost, TenantId, input_error,
 };

@@ -35,6 +35,7 @@ use super::deliver::{Deliverer, Delivery, deliver};
 use super::plan::{self, RotationPolicy};
 use crate::context::Context;
 use crate::crypto::SealContext;
+use crate::domain::RotationStep;
 use crate::failpoint;
 use crate::microsoft::graph::{Application, NewPassword};
 use crate::microsoft::token::AccessToken;
@@ -54,17 +55,50 @@ pub struct RotationSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
-    pub rotation_id: Uuid,
-    /// The step the rotation reached (`finished` when the old secret is gone).
-    pub step: String,
+    /// The rotation worked on; none when there was nothing to rotate.
+    pub rotation_id: Option<Uuid>,
+    pub step: Reached,
     pub new_key_id: Option<Uuid>,
+}
+
+/// Where a call to the procedure left the rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// The step the rotation reached (`Finished` when the old secret is gone).
+    Step(RotationStep),
+    /// Nothing to do after all: not due, or the open rotation waits for its next attempt.
+    NotDue,
+    /// The rotation moved on while this process verified it: another kodo-access carries
+    /// it on, and this one did nothing more.
+    Elsewhere,
+}
+
+impl Reached {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reached::Step(step) => step.as_str(),
+            Reached::NotDue => "not_due",
+            Reached::Elsewhere => "elsewhere",
+        }
+    }
+
+    /// Whether this call moved the rotation on.
+    pub fn advanced(self) -> bool {
+        matches!(self, Reached::Step(_))
+    }
+}
+
+impl std::fmt::Display for Reached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Report {
     fn of(rotation: &RotationRow) -> Report {
         Report {
-            rotation_id: rotation.id,
-            step: rotation.step.clone(),
+            rotation_id: Some(rotation.id),
+            step: Reached::Step(rotation.step),
             new_key_id: rotation.new_key_id,
         }
     }
@@ -242,53 +276,10 @@ struct RecordedFailure(String);
 #[error("{0}")]
 struct LockLost(String);
 
-/// `Report::step` when there was nothing to do after all.
-pub const NOT_DUE: &str = "not_due";
-
-/// `Report::step` when the rotation moved on while this process verified it: another
-/// kodo-access carries it on, and this one did nothing more.
-pub const ELSEWHERE: &str = "elsewhere";
-
 fn elsewhere(rotation: &RotationRow) -> Report {
     Report {
-        step: ELSEWHERE.into(),
+        step: Reached::Elsewhere,
         ..Report::of(rotation)
-    }
-}
-
-/// The journal's steps, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Intent,
-    Added,
-    Verified,
-    Delivered,
-    Activated,
-    Finished,
-}
-
-impl Step {
-    fn parse(step: &str) -> Option<Step> {
-        Some(match step {
-            "intent" => Step::Intent,
-            "added" => Step::Added,
-            "verified" => Step::Verified,
-            "delivered" => Step::Delivered,
-            "activated" => Step::Activated,
-            "finished" => Step::Finished,
-            _ => return None,
-        })
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Step::Intent => "intent",
-            Step::Added => "added",
-            Step::Verified => "verified",
-            Step::Delivered => "delivered",
-            Step::Activated => "activated",
-            Step::Finished => "finished",
-        }
     }
 }
 
@@ -533,7 +524,7 @@ async fn record_failure(
     context: &Context,
     rotation: &RotationRow,
     organization: &str,
-    at_step: Option<Step>,
+    at_step: Option<RotationStep>,
     failure: Failure,
 ) -> anyhow::Error {
     let failures = rotation.attempts as u32 + 1;
@@ -547,7 +538,7 @@ async fn record_failure(
         store::rotations::failed(
             &mut connection,
             rotation.id,
-            at_step.map(Step::as_str),
+            at_step,
             failure.reason.as_str(),
             &failure.message,
             next,
@@ -652,20 +643,13 @@ impl Locked<'_> {
             };
             *rotation_id = Some(rotation.id);
             trigger = Trigger::Resume(rotation.id);
-            let step = Step::parse(&rotation.step).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "rotation {} is at an unknown step {:?}",
-                    rotation.id,
-                    rotation.step
-                )
-            })?;
-            let next = match step {
-                Step::Intent => self.add(&rotation).await?,
-                Step::Added => return Ok(Progress::Verify(rotation.id)),
-                Step::Verified => self.deliver(&rotation).await?,
-                Step::Delivered => self.activate(&rotation).await?,
-                Step::Activated => self.finish(&rotation).await?,
-                Step::Finished => return Ok(Progress::Done(Report::of(&rotation))),
+            let next = match rotation.step {
+                RotationStep::Intent => self.add(&rotation).await?,
+                RotationStep::Added => return Ok(Progress::Verify(rotation.id)),
+                RotationStep::Verified => self.deliver(&rotation).await?,
+                RotationStep::Delivered => self.activate(&rotation).await?,
+                RotationStep::Activated => self.finish(&rotation).await?,
+                RotationStep::Finished => return Ok(Progress::Done(Report::of(&rotation))),
             };
             if let Next::Wait = next {
                 return Ok(Progress::Done(Report::of(&self.reread(rotation.id).await?)));
@@ -697,12 +681,12 @@ impl Locked<'_> {
             Start::Stop => Ok(Err(match (trigger, open) {
                 (Trigger::Resume(id), _) => Report::of(&self.reread(id).await?),
                 (_, Some(open)) => Report {
-                    step: NOT_DUE.into(),
+                    step: Reached::NotDue,
                     ..Report::of(&open)
                 },
                 (_, None) => Report {
-                    rotation_id: Uuid::nil(),
-                    step: NOT_DUE.into(),
+                    rotation_id: None,
+                    step: Reached::NotDue,
                     new_key_id: None,
                 },
             })),
@@ -745,7 +729,7 @@ impl Locked<'_> {
             self.context,
             rotation,
             &self.organization.name,
-            Step::parse(&rotation.step),
+            Some(rotation.step),
             failure,
         )
         .await)
@@ -890,8 +874,7 @@ impl Locked<'_> {
         what: &str,
     ) -> anyhow::Result<bool> {
         let mut transaction = self.context.pool.begin().await?;
-        if !store::rotations::removing(&mut transaction, rotation.id, &rotation.step, key_id)
-            .await?
+        if !store::rotations::removing(&mut transaction, rotation.id, rotation.step, key_id).await?
         {
             return Ok(false);
         }
@@ -1089,7 +1072,13 @@ impl Locked<'_> {
         }
         failpoint::hit("rotation-after-delivered").await;
         let mut transaction = self.context.pool.begin().await?;
-        if store::rotations::advance(&mut transaction, rotation.id, "verified", "delivered").await?
+        if store::rotations::advance(
+            &mut transaction,
+            rotation.id,
+            RotationStep::Verified,
+            RotationStep::Delivered,
+        )
+        .await?
         {
             let entry = self.audit(
                 rotation.id,
@@ -1219,8 +1208,13 @@ impl Locked<'_> {
         }
         // The removal and the end of the rotation commit together: a crash between them
         // would otherwise remove (and audit) the old secret twice.
-        if !store::rotations::finish(&mut transaction, rotation.id, "activated", "succeeded")
-            .await?
+        if !store::rotations::finish(
+            &mut transaction,
+            rotation.id,
+            RotationStep::Activated,
+            "succeeded",
+        )
+        .await?
         {
             return Ok(Next::Again); // finished by someone else meanwhile: nothing recorded
         }
@@ -1327,14 +1321,24 @@ async fn verify(
             }
         };
         // Not if another daemon verified and went on meanwhile.
-        return Err(
-            record_failure(context, &rotation, &row.name, Some(Step::Added), failure).await,
-        );
+        return Err(record_failure(
+            context,
+            &rotation,
+            &row.name,
+            Some(RotationStep::Added),
+            failure,
+        )
+        .await);
     }
     failpoint::hit("rotation-after-verified").await;
     let mut transaction = context.pool.begin().await?;
-    let advanced =
-        store::rotations::advance(&mut transaction, rotation_id, "added", "verified").await?;
+    let advanced = store::rotations::advance(
+        &mut transaction,
+        rotation_id,
+        RotationStep::Added,
+        RotationStep::Verified,
+    )
+    .await?;
     if advanced {
         store::audit::record(
             &mut transaction,
@@ -1424,9 +1428,9 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
     let (mut advanced, mut failed) = (0, 0);
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(Ok(report)) if report.step == NOT_DUE || report.step == ELSEWHERE => {}
+            Ok(Ok(report)) if !report.step.advanced() => {}
             Ok(Ok(report)) => {
-                tracing::info!(rotation = %report.rotation_id, step = %report.step, "rotation advanced");
+                tracing::info!(rotation = ?report.rotation_id, step = %report.step, "rotation advanced");
                 advanced += 1;
             }
             Ok(Err(error)) if error.is::<RotationBusy>() => tracing::info!("{error}"),
@@ -1454,7 +1458,7 @@ mod tests {
         RotationRow {
             id,
             organization_id: Uuid::nil(),
-            step: "added".into(),
+            step: RotationStep::Added,
             old_credential_id: None,
             new_credential_id: None,
             new_key_id: None,

@@ -155,7 +155,6 @@ pub async fn record(
                  last_check_id = (SELECT id FROM recorded),
                  last_check_at = $8,
                  last_success_at = COALESCE($9, last_success_at),
-                 consecutive_failures = CASE WHEN $9 IS NULL THEN consecutive_failures + 1 ELSE 0 END,
                  failing_since = $10,
                  next_check_at = $11
              WHERE organization_id = $12

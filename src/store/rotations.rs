@@ -6,12 +6,14 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::crypto::Sealed;
+use crate::domain::RotationStep;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RotationRow {
     pub id: Uuid,
     pub organization_id: Uuid,
-    pub step: String,
+    #[sqlx(try_from = "String")]
+    pub step: RotationStep,
     pub old_credential_id: Option<Uuid>,
     pub new_credential_id: Option<Uuid>,
     pub new_key_id: Option<Uuid>,
@@ -61,7 +63,7 @@ pub async fn begin(
 pub async fn set_step(
     connection: &mut PgConnection,
     id: Uuid,
-    step: &str,
+    step: RotationStep,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE rotations SET step = $2, updated_at = now(), last_error = NULL, failure_reason = NULL,
@@ -69,7 +71,7 @@ pub async fn set_step(
          WHERE id = $1",
     )
     .bind(id)
-    .bind(step)
+    .bind(step.as_str())
     .execute(connection)
     .await
     .map(|_| ())
@@ -107,8 +109,8 @@ pub async fn claim_for_verification(
 pub async fn advance(
     connection: &mut PgConnection,
     id: Uuid,
-    from: &str,
-    to: &str,
+    from: RotationStep,
+    to: RotationStep,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query(
         "UPDATE rotations SET step = $3, next_attempt_at = now(), updated_at = now(), last_error = NULL,
@@ -116,8 +118,8 @@ pub async fn advance(
          WHERE id = $1 AND step = $2",
     )
     .bind(id)
-    .bind(from)
-    .bind(to)
+    .bind(from.as_str())
+    .bind(to.as_str())
     .execute(connection)
     .await
     .map(|done| done.rows_affected() == 1)
@@ -128,7 +130,7 @@ pub async fn advance(
 pub async fn failed(
     connection: &mut PgConnection,
     id: Uuid,
-    at_step: Option<&str>,
+    at_step: Option<RotationStep>,
     reason: &str,
     error: &str,
     next_attempt_at: DateTime<Utc>,
@@ -143,7 +145,7 @@ pub async fn failed(
     .bind(reason)
     .bind(error)
     .bind(next_attempt_at)
-    .bind(at_step)
+    .bind(at_step.map(RotationStep::as_str))
     .execute(connection)
     .await
     .map(|_| ())
@@ -153,7 +155,7 @@ pub async fn failed(
 pub async fn finish(
     connection: &mut PgConnection,
     id: Uuid,
-    from: &str,
+    from: RotationStep,
     outcome: &str,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query(
@@ -162,7 +164,7 @@ pub async fn finish(
          WHERE id = $1 AND step = $2 AND finished_at IS NULL",
     )
     .bind(id)
-    .bind(from)
+    .bind(from.as_str())
     .bind(outcome)
     .execute(connection)
     .await
@@ -245,7 +247,7 @@ pub async fn activate(
         .bind(new_credential_id)
         .execute(&mut *connection)
         .await?;
-    set_step(connection, rotation_id, "activated").await?;
+    set_step(connection, rotation_id, RotationStep::Activated).await?;
     // Nothing to do until the grace period is over.
     sqlx::query(
         "UPDATE rotations SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1",
@@ -262,7 +264,7 @@ pub async fn activate(
 pub async fn removing(
     connection: &mut PgConnection,
     id: Uuid,
-    step: &str,
+    step: RotationStep,
     key_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query(
@@ -270,7 +272,7 @@ pub async fn removing(
          WHERE id = $1 AND step = $2 AND finished_at IS NULL",
     )
     .bind(id)
-    .bind(step)
+    .bind(step.as_str())
     .bind(key_id)
     .execute(connection)
     .await
@@ -384,7 +386,8 @@ pub async fn candidates(connection: &mut PgConnection) -> Result<Vec<Candidate>,
 pub struct HistoryRow {
     pub id: Uuid,
     pub organization: String,
-    pub step: String,
+    #[sqlx(try_from = "String")]
+    pub step: RotationStep,
     pub outcome: Option<String>,
     pub attempts: i32,
     pub failure_reason: Option<String>,

@@ -1,17 +1,20 @@
-//! Secret rotation (issue 5, in progress): the journaled path against the simulated cloud
+//! Secret rotation: the journaled path against the simulated cloud
 //! and the real PostgreSQL, with Microsoft's propagation delay.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use kodo_access::domain::RotationStep;
 use kodo_access::rotation::deliver::Deliverer;
 use kodo_access::rotation::plan::RotationPolicy;
-use kodo_access::rotation::procedure::{RotationSettings, rotate};
+use kodo_access::rotation::procedure::{Reached, RotationSettings, rotate};
 use secrecy::SecretString;
 use sqlx::PgPool;
 
 use crate::sim_support::{APP, SECRET, Sim, TENANT, default_scenario, register_contoso};
 use crate::support::*;
+
+const ACTIVATED: Reached = Reached::Step(RotationStep::Activated);
 
 async fn context(env: &TestEnv, pool: &PgPool) -> kodo_access::context::Context {
     let settings = kodo_access::config::Settings::load_with_environment(
@@ -95,7 +98,7 @@ async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: P
         delivered_at >= started_at + Duration::from_secs(60),
         "delivered only once verified"
     );
-    assert_eq!(report.step, "activated");
+    assert_eq!(report.step, ACTIVATED);
     let state = sim.state().await;
     let secrets = state["tenants"][0]["apps"][0]["secrets"]
         .as_array()
@@ -103,9 +106,8 @@ async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: P
         .clone();
     assert_eq!(secrets.len(), 2, "old and new during the grace period");
     assert!(
-        secrets
-            .iter()
-            .any(|s| s["display_name"] == format!("kodo-access rotation {}", report.rotation_id))
+        secrets.iter().any(|s| s["display_name"]
+            == format!("kodo-access rotation {}", report.rotation_id.unwrap()))
     );
 
     // The backup server's copy works.
@@ -311,7 +313,7 @@ async fn a_secret_created_by_a_rotation_that_died_before_storing_it_is_removed(p
         .unwrap();
     assert_eq!(
         (report.rotation_id, report.step.as_str()),
-        (rotation_id, "finished")
+        (Some(rotation_id), "finished")
     );
     let state = sim.state().await;
     let key_ids: Vec<String> = state["tenants"][0]["apps"][0]["secrets"]
@@ -482,11 +484,10 @@ async fn two_rotations_of_one_organization_at_once_change_things_once(pool: PgPo
     // in, or finds the lock taken; either way every change happens exactly once. Joined in,
     // it goes on if its verification is recorded first, and otherwise stops, saying that
     // another process carries the rotation on.
-    assert_eq!(a.unwrap().step, "activated");
+    assert_eq!(a.unwrap().step, ACTIVATED);
     match b {
         Ok(report) => assert!(
-            ["activated", kodo_access::rotation::procedure::ELSEWHERE]
-                .contains(&report.step.as_str()),
+            [ACTIVATED, Reached::Elsewhere].contains(&report.step),
             "{report:?}"
         ),
         Err(busy) => assert!(
@@ -520,7 +521,7 @@ async fn two_rotations_of_one_organization_at_once_change_things_once(pool: PgPo
             .await
             .unwrap()
             .step,
-        "activated"
+        ACTIVATED
     );
     sim.running.stop().await;
 }
@@ -556,7 +557,7 @@ async fn the_webhook_deliverer_posts_the_new_secret_signed(pool: PgPool) {
     let report = rotate(&context, organization, &deliverers, &settings)
         .await
         .unwrap();
-    assert_eq!(report.step, "activated");
+    assert_eq!(report.step, ACTIVATED);
     // The receiver verified the signature independently before accepting the post.
     let posts = received.lock().unwrap().clone();
     assert_eq!(posts.len(), 1);

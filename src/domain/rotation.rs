@@ -1,0 +1,90 @@
+//! The rotation journal's vocabulary: its steps, in order. Stored as text in
+//! `rotations.step` (a CHECK constraint holds the same list).
+
+use std::fmt;
+
+/// A rotation's step: what was last recorded as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RotationStep {
+    /// Begun: nothing created at Microsoft yet (or only what carries the rotation's name).
+    Intent,
+    /// The new secret exists at Microsoft and is stored sealed.
+    Added,
+    /// The new secret got a token for every resource the organization is checked on.
+    Verified,
+    /// Every deliverer has the new secret.
+    Delivered,
+    /// The new secret is the current one; the old one waits out the grace period.
+    Activated,
+    /// Done (succeeded, failed for good or abandoned: see the outcome).
+    Finished,
+}
+
+impl RotationStep {
+    pub const ALL: [RotationStep; 6] = [
+        RotationStep::Intent,
+        RotationStep::Added,
+        RotationStep::Verified,
+        RotationStep::Delivered,
+        RotationStep::Activated,
+        RotationStep::Finished,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationStep::Intent => "intent",
+            RotationStep::Added => "added",
+            RotationStep::Verified => "verified",
+            RotationStep::Delivered => "delivered",
+            RotationStep::Activated => "activated",
+            RotationStep::Finished => "finished",
+        }
+    }
+
+    pub fn parse(step: &str) -> Option<RotationStep> {
+        RotationStep::ALL
+            .into_iter()
+            .find(|candidate| candidate.as_str() == step)
+    }
+}
+
+impl fmt::Display for RotationStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A row's `step` column read into the type (`#[sqlx(try_from = "String")]`).
+impl TryFrom<String> for RotationStep {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        RotationStep::parse(&value).ok_or_else(|| format!("unknown rotation step {value:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_round_trip_and_match_the_schema_constraint() {
+        for step in RotationStep::ALL {
+            assert_eq!(RotationStep::parse(step.as_str()), Some(step));
+        }
+        assert_eq!(RotationStep::parse("not_due"), None);
+        // The migration's CHECK lists the same words in the same order.
+        let migration =
+            include_str!("../../migrations/20261201000009_drop_dead_columns_and_check_steps.sql");
+        let listed = RotationStep::ALL
+            .iter()
+            .map(|step| format!("'{step}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(
+            migration.contains(&format!("step IN ({listed})")),
+            "{listed}"
+        );
+    }
+}
