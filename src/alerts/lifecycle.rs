@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use crate::checks::verdict::{Finding, Severity, State, Verdict};
+use crate::checks::verdict::{State, Verdict};
+use crate::domain::FindingKind;
 use crate::store::alerts::FiringRow;
 
 /// Who the alert is about: the identifying labels.
@@ -34,102 +35,20 @@ pub struct Plan {
     pub update: Vec<(Uuid, serde_json::Value)>,
 }
 
-/// The finding kinds that are alerts, and what the operator should do about each.
-pub(crate) fn action(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "consent_revoked" => "a tenant admin must grant admin consent again (admin_consent_url)",
-        "permissions_missing" => {
-            "a tenant admin must grant the missing application permissions and consent again (admin_consent_url)"
-        }
-        "secret_invalid" => "store the app's valid client secret: kodo-access org set-secret ORG",
-        "secret_expired" => {
-            "create a new client secret in the app registration and store it: kodo-access org set-secret ORG"
-        }
-        "secret_expiring" => {
-            "kodo-access does not rotate this secret: create a new one and store it (kodo-access org set-secret ORG), or turn rotation on (org set ORG --rotation on, with a [[rotation.*]] deliverer)"
-        }
-        "rotation_overdue" => {
-            "the secret expires soon and has not been replaced: fix the reason given, then `kodo-access rotate ORG`; `kodo-access rotations ORG` shows the attempts"
-        }
-        "rotation_failing" => {
-            "secret rotation keeps failing: see the reason, `kodo-access rotations ORG` and the log; it is retried with backoff"
-        }
-        "rotation_not_authorized" => {
-            "grant the app Application.ReadWrite.OwnedBy (admin consent) and make its service principal an owner of its application object: POST https://graph.microsoft.com/v1.0/applications/{object-id}/owners/$ref with {\"@odata.id\": \"https://graph.microsoft.com/v1.0/directoryObjects/{service-principal-id}\"}"
-        }
-        "rotation_secrets_not_allowed" => {
-            "the tenant's app-management policy blocks client secrets for this app: exempt the app from the policy, or give it a certificate and turn rotation off (org set ORG --rotation off)"
-        }
-        "app_missing" => {
-            "the app registration or its service principal is gone from the tenant: register it again, or check the tenant and client ids"
-        }
-        "app_disabled" => {
-            "enable the app's enterprise application (service principal) in the tenant"
-        }
-        "tenant_not_found" => {
-            "the tenant is gone or in another cloud: check the tenant id and --cloud"
-        }
-        "blocked_by_policy" => {
-            "exclude the app from the Conditional Access or tenant-restriction policy that blocks it"
-        }
-        "unknown_credential" => {
-            "a client secret kodo-access does not know is on the app: find out who added it; remove it if nobody did"
-        }
-        "rotation_permission_missing" => {
-            "grant Application.ReadWrite.OwnedBy and make the app's service principal an owner of its application object"
-        }
-        "sharepoint_certificate_required" => {
-            "SharePoint backups need a certificate credential on the app"
-        }
-        "sharepoint_refused" => "check the SharePoint host and the app's SharePoint permissions",
-        "resource_unavailable" => {
-            "check the tenant's licences and the organization's SharePoint host"
-        }
-        "graph_read_denied" => {
-            "grant Application.Read.All (the least that works), or Application.ReadWrite.OwnedBy with the app's service principal an owner of its application, so the app can read its own registration"
-        }
-        "ews_retirement" => {
-            "move mailbox backup from EWS to Microsoft Graph before EWS is switched off"
-        }
-        "acs_retirement" => {
-            "use certificate-based Entra app-only access for SharePoint; appinv.aspx grants no longer work"
-        }
-        "check_failing" => {
-            "checks of this organization keep failing to complete: see `kodo-access org show ORG` and the log"
-        }
-        _ => return None,
-    })
-}
-
-fn severity(finding: &Finding) -> &'static str {
-    match finding.severity {
-        Severity::Critical => "critical",
-        Severity::Warning => "warning",
-        Severity::Info => "info",
-    }
-}
-
 /// `consent_revoked` -> `KodoAccessConsentRevoked`.
-pub fn alertname(kind: &str) -> String {
-    let mut name = String::from("KodoAccess");
-    for word in kind.split('_') {
-        let mut chars = word.chars();
-        if let Some(first) = chars.next() {
-            name.extend(first.to_uppercase());
-            name.push_str(chars.as_str());
-        }
-    }
-    name
-}
+pub use crate::domain::findings::alertname;
 
-fn content(subject: &Subject<'_>, kind: &str, severity: &str, message: &str) -> AlertContent {
+fn content(subject: &Subject<'_>, kind: FindingKind, message: &str) -> AlertContent {
     let mut labels = serde_json::Map::new();
     // Operator labels first, so the identifying labels below always win.
     for (key, value) in subject.labels {
         labels.insert(key.clone(), serde_json::json!(value));
     }
-    labels.insert("alertname".into(), serde_json::json!(alertname(kind)));
-    labels.insert("severity".into(), serde_json::json!(severity));
+    labels.insert("alertname".into(), serde_json::json!(kind.alertname()));
+    labels.insert(
+        "severity".into(),
+        serde_json::json!(kind.severity().as_str()),
+    );
     labels.insert(
         "organization".into(),
         serde_json::json!(subject.organization),
@@ -142,23 +61,17 @@ fn content(subject: &Subject<'_>, kind: &str, severity: &str, message: &str) -> 
         "client_id".into(),
         serde_json::json!(subject.client_id.to_string()),
     );
-    labels.insert("kind".into(), serde_json::json!(kind));
+    labels.insert("kind".into(), serde_json::json!(kind.as_str()));
     let mut annotations = serde_json::json!({
         "summary": format!("{}: {message}", subject.organization),
-        "action": action(kind).unwrap_or_default(),
+        "action": kind.action().unwrap_or_default(),
     });
-    if matches!(
-        kind,
-        "consent_revoked"
-            | "permissions_missing"
-            | "rotation_permission_missing"
-            | "rotation_not_authorized"
-    ) {
+    if kind.carries_consent_url() {
         annotations["admin_consent_url"] = serde_json::json!(subject.admin_consent_url);
     }
     AlertContent {
-        kind: kind.to_string(),
-        severity: severity.to_string(),
+        kind: kind.as_str().to_string(),
+        severity: kind.severity().as_str().to_string(),
         labels: serde_json::Value::Object(labels),
         annotations,
     }
@@ -176,24 +89,24 @@ pub fn plan(
     let is_firing = |kind: &str| firing.iter().any(|row| row.kind == kind);
     let mut plan = Plan::default();
     if verdict.state == State::CheckFailed {
-        if failing_too_long && !is_firing("check_failing") {
+        if failing_too_long && !is_firing(FindingKind::CheckFailing.as_str()) {
             let reason = verdict
                 .findings
                 .iter()
-                .find(|f| f.kind == "check_incomplete")
+                .find(|f| f.kind == FindingKind::CheckIncomplete)
                 .map(|f| f.message.as_str())
                 .unwrap_or("checks fail to complete");
             plan.fire
-                .push(content(subject, "check_failing", "warning", reason));
+                .push(content(subject, FindingKind::CheckFailing, reason));
         }
         return plan;
     }
     let mut wanted = Vec::new();
     for finding in &verdict.findings {
-        if action(&finding.kind).is_some() && !wanted.contains(&finding.kind.as_str()) {
+        if finding.kind.is_alert() && !wanted.contains(&finding.kind.as_str()) {
             wanted.push(finding.kind.as_str());
-            let alert = content(subject, &finding.kind, severity(finding), &finding.message);
-            match firing.iter().find(|row| row.kind == finding.kind) {
+            let alert = content(subject, finding.kind, &finding.message);
+            match firing.iter().find(|row| row.kind == finding.kind.as_str()) {
                 None => plan.fire.push(alert),
                 Some(row) if row.annotations != alert.annotations => {
                     plan.update.push((row.id, alert.annotations))
@@ -213,6 +126,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::verdict::{Finding, Severity};
 
     fn subject(labels: &BTreeMap<String, String>) -> Subject<'_> {
         Subject {
@@ -231,7 +145,7 @@ mod tests {
             findings: kinds
                 .iter()
                 .map(|(kind, severity)| Finding {
-                    kind: kind.to_string(),
+                    kind: FindingKind::parse(kind).expect("a finding kind"),
                     severity: *severity,
                     message: format!("{kind} happened"),
                     details: serde_json::Value::Null,
@@ -259,8 +173,7 @@ mod tests {
         let subject = subject(&labels);
         let verdict = verdict(State::Degraded, &[("rotation_failing", Severity::Warning)]);
         let mut row = firing("rotation_failing");
-        row.annotations =
-            content(&subject, "rotation_failing", "warning", "old reason").annotations;
+        row.annotations = content(&subject, FindingKind::RotationFailing, "old reason").annotations;
         let plan = plan(&verdict, &subject, std::slice::from_ref(&row), false);
         assert!(plan.fire.is_empty() && plan.resolve.is_empty());
         assert_eq!(plan.update.len(), 1);

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::observe::{Target, observe};
 use super::verdict::{
-    CheckPolicy, Finding, Observations, OurSecret, RotationFailure, RotationView, Severity, State,
-    Verdict, decide,
+    CheckPolicy, Finding, FindingKind, Observations, OurSecret, RotationFailure, RotationView,
+    State, Verdict, decide,
 };
 use crate::alerts::lifecycle::{self, Subject};
 use crate::context::Context;
@@ -169,8 +169,8 @@ fn cannot_check(reason: String) -> Verdict {
     Verdict {
         state: State::CheckFailed,
         findings: vec![Finding {
-            kind: "check_incomplete".into(),
-            severity: Severity::Warning,
+            kind: FindingKind::CheckIncomplete,
+            severity: FindingKind::CheckIncomplete.severity(),
             message: format!("the check could not run: {reason}"),
             details: serde_json::Value::Null,
         }],
@@ -418,7 +418,7 @@ async fn check_one(
         let message = verdict
             .findings
             .iter()
-            .find(|f| &f.kind == kind)
+            .find(|f| f.kind.as_str() == kind)
             .map(|f| f.message.as_str())
             .unwrap_or("checks keep failing");
         tracing::warn!(organization = %row.name, alert = %kind, "alert firing: {message}");
@@ -466,7 +466,7 @@ fn cause_gone(row: &TargetRow, verdict: &Verdict) -> bool {
     let permission_missing = verdict
         .findings
         .iter()
-        .any(|finding| finding.kind == "rotation_permission_missing");
+        .any(|finding| finding.kind == FindingKind::RotationPermissionMissing);
     match row.rotation_failure.as_deref() {
         Some("access_lost") => access_works,
         Some("not_authorized") => access_works && !permission_missing,

@@ -100,19 +100,14 @@ impl State {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
+pub use crate::domain::{FindingKind, Severity};
 
 /// One thing a check found, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// Stable identifier, also the alert kind (e.g. `permissions_missing`).
-    pub kind: String,
+    pub kind: FindingKind,
+    /// The kind's severity (kept in the record as it was when found).
     pub severity: Severity,
     pub message: String,
     #[serde(default)]
@@ -120,10 +115,10 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(kind: &str, severity: Severity, message: String, details: serde_json::Value) -> Finding {
+    fn new(kind: FindingKind, message: String, details: serde_json::Value) -> Finding {
         Finding {
-            kind: kind.to_string(),
-            severity,
+            kind,
+            severity: kind.severity(),
             message,
             details,
         }
@@ -339,16 +334,41 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     let mut incomplete = Vec::new();
 
     // 1. Token refusals that say access is gone or blocked decide alone.
+    use FindingKind as K;
     let gone = [
-        (TokenFailure::TenantNotFound, State::TenantNotFound),
-        (TokenFailure::AppNotFound, State::AppMissing),
-        (TokenFailure::ServicePrincipalMissing, State::AppMissing),
-        (TokenFailure::AppDisabled, State::AppDisabled),
-        (TokenFailure::SecretExpired, State::SecretExpired),
-        (TokenFailure::SecretInvalid, State::SecretInvalid),
-        (TokenFailure::BlockedByPolicy, State::BlockedByPolicy),
+        (
+            TokenFailure::TenantNotFound,
+            State::TenantNotFound,
+            K::TenantNotFound,
+        ),
+        (TokenFailure::AppNotFound, State::AppMissing, K::AppMissing),
+        (
+            TokenFailure::ServicePrincipalMissing,
+            State::AppMissing,
+            K::AppMissing,
+        ),
+        (
+            TokenFailure::AppDisabled,
+            State::AppDisabled,
+            K::AppDisabled,
+        ),
+        (
+            TokenFailure::SecretExpired,
+            State::SecretExpired,
+            K::SecretExpired,
+        ),
+        (
+            TokenFailure::SecretInvalid,
+            State::SecretInvalid,
+            K::SecretInvalid,
+        ),
+        (
+            TokenFailure::BlockedByPolicy,
+            State::BlockedByPolicy,
+            K::BlockedByPolicy,
+        ),
     ];
-    for (failure_kind, state) in gone {
+    for (failure_kind, state, finding_kind) in gone {
         let refused = observations
             .tokens
             .iter()
@@ -367,7 +387,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
                 State::SecretInvalid => "Entra ID refuses the client secret (removed from the app, or the wrong value)".to_string(),
                 _ => "a tenant policy (Conditional Access, security defaults or tenant restrictions) blocks the app".to_string(),
             };
-            findings.push(Finding::new(state.as_str(), Severity::Critical, message, serde_json::json!({
+            findings.push(Finding::new(finding_kind, message, serde_json::json!({
                 "resource": resource.as_str(), "codes": detail.codes, "http_status": detail.http_status, "error": detail.message,
             })));
             return Verdict {
@@ -384,13 +404,12 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
         if let TokenObservation::Refused { failure, detail } = token {
             match failure {
                 TokenFailure::ResourceUnavailable => findings.push(Finding::new(
-                    "resource_unavailable",
-                    Severity::Warning,
+                    FindingKind::ResourceUnavailable,
                     format!("{} is not available in the tenant (not licensed, or the SharePoint host is wrong)", resource.as_str()),
                     serde_json::json!({ "resource": resource.as_str(), "codes": detail.codes }),
                 )),
                 TokenFailure::WrongCloud => {
-                    findings.push(Finding::new("wrong_cloud", Severity::Critical, "the tenant belongs to another national cloud: register the organization with the right --cloud".into(), serde_json::json!({ "codes": detail.codes })));
+                    findings.push(Finding::new(FindingKind::WrongCloud, "the tenant belongs to another national cloud: register the organization with the right --cloud".into(), serde_json::json!({ "codes": detail.codes })));
                     incomplete.push(format!("{} token: wrong cloud", resource.as_str()));
                 }
                 _ => incomplete.push(format!("{} token: {} ({})", resource.as_str(), failure.as_str(), detail.message)),
@@ -399,8 +418,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     }
     for resource in &observations.not_configured {
         findings.push(Finding::new(
-            "resource_not_configured",
-            Severity::Info,
+            FindingKind::ResourceNotConfigured,
             format!("{} is not checked: the organization has no SharePoint host (org set ORG --sharepoint-host)", resource.as_str()),
             serde_json::json!({ "resource": resource.as_str() }),
         ));
@@ -427,20 +445,18 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
                 .collect();
             if !unknown.is_empty() {
                 findings.push(Finding::new(
-                    "unknown_credential",
-                    Severity::Warning,
+                    FindingKind::UnknownCredential,
                     format!("the app has {} client secret(s) kodo-access did not create or receive; check who added them", unknown.len()),
                     serde_json::json!(unknown.iter().map(|c| serde_json::json!({"key_id": c.key_id, "display_name": c.display_name, "hint": c.hint, "expires": c.end})).collect::<Vec<_>>()),
                 ));
             }
         }
         Some(GraphObservation::Failed { failure: GraphFailure::NotFound, detail }) => {
-            findings.push(Finding::new("app_missing", Severity::Critical, "Graph says the application does not exist in the tenant".into(), serde_json::json!({ "code": detail.code })));
+            findings.push(Finding::new(FindingKind::AppMissing, "Graph says the application does not exist in the tenant".into(), serde_json::json!({ "code": detail.code })));
             return Verdict { state: State::AppMissing, findings, secret_expires_at, learned_key_id };
         }
         Some(GraphObservation::Failed { failure: GraphFailure::Forbidden, detail }) => findings.push(Finding::new(
-            "graph_read_denied",
-            Severity::Warning,
+            FindingKind::GraphReadDenied,
             "the app may not read its own application object (grant Application.Read.All, or Application.ReadWrite.OwnedBy with the app's service principal an owner of its application); secret expiry and unknown credentials cannot be checked".into(),
             serde_json::json!({ "code": detail.code }),
         )),
@@ -457,7 +473,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
             failure: GraphFailure::Forbidden,
             ..
         }) => {
-            findings.push(Finding::new("graph_read_denied", Severity::Warning, "the app may not read its appRoleAssignments; permissions are judged from token roles alone".into(), serde_json::Value::Null));
+            findings.push(Finding::new(FindingKind::GraphReadDenied, "the app may not read its appRoleAssignments; permissions are judged from token roles alone".into(), serde_json::Value::Null));
             None
         }
         Some(GraphObservation::Failed { failure, detail }) => {
@@ -531,7 +547,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
                 })
                 .collect();
             if !token_only.is_empty() {
-                findings.push(Finding::new("roles_disagree", Severity::Info, format!("the {} token carries roles Graph no longer lists (recent change still replicating)", resource.as_str()), serde_json::json!({ "roles": token_only })));
+                findings.push(Finding::new(FindingKind::RolesDisagree, format!("the {} token carries roles Graph no longer lists (recent change still replicating)", resource.as_str()), serde_json::json!({ "roles": token_only })));
             }
         }
         let extra: Vec<&String> = roles
@@ -542,8 +558,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
             .collect();
         if !extra.is_empty() {
             findings.push(Finding::new(
-                "permissions_extra",
-                Severity::Info,
+                FindingKind::PermissionsExtra,
                 format!(
                     "granted on {} beyond what the backup needs: {}",
                     resource.as_str(),
@@ -560,8 +575,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     if !revoked.is_empty() {
         let resources: Vec<&str> = revoked.iter().map(|r| r.as_str()).collect();
         findings.push(Finding::new(
-            "consent_revoked",
-            Severity::Critical,
+            FindingKind::ConsentRevoked,
             format!(
                 "admin consent is gone: no application permission left on {}",
                 resources.join(", ")
@@ -572,8 +586,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     if !missing_backup.is_empty() {
         let missing = names(&policy.manifest, &missing_backup);
         findings.push(Finding::new(
-            "permissions_missing",
-            Severity::Critical,
+            FindingKind::PermissionsMissing,
             format!(
                 "{} required permission(s) not granted: {}",
                 missing.len(),
@@ -584,8 +597,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     }
     if !missing_rotation.is_empty() && observations.rotation.enabled {
         findings.push(Finding::new(
-            "rotation_permission_missing",
-            Severity::Warning,
+            FindingKind::RotationPermissionMissing,
             "secret rotation needs Application.ReadWrite.OwnedBy, with the app's service principal an owner of its own application object".into(),
             serde_json::json!({ "missing": names(&policy.manifest, &missing_rotation) }),
         ));
@@ -594,28 +606,25 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     // 5. What the resources really accept, and the dates the operator must know.
     match &observations.sharepoint {
         Some(ProbeObservation::CertificateRequired { detail }) => findings.push(Finding::new(
-            "sharepoint_certificate_required",
-            Severity::Warning,
+            FindingKind::SharepointCertificateRequired,
             "SharePoint REST refuses app-only tokens obtained with a client secret: add a certificate credential for SharePoint backups".into(),
             serde_json::json!({ "answer": detail }),
         )),
-        Some(ProbeObservation::Refused { status, detail }) => findings.push(Finding::new("sharepoint_refused", Severity::Warning, format!("SharePoint REST answered {status}"), serde_json::json!({ "answer": detail }))),
+        Some(ProbeObservation::Refused { status, detail }) => findings.push(Finding::new(FindingKind::SharepointRefused, format!("SharePoint REST answered {status}"), serde_json::json!({ "answer": detail }))),
         Some(ProbeObservation::Failed { failure, detail }) => incomplete.push(format!("SharePoint probe: {} ({})", failure.as_str(), detail.message)),
         Some(ProbeObservation::Accepted) | None => {}
     }
     let exchange_granted = matches!(observations.tokens.get(&Resource::Exchange), Some(TokenObservation::Issued { roles, .. }) if roles.iter().any(|r| r == "full_access_as_app"));
     if exchange_granted && now >= ews_retirement() {
         findings.push(Finding::new(
-            "ews_retirement",
-            Severity::Info,
+            FindingKind::EwsRetirement,
             "Exchange Online is disabling EWS, which full_access_as_app serves (from 1 Oct 2026, permanently 1 Apr 2027): plan mailbox backup through Graph".into(),
             serde_json::Value::Null,
         ));
     }
     if observations.tokens.contains_key(&Resource::SharePoint) && now >= acs_retirement() {
         findings.push(Finding::new(
-            "acs_retirement",
-            Severity::Info,
+            FindingKind::AcsRetirement,
             "SharePoint app-only access granted through appinv.aspx (Azure ACS) stopped working on 2 Apr 2026: the setup guide's step 15 no longer applies".into(),
             serde_json::Value::Null,
         ));
@@ -631,8 +640,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
     } else if let (true, Some(end)) = (expiring, secret_expires_at) {
         let days = (end - now).num_hours() as f64 / 24.0;
         findings.push(Finding::new(
-            "secret_expiring",
-            Severity::Warning,
+            FindingKind::SecretExpiring,
             format!(
                 "the client secret expires in {days:.1} days ({})",
                 end.format("%Y-%m-%d %H:%M UTC")
@@ -645,8 +653,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
         State::ConsentRevoked
     } else if !incomplete.is_empty() {
         findings.push(Finding::new(
-            "check_incomplete",
-            Severity::Warning,
+            FindingKind::CheckIncomplete,
             format!("the check could not complete: {}", incomplete.join("; ")),
             serde_json::json!({ "reasons": incomplete }),
         ));
@@ -690,14 +697,14 @@ fn rotation_findings(
     if let Some(failure) = &rotation.failure {
         let refusal = match failure.reason.as_str() {
             "not_authorized" => Some((
-                "rotation_not_authorized",
+                FindingKind::RotationNotAuthorized,
                 format!(
                     "Microsoft Graph refuses to add a client secret (403): the app needs Application.ReadWrite.OwnedBy and must own its application object ({})",
                     failure.error
                 ),
             )),
             "secrets_not_allowed" => Some((
-                "rotation_secrets_not_allowed",
+                FindingKind::RotationSecretsNotAllowed,
                 format!(
                     "the tenant's app-management policy allows no client secrets on this app: it needs a certificate ({})",
                     failure.error
@@ -706,16 +713,10 @@ fn rotation_findings(
             _ => None,
         };
         match refusal {
-            Some((kind, message)) => findings.push(Finding::new(
-                kind,
-                Severity::Warning,
-                message,
-                details(failure),
-            )),
+            Some((kind, message)) => findings.push(Finding::new(kind, message, details(failure))),
             // One failure may be a passing problem that the next attempt survives.
             None if failure.attempts >= 2 => findings.push(Finding::new(
-                "rotation_failing",
-                Severity::Warning,
+                FindingKind::RotationFailing,
                 format!(
                     "secret rotation has failed {} times since {} ({}): {}",
                     failure.attempts,
@@ -745,8 +746,7 @@ fn rotation_findings(
                 failure.reason, failure.error
             );
             findings.push(Finding::new(
-                "rotation_overdue",
-                Severity::Critical,
+                FindingKind::RotationOverdue,
                 format!(
                     "the client secret expires in {days:.1} days ({}) and {why}",
                     end.format("%Y-%m-%d %H:%M UTC")
@@ -906,7 +906,7 @@ mod tests {
         for (failure, expected) in cases {
             let verdict = check(&refused(healthy(), Resource::Graph, failure));
             assert_eq!(verdict.state, expected, "{failure:?}");
-            assert_eq!(verdict.findings[0].kind, expected.as_str());
+            assert_eq!(verdict.findings[0].kind.as_str(), expected.as_str());
             assert_eq!(verdict.findings[0].severity, Severity::Critical);
         }
     }
@@ -961,7 +961,7 @@ mod tests {
         let finding = verdict
             .findings
             .iter()
-            .find(|f| f.kind == "consent_revoked")
+            .find(|f| f.kind == FindingKind::ConsentRevoked)
             .unwrap();
         assert_eq!(
             finding.details["resources"],
@@ -982,7 +982,7 @@ mod tests {
         let finding = verdict
             .findings
             .iter()
-            .find(|f| f.kind == "permissions_missing")
+            .find(|f| f.kind == FindingKind::PermissionsMissing)
             .unwrap();
         assert_eq!(
             finding.details["missing"],
@@ -1021,7 +1021,7 @@ mod tests {
         let finding = verdict
             .findings
             .iter()
-            .find(|f| f.kind == "graph_read_denied")
+            .find(|f| f.kind == FindingKind::GraphReadDenied)
             .expect("graph_read_denied");
         assert!(
             finding.message.contains("Application.Read.All"),
@@ -1033,7 +1033,7 @@ mod tests {
             "{}",
             finding.message
         );
-        let action = crate::alerts::lifecycle::action("graph_read_denied").unwrap();
+        let action = FindingKind::GraphReadDenied.action().unwrap();
         assert!(!action.contains("Directory.ReadWrite.All"), "{action}");
     }
 
@@ -1096,7 +1096,7 @@ mod tests {
         let overdue = verdict
             .findings
             .iter()
-            .find(|f| f.kind == "rotation_overdue")
+            .find(|f| f.kind == FindingKind::RotationOverdue)
             .expect("overdue");
         assert_eq!(overdue.severity, Severity::Critical);
         assert!(
@@ -1172,7 +1172,7 @@ mod tests {
             verdict
                 .findings
                 .iter()
-                .any(|f| f.kind == "secret_expiring" && f.message.contains("5.0 days"))
+                .any(|f| f.kind == FindingKind::SecretExpiring && f.message.contains("5.0 days"))
         );
     }
 

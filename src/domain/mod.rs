@@ -8,8 +8,10 @@ use std::fmt;
 
 use uuid::Uuid;
 
+pub mod findings;
 pub mod rotation;
 
+pub use findings::{FindingKind, Severity};
 pub use rotation::RotationStep;
 
 pub use kodo_microsoft::ids::{
