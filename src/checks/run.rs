@@ -211,7 +211,7 @@ fn rotation_view(context: &Context, row: &TargetRow) -> RotationView {
             .active_for(&row.name, &row.settings.0),
         failure: match (&row.rotation_failure, row.rotation_failing_since) {
             (Some(reason), Some(since)) => Some(RotationFailure {
-                reason: reason.clone(),
+                reason: crate::domain::rotation::FailureReason::parse(reason),
                 error: row.rotation_error.clone().unwrap_or_default(),
                 attempts: row.rotation_attempts.unwrap_or(1),
                 since,

@@ -100,6 +100,7 @@ impl State {
     }
 }
 
+use crate::domain::rotation::FailureReason;
 pub use crate::domain::{FindingKind, Severity};
 
 /// One thing a check found, in words an operator can act on.
@@ -225,9 +226,7 @@ pub struct RotationView {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RotationFailure {
-    /// not_authorized, secrets_not_allowed, lifetime_policy, access_lost, not_verified,
-    /// delivery_failed, microsoft_unavailable, failed.
-    pub reason: String,
+    pub reason: FailureReason,
     pub error: String,
     /// Failed attempts of this rotation so far.
     pub attempts: i32,
@@ -695,15 +694,15 @@ fn rotation_findings(
         })
     };
     if let Some(failure) = &rotation.failure {
-        let refusal = match failure.reason.as_str() {
-            "not_authorized" => Some((
+        let refusal = match failure.reason {
+            FailureReason::NotAuthorized => Some((
                 FindingKind::RotationNotAuthorized,
                 format!(
                     "Microsoft Graph refuses to add a client secret (403): the app needs Application.ReadWrite.OwnedBy and must own its application object ({})",
                     failure.error
                 ),
             )),
-            "secrets_not_allowed" => Some((
+            FailureReason::SecretsNotAllowed => Some((
                 FindingKind::RotationSecretsNotAllowed,
                 format!(
                     "the tenant's app-management policy allows no client secrets on this app: it needs a certificate ({})",
@@ -733,10 +732,9 @@ fn rotation_findings(
     // to see: KodoAccessRotationStalled in config/prometheus.)
     // One transient failure (a request that timed out, a daemon paused mid-request) pages
     // nobody: it is retried within minutes. A second one, or a refusal, does.
-    let failing = rotation
-        .failure
-        .as_ref()
-        .filter(|failure| failure.attempts >= 2 || failure.reason != "microsoft_unavailable");
+    let failing = rotation.failure.as_ref().filter(|failure| {
+        failure.attempts >= 2 || failure.reason != FailureReason::MicrosoftUnavailable
+    });
     if let (Some(end), Some(failure)) = (secret_expires_at, failing) {
         let left = end - now;
         if crate::rotation::plan::overdue(policy.rotation_lead_time, end, now) {
@@ -1069,7 +1067,7 @@ mod tests {
 
     fn rotation_failure(reason: &str, attempts: i32) -> Option<RotationFailure> {
         Some(RotationFailure {
-            reason: reason.into(),
+            reason: FailureReason::parse(reason),
             error: "graph addPassword failed".into(),
             attempts,
             since: now() - chrono::Duration::hours(3),

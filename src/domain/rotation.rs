@@ -64,6 +64,64 @@ impl TryFrom<String> for RotationStep {
     }
 }
 
+/// Why a rotation attempt failed, as recorded and as the alerts name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// Graph answered 403 to a secret change: no Application.ReadWrite.OwnedBy, or the app
+    /// does not own itself.
+    NotAuthorized,
+    /// The tenant's app-management policy allows no client secrets.
+    SecretsNotAllowed,
+    /// The policy refused even the shortest lifetime tried.
+    LifetimePolicy,
+    /// The current secret no longer gets tokens, consent is gone, or the app is gone: the
+    /// checks say which.
+    AccessLost,
+    /// The new secret still failed when the verification limit ran out, or failed in a way
+    /// that waiting does not change.
+    NotVerified,
+    /// A deliverer failed; the new secret does not become current until all succeed.
+    DeliveryFailed,
+    /// Throttling or a Microsoft outage outlasted the retries.
+    MicrosoftUnavailable,
+    Failed,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::NotAuthorized => "not_authorized",
+            FailureReason::SecretsNotAllowed => "secrets_not_allowed",
+            FailureReason::LifetimePolicy => "lifetime_policy",
+            FailureReason::AccessLost => "access_lost",
+            FailureReason::NotVerified => "not_verified",
+            FailureReason::DeliveryFailed => "delivery_failed",
+            FailureReason::MicrosoftUnavailable => "microsoft_unavailable",
+            FailureReason::Failed => "failed",
+        }
+    }
+
+    pub const ALL: [FailureReason; 8] = [
+        FailureReason::NotAuthorized,
+        FailureReason::SecretsNotAllowed,
+        FailureReason::LifetimePolicy,
+        FailureReason::AccessLost,
+        FailureReason::NotVerified,
+        FailureReason::DeliveryFailed,
+        FailureReason::MicrosoftUnavailable,
+        FailureReason::Failed,
+    ];
+
+    /// A stored reason; one this version does not know reads as `Failed`.
+    pub fn parse(reason: &str) -> FailureReason {
+        FailureReason::ALL
+            .into_iter()
+            .find(|candidate| candidate.as_str() == reason)
+            .unwrap_or(FailureReason::Failed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +132,9 @@ mod tests {
             assert_eq!(RotationStep::parse(step.as_str()), Some(step));
         }
         assert_eq!(RotationStep::parse("not_due"), None);
+        for reason in FailureReason::ALL {
+            assert_eq!(FailureReason::parse(reason.as_str()), reason);
+        }
         // The migration's CHECK lists the same words in the same order.
         let migration =
             include_str!("../../migrations/20261201000009_drop_dead_columns_and_check_steps.sql");
@@ -86,5 +147,11 @@ mod tests {
             migration.contains(&format!("step IN ({listed})")),
             "{listed}"
         );
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }

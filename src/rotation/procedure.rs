@@ -104,43 +104,7 @@ impl Report {
     }
 }
 
-/// Why a rotation attempt failed, as recorded and as the alerts name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureReason {
-    /// Graph answered 403 to a secret change: no Application.ReadWrite.OwnedBy, or the app
-    /// does not own itself.
-    NotAuthorized,
-    /// The tenant's app-management policy allows no client secrets.
-    SecretsNotAllowed,
-    /// The policy refused even the shortest lifetime tried.
-    LifetimePolicy,
-    /// The current secret no longer gets tokens, consent is gone, or the app is gone: the
-    /// checks say which.
-    AccessLost,
-    /// The new secret still failed when the verification limit ran out, or failed in a way
-    /// that waiting does not change.
-    NotVerified,
-    /// A deliverer failed; the new secret does not become current until all succeed.
-    DeliveryFailed,
-    /// Throttling or a Microsoft outage outlasted the retries.
-    MicrosoftUnavailable,
-    Failed,
-}
-
-impl FailureReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::NotAuthorized => "not_authorized",
-            FailureReason::SecretsNotAllowed => "secrets_not_allowed",
-            FailureReason::LifetimePolicy => "lifetime_policy",
-            FailureReason::AccessLost => "access_lost",
-            FailureReason::NotVerified => "not_verified",
-            FailureReason::DeliveryFailed => "delivery_failed",
-            FailureReason::MicrosoftUnavailable => "microsoft_unavailable",
-            FailureReason::Failed => "failed",
-        }
-    }
-}
+pub use crate::domain::rotation::FailureReason;
 
 /// A failed attempt: why, and what happened, for people.
 #[derive(Debug)]
