@@ -29,7 +29,11 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> anyho
     let keyring = Arc::new(Keyring::load(&settings.crypto)?);
     tracing::info!(key_id = keyring.current_id(), "master key loaded");
 
-    let metrics = telemetry::metrics::install()?;
+    let jobs: Vec<&'static str> = crate::jobs::JobName::ALL
+        .iter()
+        .map(|job| job.as_str())
+        .collect();
+    let metrics = telemetry::metrics::install(&jobs)?;
     let pool = store::lazy_pool(&settings.database)?;
     let context = Context::new(settings.clone(), pool.clone(), keyring, shutdown.clone())?;
     let readiness = context.readiness.clone();

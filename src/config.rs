@@ -419,7 +419,7 @@ pub struct CheckSettings {
 #[derive(Debug, Clone)]
 pub struct RotationSettings {
     pub enabled: bool,
-    pub policy: crate::rotation::plan::RotationPolicy,
+    pub policy: crate::domain::plan::RotationPolicy,
     pub verify_timeout: Duration,
     pub grace: Duration,
     pub pickup_interval: Duration,
@@ -429,7 +429,7 @@ pub struct RotationSettings {
 /// A deliverer and the organizations it serves (every one when the list is empty).
 #[derive(Debug, Clone)]
 pub struct ScopedDeliverer {
-    pub deliverer: crate::rotation::deliver::Deliverer,
+    pub deliverer: Deliverer,
     pub organizations: Vec<String>,
 }
 
@@ -449,7 +449,7 @@ impl ScopedDeliverer {
 
 impl RotationSettings {
     /// The deliverers that hand this organization's new secrets to the backup server.
-    pub fn deliverers_for(&self, organization: &str) -> Vec<crate::rotation::deliver::Deliverer> {
+    pub fn deliverers_for(&self, organization: &str) -> Vec<Deliverer> {
         self.deliverers
             .iter()
             .filter(|scoped| scoped.serves(organization))
@@ -498,7 +498,7 @@ pub struct AlertmanagerSink {
     pub url: Url,
     /// Plain http to a host other than loopback, asked for by the operator.
     pub allow_insecure_http: bool,
-    pub access: crate::sink_http::SinkAccess,
+    pub access: SinkAccess,
 }
 
 #[derive(Debug, Clone)]
@@ -506,7 +506,7 @@ pub struct WebhookSink {
     pub name: String,
     pub url: Url,
     pub secret: SecretSource,
-    pub access: crate::sink_http::SinkAccess,
+    pub access: SinkAccess,
 }
 
 impl AlertSettings {
@@ -531,6 +531,65 @@ pub struct MicrosoftSettings {
     pub client: kodo_microsoft::ClientSettings,
     pub manifest: Arc<crate::microsoft::permissions::Manifest>,
     pub permissions_file: Option<PathBuf>,
+}
+
+/// A rotation deliverer (`[[rotation.file]]`, `[[rotation.command]]`, `[[rotation.webhook]]`):
+/// where a new secret goes; `rotation::deliver` delivers it.
+#[derive(Debug, Clone)]
+pub enum Deliverer {
+    /// `{directory}/{organization}.json`, written to a temporary file and renamed over.
+    File {
+        directory: PathBuf,
+        mode: u32,
+        group: Option<u32>,
+    },
+    /// A program run with the ids in its environment and the secret on standard input;
+    /// success is exit status 0 within `timeout`.
+    Command {
+        program: PathBuf,
+        args: Vec<String>,
+        timeout: Duration,
+    },
+    /// A POST of the JSON document, signed like the alert webhook.
+    Webhook {
+        url: url::Url,
+        key: SecretSource,
+        access: Box<SinkAccess>,
+    },
+}
+
+/// A sink's authentication and TLS settings.
+#[derive(Debug, Clone, Default)]
+pub struct SinkAccess {
+    pub auth: Option<SinkAuth>,
+    pub tls: Option<SinkTls>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkAuth {
+    /// `Authorization: Basic` (Alertmanager's `basic_auth_users`, most reverse proxies).
+    Basic {
+        username: String,
+        password: SecretSource,
+    },
+    /// `Authorization: Bearer TOKEN`.
+    Bearer { token: SecretSource },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SinkTls {
+    /// Trust only the CAs in this PEM file (instead of the built-in roots).
+    pub ca_file: Option<PathBuf>,
+    /// Present this certificate (mutual TLS).
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    /// PEM: the certificate, then any intermediates.
+    pub certificate_file: PathBuf,
+    /// PEM: the private key (a secret file or systemd credential).
+    pub key: SecretSource,
 }
 
 /// Where a secret comes from. Reading it is deferred to the command that needs it.
@@ -777,7 +836,7 @@ impl Settings {
             ))
         })?;
         positive("daemon.shutdown_timeout", raw.daemon.shutdown_timeout)?;
-        crate::scheduler::validate_schedule(&raw.jobs.housekeeping.schedule).map_err(|error| {
+        validate_schedule(&raw.jobs.housekeeping.schedule).map_err(|error| {
             config_error(format!(
                 "invalid configuration key jobs.housekeeping.schedule: {error} (expected a cron expression with seconds, e.g. \"0 17 * * * *\")"
             ))
@@ -1012,7 +1071,7 @@ impl Settings {
                     })?),
                 };
                 deliverers.push(ScopedDeliverer {
-                    deliverer: crate::rotation::deliver::Deliverer::File {
+                    deliverer: Deliverer::File {
                         directory: absolute(&format!("{key}.directory"), file.directory)?,
                         mode,
                         group,
@@ -1023,7 +1082,7 @@ impl Settings {
             for (index, command) in raw.command.into_iter().enumerate() {
                 let key = format!("rotation.command[{index}]");
                 deliverers.push(ScopedDeliverer {
-                    deliverer: crate::rotation::deliver::Deliverer::Command {
+                    deliverer: Deliverer::Command {
                         program: absolute(&format!("{key}.program"), command.program)?,
                         args: command.args,
                         timeout: command.timeout,
@@ -1049,7 +1108,7 @@ impl Settings {
                     credentials_directory,
                 )?;
                 deliverers.push(ScopedDeliverer {
-                    deliverer: crate::rotation::deliver::Deliverer::Webhook {
+                    deliverer: Deliverer::Webhook {
                         url,
                         key: secret,
                         access: Box::new(access),
@@ -1059,7 +1118,7 @@ impl Settings {
             }
             RotationSettings {
                 enabled: raw.enabled,
-                policy: crate::rotation::plan::RotationPolicy {
+                policy: crate::domain::plan::RotationPolicy {
                     lead_time: chrono::Duration::from_std(raw.lead_time)
                         .unwrap_or(chrono::Duration::days(30)),
                     lifetime: chrono::Duration::from_std(raw.lifetime)
@@ -1247,6 +1306,14 @@ pub fn format_duration(duration: Duration) -> String {
     text
 }
 
+/// Checks that `expression` is a cron schedule the scheduler accepts: parsed by the
+/// scheduler's own library (tokio-cron-scheduler), so what is accepted here runs there.
+fn validate_schedule(expression: &str) -> Result<(), String> {
+    tokio_cron_scheduler::Job::new_async(expression, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|error| format!("{expression:?} is not a valid schedule ({error})"))
+}
+
 fn parse_resources(
     key: &str,
     names: &[String],
@@ -1367,8 +1434,7 @@ fn sink_access(
     bearer: Option<RawBearer>,
     tls: Option<RawTls>,
     credentials_directory: Option<&Path>,
-) -> Result<crate::sink_http::SinkAccess, ConfigError> {
-    use crate::sink_http::{ClientCertificate, SinkAuth, SinkTls};
+) -> Result<SinkAccess, ConfigError> {
     let required = |base: String, file, credential, what: &str| {
         secret_source(&base, file, credential, false, credentials_directory)?.ok_or_else(|| {
             config_error(format!(
@@ -1444,7 +1510,7 @@ fn sink_access(
             })
         }
     };
-    Ok(crate::sink_http::SinkAccess { auth, tls })
+    Ok(SinkAccess { auth, tls })
 }
 
 fn sink_name(
@@ -1652,9 +1718,7 @@ mod tests {
         )
         .unwrap();
         let access = &settings.alerts.alertmanagers[0].access;
-        assert!(
-            matches!(&access.auth, Some(crate::sink_http::SinkAuth::Basic { username, .. }) if username == "u")
-        );
+        assert!(matches!(&access.auth, Some(SinkAuth::Basic { username, .. }) if username == "u"));
         assert_eq!(
             access.redacted()["tls"]["key"],
             "<redacted: file /k>",

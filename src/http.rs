@@ -124,7 +124,13 @@ async fn refresh_gauges(context: &Context) -> Option<String> {
         }
     }
     crate::telemetry::metrics::fleet(&crate::telemetry::metrics::FleetSnapshot {
-        states: states.into_iter().collect(),
+        states: crate::checks::verdict::State::ALL
+            .iter()
+            .map(|state| {
+                let count = states.get(state.as_str()).copied().unwrap_or(0);
+                (state.as_str(), count)
+            })
+            .collect(),
         firing,
         outbox: pending,
     });
@@ -155,7 +161,7 @@ fn rotation_due(
         return None;
     }
     status.rotation_next_attempt_at.or_else(|| {
-        Some(crate::rotation::plan::due_at(
+        Some(crate::domain::plan::due_at(
             &rotation.policy.for_organization(&status.settings.0),
             status.secret_start_at,
             status.secret_expires_at?,

@@ -23,4 +23,5 @@ pub mod scheduler;
 pub use kodo_microsoft::secret_buf;
 pub mod sink_http;
 pub mod store;
+pub mod target;
 pub mod telemetry;

@@ -1,4 +1,5 @@
-//! The only place that knows cron: turns each job's schedule into runs of `jobs::run`.
+//! The only place that runs cron: turns each job's schedule into runs of `jobs::run`
+//! (configuration checks a schedule's syntax with the same parser when it is loaded).
 //!
 //! Built on tokio-cron-scheduler's in-memory scheduler; all state lives in our own tables.
 //! A job whose previous run has not finished skips its turn instead of piling up. Runs are
@@ -12,13 +13,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::context::Context;
 use crate::jobs::{self, JobName, Schedule, Trigger};
-
-/// Checks that `expression` is a cron schedule this scheduler accepts.
-pub fn validate_schedule(expression: &str) -> Result<(), String> {
-    Job::new_async(expression, |_, _| Box::pin(async {}))
-        .map(|_| ())
-        .map_err(|error| format!("{expression:?} is not a valid schedule ({error})"))
-}
 
 pub struct Scheduler {
     inner: JobScheduler,

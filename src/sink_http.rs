@@ -8,12 +8,9 @@
 //! a sink with its own TLS settings gets a client built for that delivery, for the same
 //! reason (a renewed client certificate is picked up).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-
-use crate::config::SecretSource;
 
 /// The client every sink request goes through, apart from its TLS settings.
 pub fn client_builder() -> reqwest::ClientBuilder {
@@ -26,39 +23,8 @@ pub fn client_builder() -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::none())
 }
 
-/// A sink's authentication and TLS settings.
-#[derive(Debug, Clone, Default)]
-pub struct SinkAccess {
-    pub auth: Option<SinkAuth>,
-    pub tls: Option<SinkTls>,
-}
-
-#[derive(Debug, Clone)]
-pub enum SinkAuth {
-    /// `Authorization: Basic` (Alertmanager's `basic_auth_users`, most reverse proxies).
-    Basic {
-        username: String,
-        password: SecretSource,
-    },
-    /// `Authorization: Bearer TOKEN`.
-    Bearer { token: SecretSource },
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct SinkTls {
-    /// Trust only the CAs in this PEM file (instead of the built-in roots).
-    pub ca_file: Option<PathBuf>,
-    /// Present this certificate (mutual TLS).
-    pub client_certificate: Option<ClientCertificate>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ClientCertificate {
-    /// PEM: the certificate, then any intermediates.
-    pub certificate_file: PathBuf,
-    /// PEM: the private key (a secret file or systemd credential).
-    pub key: SecretSource,
-}
+/// A sink's authentication and TLS settings are configuration data; this module uses them.
+pub use crate::config::{ClientCertificate, SinkAccess, SinkAuth, SinkTls};
 
 impl SinkAccess {
     /// A POST to `url` as this sink: through `shared` unless the sink has its own TLS

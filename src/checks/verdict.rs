@@ -737,7 +737,7 @@ fn rotation_findings(
     });
     if let (Some(end), Some(failure)) = (secret_expires_at, failing) {
         let left = end - now;
-        if crate::rotation::plan::overdue(policy.rotation_lead_time, end, now) {
+        if crate::domain::plan::overdue(policy.rotation_lead_time, end, now) {
             let days = left.num_hours() as f64 / 24.0;
             let why = format!(
                 "its rotation keeps failing ({}): {}",

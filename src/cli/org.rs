@@ -693,7 +693,7 @@ fn rotation_view(
     let policy = rotation.policy.for_organization(&organization_settings);
     let next = target.and_then(|row| {
         row.end_at
-            .map(|end| crate::rotation::plan::due_at(&policy, row.start_at, end))
+            .map(|end| crate::domain::plan::due_at(&policy, row.start_at, end))
     });
     serde_json::json!({
         "active": off_because.is_none(),

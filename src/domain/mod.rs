@@ -9,6 +9,7 @@ use std::fmt;
 use uuid::Uuid;
 
 pub mod findings;
+pub mod plan;
 pub mod rotation;
 
 pub use findings::{FindingKind, Severity};

@@ -5,14 +5,12 @@
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
-
-use crate::config::SecretSource;
 
 /// The credential to hand over.
 pub struct Delivery<'a> {
@@ -50,28 +48,8 @@ struct Document<'a> {
     client_secret: &'a str,
 }
 
-#[derive(Debug, Clone)]
-pub enum Deliverer {
-    /// `{directory}/{organization}.json`, written to a temporary file and renamed over.
-    File {
-        directory: PathBuf,
-        mode: u32,
-        group: Option<u32>,
-    },
-    /// A program run with the ids in its environment and the secret on standard input;
-    /// success is exit status 0 within `timeout`.
-    Command {
-        program: PathBuf,
-        args: Vec<String>,
-        timeout: Duration,
-    },
-    /// A POST of the JSON document, signed like the alert webhook.
-    Webhook {
-        url: url::Url,
-        key: SecretSource,
-        access: Box<crate::sink_http::SinkAccess>,
-    },
-}
+/// The deliverers are configuration data (`[[rotation.*]]`); this module delivers.
+pub use crate::config::Deliverer;
 
 impl Deliverer {
     /// What `config check` shows: everything but the webhook's key.

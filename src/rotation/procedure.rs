@@ -32,10 +32,10 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::deliver::{Deliverer, Delivery, deliver};
-use super::plan::{self, RotationPolicy};
 use crate::context::Context;
 use crate::crypto::SealContext;
 use crate::domain::RotationStep;
+use crate::domain::plan::{self, RotationPolicy};
 use crate::failpoint;
 use crate::microsoft::graph::{Application, NewPassword};
 use crate::microsoft::token::AccessToken;
@@ -555,7 +555,7 @@ async fn drive(
                 .ok_or_else(|| anyhow::anyhow!("no organization {organization_id}"))?
         };
         let endpoints =
-            crate::checks::run::endpoints(context, &organization).map_err(anyhow::Error::msg)?;
+            crate::target::endpoints(context, &organization).map_err(anyhow::Error::msg)?;
         let mut run = Locked {
             context,
             lock: &mut lock,
@@ -1234,10 +1234,10 @@ async fn verify(
         let credential = store::rotations::credential(&mut connection, id).await?;
         (rotation, row, credential)
     };
-    let endpoints = crate::checks::run::endpoints(context, &row).map_err(anyhow::Error::msg)?;
+    let endpoints = crate::target::endpoints(context, &row).map_err(anyhow::Error::msg)?;
     let new_secret = open_credential(context, organization_id, &new_credential)?;
     failpoint::hit("rotation-before-verified").await;
-    let resources = crate::checks::run::resources_that_apply(context, &row, &endpoints);
+    let resources = crate::target::resources_that_apply(context, &row, &endpoints);
     let started = tokio::time::Instant::now();
     let mut wait = Duration::from_millis(500);
     let give_up = |message: String| Failure {

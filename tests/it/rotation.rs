@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kodo_access::domain::RotationStep;
+use kodo_access::domain::plan::RotationPolicy;
 use kodo_access::rotation::deliver::Deliverer;
-use kodo_access::rotation::plan::RotationPolicy;
 use kodo_access::rotation::procedure::{Reached, RotationSettings, rotate};
 use secrecy::SecretString;
 use sqlx::PgPool;
