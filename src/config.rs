@@ -764,409 +764,37 @@ impl Settings {
         Self::validate(raw, source_file, credentials_directory.as_deref())
     }
 
+    /// Checks every setting and builds the typed settings, one section at a time; the
+    /// first error wins.
     fn validate(
         raw: RawSettings,
         source_file: Option<PathBuf>,
         credentials_directory: Option<&Path>,
     ) -> Result<Settings, ConfigError> {
-        if raw.log.level.trim().is_empty()
-            || tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err()
-        {
-            return Err(config_error(format!(
-                "invalid configuration key log.level: {:?} is not a tracing filter (expected e.g. \"info\" or \"kodo_access=debug,info\")",
-                raw.log.level
-            )));
-        }
-        let url = Url::parse(&raw.database.url).map_err(|error| {
-            config_error(format!(
-                "invalid configuration key database.url: {error} (expected postgres://user@host/database)"
-            ))
-        })?;
-        if url.scheme() != "postgres" && url.scheme() != "postgresql" {
-            return Err(config_error(format!(
-                "invalid configuration key database.url: scheme {:?} is not postgres:// or postgresql://",
-                url.scheme()
-            )));
-        }
-        if raw.database.max_connections == 0 {
-            return Err(config_error(
-                "invalid configuration key database.max_connections: expected at least 1",
-            ));
-        }
-        positive("database.connect_timeout", raw.database.connect_timeout)?;
-        positive("database.health_interval", raw.database.health_interval)?;
-        let password = secret_source(
-            "database.password",
-            raw.database.password_file,
-            raw.database.password_credential,
-            false,
-            credentials_directory,
-        )?;
-        let master_key = secret_source(
-            "crypto.master_key",
-            raw.crypto.master_key_file,
-            raw.crypto.master_key_credential,
-            true,
-            credentials_directory,
-        )?;
-        let mut previous_keys = Vec::new();
-        for (index, path) in raw.crypto.previous_key_files.into_iter().enumerate() {
-            previous_keys.push(SecretSource::File {
-                key: format!("crypto.previous_key_files[{index}]"),
-                path: absolute("crypto.previous_key_files", path)?,
-            });
-        }
-        for (index, name) in raw.crypto.previous_key_credentials.into_iter().enumerate() {
-            previous_keys.push(SecretSource::Credential {
-                key: format!("crypto.previous_key_credentials[{index}]"),
-                name: credential_name("crypto.previous_key_credentials", name)?,
-                directory: credentials_directory.map(Path::to_path_buf),
-            });
-        }
-        positive("http.request_timeout", raw.http.request_timeout)?;
-        if raw.http.max_connections == 0 {
-            return Err(config_error(
-                "invalid configuration key http.max_connections: expected at least 1",
-            ));
-        }
-        let listen: SocketAddr = raw.http.listen.parse().map_err(|_| {
-            config_error(format!(
-                "invalid configuration key http.listen: {:?} is not an address (expected e.g. \"127.0.0.1:9787\")",
-                raw.http.listen
-            ))
-        })?;
+        let log = log_settings(raw.log)?;
+        let database = database_settings(raw.database, credentials_directory)?;
+        let crypto = crypto_settings(raw.crypto, credentials_directory)?;
+        let http = http_settings(raw.http)?;
         positive("daemon.shutdown_timeout", raw.daemon.shutdown_timeout)?;
-        validate_schedule(&raw.jobs.housekeeping.schedule).map_err(|error| {
-            config_error(format!(
-                "invalid configuration key jobs.housekeeping.schedule: {error} (expected a cron expression with seconds, e.g. \"0 17 * * * *\")"
-            ))
-        })?;
-        positive(
-            "jobs.housekeeping.check_history_retention",
-            raw.jobs.housekeeping.check_history_retention,
-        )?;
-        positive(
-            "jobs.housekeeping.delivered_alert_retention",
-            raw.jobs.housekeeping.delivered_alert_retention,
-        )?;
-        positive(
-            "jobs.housekeeping.job_run_retention",
-            raw.jobs.housekeeping.job_run_retention,
-        )?;
-        let mut clouds = kodo_microsoft::cloud::builtin_clouds();
-        for (name, cloud) in raw.clouds {
-            let key = format!("clouds.{name}");
-            if !crate::domain::is_valid_cloud_name(&name) {
-                return Err(config_error(format!(
-                    "invalid configuration key {key}: cloud names are lowercase letters, digits and '-'"
-                )));
-            }
-            if clouds.contains_key(&name) {
-                return Err(config_error(format!(
-                    "invalid configuration key {key}: {name} is a built-in cloud and cannot be redefined"
-                )));
-            }
-            let graph = secure_url(&format!("{key}.graph"), &cloud.graph, None)?;
-            let exchange = secure_url(&format!("{key}.exchange"), &cloud.exchange, None)?;
-            let resource = |name: &str, value: Option<String>, default: &Url| match value {
-                Some(value) => Url::parse(&value).map_err(|error| {
-                    config_error(format!(
-                        "invalid configuration key {key}.{name}: {error} (expected a URL)"
-                    ))
-                }),
-                None => Ok(default.clone()),
-            };
-            let cloud = CloudSettings {
-                authority: secure_url(&format!("{key}.authority"), &cloud.authority, None)?,
-                graph_resource: resource("graph_resource", cloud.graph_resource, &graph)?,
-                exchange_resource: resource(
-                    "exchange_resource",
-                    cloud.exchange_resource,
-                    &exchange,
-                )?,
-                sharepoint: match cloud.sharepoint {
-                    Some(value) => Some(secure_url(&format!("{key}.sharepoint"), &value, None)?),
-                    None => None,
-                },
-                graph,
-                exchange,
-                sharepoint_suffix: cloud.sharepoint_suffix,
-            };
-            clouds.insert(name, cloud);
-        }
-        let microsoft = {
-            let raw = raw.microsoft;
-            positive("microsoft.connect_timeout", raw.connect_timeout)?;
-            positive("microsoft.request_timeout", raw.request_timeout)?;
-            if raw.retry_attempts == 0 {
-                return Err(config_error(
-                    "invalid configuration key microsoft.retry_attempts: expected at least 1 (1 means no retry)",
-                ));
-            }
-            let manifest = match &raw.permissions_file {
-                Some(path) => {
-                    crate::microsoft::permissions::Manifest::load(path).map_err(|message| {
-                        config_error(format!(
-                            "invalid configuration key microsoft.permissions_file: {message}"
-                        ))
-                    })?
-                }
-                None => builtin_manifest(),
-            };
-            if raw.max_requests_in_flight == 0 {
-                return Err(config_error(
-                    "invalid configuration key microsoft.max_requests_in_flight: expected at least 1",
-                ));
-            }
-            MicrosoftSettings {
-                client: kodo_microsoft::ClientSettings {
-                    max_requests_in_flight: raw.max_requests_in_flight,
-                    connect_timeout: raw.connect_timeout,
-                    request_timeout: raw.request_timeout,
-                    retry: crate::microsoft::RetryPolicy {
-                        max_attempts: raw.retry_attempts,
-                        max_elapsed: raw.retry_max_elapsed,
-                        min_delay: raw.retry_min_delay,
-                        max_delay: raw.retry_max_delay,
-                    },
-                    ca_file: raw
-                        .ca_file
-                        .map(|path| absolute("microsoft.ca_file", path))
-                        .transpose()?,
-                },
-                manifest: Arc::new(manifest),
-                permissions_file: raw.permissions_file,
-            }
-        };
-        let checks = {
-            let raw = raw.checks;
-            for (key, value) in [
-                ("checks.interval", raw.interval),
-                ("checks.pickup_interval", raw.pickup_interval),
-                ("checks.warning_window", raw.warning_window),
-                ("checks.retry_failed_after", raw.retry_failed_after),
-                ("checks.failing_alert_after", raw.failing_alert_after),
-            ] {
-                positive(key, value)?;
-            }
-            if raw.max_concurrent_checks == 0 || raw.max_checks_per_tenant == 0 {
-                return Err(config_error(
-                    "invalid configuration key checks.max_concurrent_checks / checks.max_checks_per_tenant: expected at least 1",
-                ));
-            }
-            let resources = parse_resources("checks.resources", &raw.resources)?;
-            CheckSettings {
-                interval: raw.interval,
-                pickup_interval: raw.pickup_interval,
-                warning_window: raw.warning_window,
-                confirm_delay: raw.confirm_delay,
-                retry_failed_after: raw.retry_failed_after,
-                failing_alert_after: raw.failing_alert_after,
-                max_concurrent_checks: raw.max_concurrent_checks,
-                max_checks_per_tenant: raw.max_checks_per_tenant,
-                resources,
-            }
-        };
-        let alerts = {
-            let raw = raw.alerts;
-            positive("alerts.delivery_interval", raw.delivery_interval)?;
-            positive("alerts.resend_interval", raw.resend_interval)?;
-            positive("alerts.max_delivery_backoff", raw.max_delivery_backoff)?;
-            let mut names = std::collections::BTreeSet::new();
-            let mut alertmanagers = Vec::new();
-            for (index, sink) in raw.alertmanager.into_iter().enumerate() {
-                let key = format!("alerts.alertmanager[{index}]");
-                sink_name(&key, &sink.name, &mut names)?;
-                let url = if sink.allow_insecure_http {
-                    http_url(&format!("{key}.url"), &sink.url)?
-                } else {
-                    secure_url(
-                        &format!("{key}.url"),
-                        &sink.url,
-                        Some("allow_insecure_http = true"),
-                    )?
-                };
-                let access = sink_access(
-                    &key,
-                    &url,
-                    sink.basic_auth,
-                    sink.bearer,
-                    sink.tls,
-                    credentials_directory,
-                )?;
-                alertmanagers.push(AlertmanagerSink {
-                    name: sink.name,
-                    url,
-                    allow_insecure_http: sink.allow_insecure_http,
-                    access,
-                });
-            }
-            let mut webhooks = Vec::new();
-            for (index, sink) in raw.webhook.into_iter().enumerate() {
-                let key = format!("alerts.webhook[{index}]");
-                sink_name(&key, &sink.name, &mut names)?;
-                let url = secure_url(&format!("{key}.url"), &sink.url, None)?;
-                let secret = webhook_key(
-                    &key,
-                    sink.secret_file,
-                    sink.secret_credential,
-                    credentials_directory,
-                )?;
-                let access = sink_access(
-                    &key,
-                    &url,
-                    sink.basic_auth,
-                    sink.bearer,
-                    sink.tls,
-                    credentials_directory,
-                )?;
-                webhooks.push(WebhookSink {
-                    name: sink.name,
-                    url,
-                    secret,
-                    access,
-                });
-            }
-            AlertSettings {
-                delivery_interval: raw.delivery_interval,
-                resend_interval: raw.resend_interval,
-                max_delivery_backoff: raw.max_delivery_backoff,
-                alertmanagers,
-                webhooks,
-            }
-        };
-        let rotation = {
-            let raw = raw.rotation;
-            for (key, value) in [
-                ("rotation.lead_time", raw.lead_time),
-                ("rotation.lifetime", raw.lifetime),
-                ("rotation.verify_timeout", raw.verify_timeout),
-                ("rotation.pickup_interval", raw.pickup_interval),
-            ] {
-                positive(key, value)?;
-            }
-            if raw.lifetime > Duration::from_secs(730 * 86400) {
-                return Err(config_error(
-                    "invalid configuration key rotation.lifetime: at most 24 months (730d)",
-                ));
-            }
-            if raw.lead_time >= raw.lifetime {
-                return Err(config_error(
-                    "invalid configuration key rotation.lead_time: must be shorter than rotation.lifetime",
-                ));
-            }
-            let mut deliverers = Vec::new();
-            for (index, file) in raw.file.into_iter().enumerate() {
-                let key = format!("rotation.file[{index}]");
-                let mode = u32::from_str_radix(file.mode.trim_start_matches("0o"), 8)
-                    .ok()
-                    .filter(|mode| *mode == 0o600 || *mode == 0o640)
-                    .ok_or_else(|| config_error(format!("invalid configuration key {key}.mode: {:?} (expected \"0600\" or \"0640\")", file.mode)))?;
-                let group = match file.group {
-                    None => None,
-                    Some(group) => Some(group_id(&group).ok_or_else(|| {
-                        config_error(format!(
-                            "invalid configuration key {key}.group: no group {group:?}"
-                        ))
-                    })?),
-                };
-                deliverers.push(ScopedDeliverer {
-                    deliverer: Deliverer::File {
-                        directory: absolute(&format!("{key}.directory"), file.directory)?,
-                        mode,
-                        group,
-                    },
-                    organizations: file.organizations,
-                });
-            }
-            for (index, command) in raw.command.into_iter().enumerate() {
-                let key = format!("rotation.command[{index}]");
-                deliverers.push(ScopedDeliverer {
-                    deliverer: Deliverer::Command {
-                        program: absolute(&format!("{key}.program"), command.program)?,
-                        args: command.args,
-                        timeout: command.timeout,
-                    },
-                    organizations: command.organizations,
-                });
-            }
-            for (index, hook) in raw.webhook.into_iter().enumerate() {
-                let key = format!("rotation.webhook[{index}]");
-                let url = secure_url(&format!("{key}.url"), &hook.url, None)?;
-                let secret = webhook_key(
-                    &key,
-                    hook.secret_file,
-                    hook.secret_credential,
-                    credentials_directory,
-                )?;
-                let access = sink_access(
-                    &key,
-                    &url,
-                    hook.basic_auth,
-                    hook.bearer,
-                    hook.tls,
-                    credentials_directory,
-                )?;
-                deliverers.push(ScopedDeliverer {
-                    deliverer: Deliverer::Webhook {
-                        url,
-                        key: secret,
-                        access: Box::new(access),
-                    },
-                    organizations: hook.organizations,
-                });
-            }
-            RotationSettings {
-                enabled: raw.enabled,
-                policy: crate::domain::plan::RotationPolicy {
-                    lead_time: chrono::Duration::from_std(raw.lead_time)
-                        .unwrap_or(chrono::Duration::days(30)),
-                    lifetime: chrono::Duration::from_std(raw.lifetime)
-                        .unwrap_or(chrono::Duration::days(180)),
-                },
-                verify_timeout: raw.verify_timeout,
-                grace: raw.grace,
-                pickup_interval: raw.pickup_interval,
-                deliverers,
-            }
-        };
+        let jobs = job_settings(raw.jobs)?;
+        let clouds = cloud_settings(raw.clouds)?;
+        let microsoft = microsoft_settings(raw.microsoft)?;
+        let checks = check_settings(raw.checks)?;
+        let alerts = alert_settings(raw.alerts, credentials_directory)?;
+        let rotation = rotation_settings(raw.rotation, credentials_directory)?;
         Ok(Settings {
             rotation,
             checks,
             alerts,
             microsoft,
-            log: LogSettings {
-                level: raw.log.level,
-                format: raw.log.format,
-            },
-            database: DatabaseSettings {
-                url,
-                password,
-                max_connections: raw.database.max_connections,
-                connect_timeout: raw.database.connect_timeout,
-                health_interval: raw.database.health_interval,
-                auto_migrate: raw.database.auto_migrate,
-            },
-            crypto: CryptoSettings {
-                master_key,
-                previous_keys,
-            },
-            http: HttpSettings {
-                listen,
-                request_timeout: raw.http.request_timeout,
-                max_connections: raw.http.max_connections,
-            },
+            log,
+            database,
+            crypto,
+            http,
             daemon: DaemonSettings {
                 shutdown_timeout: raw.daemon.shutdown_timeout,
             },
-            jobs: JobSettings {
-                housekeeping: HousekeepingSettings {
-                    schedule: raw.jobs.housekeeping.schedule,
-                    check_history_retention: raw.jobs.housekeeping.check_history_retention,
-                    delivered_alert_retention: raw.jobs.housekeeping.delivered_alert_retention,
-                    job_run_retention: raw.jobs.housekeeping.job_run_retention,
-                },
-            },
+            jobs,
             clouds,
             source_file,
         })
@@ -1304,6 +932,427 @@ pub fn format_duration(duration: Duration) -> String {
         }
     }
     text
+}
+
+fn log_settings(raw: RawLog) -> Result<LogSettings, ConfigError> {
+    if raw.level.trim().is_empty() || tracing_subscriber::EnvFilter::try_new(&raw.level).is_err() {
+        return Err(config_error(format!(
+            "invalid configuration key log.level: {:?} is not a tracing filter (expected e.g. \"info\" or \"kodo_access=debug,info\")",
+            raw.level
+        )));
+    }
+    Ok(LogSettings {
+        level: raw.level,
+        format: raw.format,
+    })
+}
+
+fn database_settings(
+    raw: RawDatabase,
+    credentials_directory: Option<&Path>,
+) -> Result<DatabaseSettings, ConfigError> {
+    let url = Url::parse(&raw.url).map_err(|error| {
+        config_error(format!(
+            "invalid configuration key database.url: {error} (expected postgres://user@host/database)"
+        ))
+    })?;
+    if url.scheme() != "postgres" && url.scheme() != "postgresql" {
+        return Err(config_error(format!(
+            "invalid configuration key database.url: scheme {:?} is not postgres:// or postgresql://",
+            url.scheme()
+        )));
+    }
+    if raw.max_connections == 0 {
+        return Err(config_error(
+            "invalid configuration key database.max_connections: expected at least 1",
+        ));
+    }
+    positive("database.connect_timeout", raw.connect_timeout)?;
+    positive("database.health_interval", raw.health_interval)?;
+    let password = secret_source(
+        "database.password",
+        raw.password_file,
+        raw.password_credential,
+        false,
+        credentials_directory,
+    )?;
+    Ok(DatabaseSettings {
+        url,
+        password,
+        max_connections: raw.max_connections,
+        connect_timeout: raw.connect_timeout,
+        health_interval: raw.health_interval,
+        auto_migrate: raw.auto_migrate,
+    })
+}
+
+fn crypto_settings(
+    raw: RawCrypto,
+    credentials_directory: Option<&Path>,
+) -> Result<CryptoSettings, ConfigError> {
+    let master_key = secret_source(
+        "crypto.master_key",
+        raw.master_key_file,
+        raw.master_key_credential,
+        true,
+        credentials_directory,
+    )?;
+    let mut previous_keys = Vec::new();
+    for (index, path) in raw.previous_key_files.into_iter().enumerate() {
+        previous_keys.push(SecretSource::File {
+            key: format!("crypto.previous_key_files[{index}]"),
+            path: absolute("crypto.previous_key_files", path)?,
+        });
+    }
+    for (index, name) in raw.previous_key_credentials.into_iter().enumerate() {
+        previous_keys.push(SecretSource::Credential {
+            key: format!("crypto.previous_key_credentials[{index}]"),
+            name: credential_name("crypto.previous_key_credentials", name)?,
+            directory: credentials_directory.map(Path::to_path_buf),
+        });
+    }
+    Ok(CryptoSettings {
+        master_key,
+        previous_keys,
+    })
+}
+
+fn http_settings(raw: RawHttp) -> Result<HttpSettings, ConfigError> {
+    positive("http.request_timeout", raw.request_timeout)?;
+    if raw.max_connections == 0 {
+        return Err(config_error(
+            "invalid configuration key http.max_connections: expected at least 1",
+        ));
+    }
+    let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+        config_error(format!(
+            "invalid configuration key http.listen: {:?} is not an address (expected e.g. \"127.0.0.1:9787\")",
+            raw.listen
+        ))
+    })?;
+    Ok(HttpSettings {
+        listen,
+        request_timeout: raw.request_timeout,
+        max_connections: raw.max_connections,
+    })
+}
+
+fn job_settings(raw: RawJobs) -> Result<JobSettings, ConfigError> {
+    validate_schedule(&raw.housekeeping.schedule).map_err(|error| {
+        config_error(format!(
+            "invalid configuration key jobs.housekeeping.schedule: {error} (expected a cron expression with seconds, e.g. \"0 17 * * * *\")"
+        ))
+    })?;
+    positive(
+        "jobs.housekeeping.check_history_retention",
+        raw.housekeeping.check_history_retention,
+    )?;
+    positive(
+        "jobs.housekeeping.delivered_alert_retention",
+        raw.housekeeping.delivered_alert_retention,
+    )?;
+    positive(
+        "jobs.housekeeping.job_run_retention",
+        raw.housekeeping.job_run_retention,
+    )?;
+    Ok(JobSettings {
+        housekeeping: HousekeepingSettings {
+            schedule: raw.housekeeping.schedule,
+            check_history_retention: raw.housekeeping.check_history_retention,
+            delivered_alert_retention: raw.housekeeping.delivered_alert_retention,
+            job_run_retention: raw.housekeeping.job_run_retention,
+        },
+    })
+}
+
+/// Microsoft's clouds and those the configuration defines (e.g. one pointing at the
+/// simulator).
+fn cloud_settings(
+    raw: BTreeMap<String, RawCloud>,
+) -> Result<BTreeMap<String, CloudSettings>, ConfigError> {
+    let mut clouds = kodo_microsoft::cloud::builtin_clouds();
+    for (name, cloud) in raw {
+        let key = format!("clouds.{name}");
+        if !crate::domain::is_valid_cloud_name(&name) {
+            return Err(config_error(format!(
+                "invalid configuration key {key}: cloud names are lowercase letters, digits and '-'"
+            )));
+        }
+        if clouds.contains_key(&name) {
+            return Err(config_error(format!(
+                "invalid configuration key {key}: {name} is a built-in cloud and cannot be redefined"
+            )));
+        }
+        let graph = secure_url(&format!("{key}.graph"), &cloud.graph, None)?;
+        let exchange = secure_url(&format!("{key}.exchange"), &cloud.exchange, None)?;
+        let resource = |name: &str, value: Option<String>, default: &Url| match value {
+            Some(value) => Url::parse(&value).map_err(|error| {
+                config_error(format!(
+                    "invalid configuration key {key}.{name}: {error} (expected a URL)"
+                ))
+            }),
+            None => Ok(default.clone()),
+        };
+        let cloud = CloudSettings {
+            authority: secure_url(&format!("{key}.authority"), &cloud.authority, None)?,
+            graph_resource: resource("graph_resource", cloud.graph_resource, &graph)?,
+            exchange_resource: resource("exchange_resource", cloud.exchange_resource, &exchange)?,
+            sharepoint: match cloud.sharepoint {
+                Some(value) => Some(secure_url(&format!("{key}.sharepoint"), &value, None)?),
+                None => None,
+            },
+            graph,
+            exchange,
+            sharepoint_suffix: cloud.sharepoint_suffix,
+        };
+        clouds.insert(name, cloud);
+    }
+    Ok(clouds)
+}
+
+fn microsoft_settings(raw: RawMicrosoft) -> Result<MicrosoftSettings, ConfigError> {
+    positive("microsoft.connect_timeout", raw.connect_timeout)?;
+    positive("microsoft.request_timeout", raw.request_timeout)?;
+    if raw.retry_attempts == 0 {
+        return Err(config_error(
+            "invalid configuration key microsoft.retry_attempts: expected at least 1 (1 means no retry)",
+        ));
+    }
+    let manifest = match &raw.permissions_file {
+        Some(path) => crate::microsoft::permissions::Manifest::load(path).map_err(|message| {
+            config_error(format!(
+                "invalid configuration key microsoft.permissions_file: {message}"
+            ))
+        })?,
+        None => builtin_manifest(),
+    };
+    if raw.max_requests_in_flight == 0 {
+        return Err(config_error(
+            "invalid configuration key microsoft.max_requests_in_flight: expected at least 1",
+        ));
+    }
+    Ok(MicrosoftSettings {
+        client: kodo_microsoft::ClientSettings {
+            max_requests_in_flight: raw.max_requests_in_flight,
+            connect_timeout: raw.connect_timeout,
+            request_timeout: raw.request_timeout,
+            retry: crate::microsoft::RetryPolicy {
+                max_attempts: raw.retry_attempts,
+                max_elapsed: raw.retry_max_elapsed,
+                min_delay: raw.retry_min_delay,
+                max_delay: raw.retry_max_delay,
+            },
+            ca_file: raw
+                .ca_file
+                .map(|path| absolute("microsoft.ca_file", path))
+                .transpose()?,
+        },
+        manifest: Arc::new(manifest),
+        permissions_file: raw.permissions_file,
+    })
+}
+
+fn check_settings(raw: RawChecks) -> Result<CheckSettings, ConfigError> {
+    for (key, value) in [
+        ("checks.interval", raw.interval),
+        ("checks.pickup_interval", raw.pickup_interval),
+        ("checks.warning_window", raw.warning_window),
+        ("checks.retry_failed_after", raw.retry_failed_after),
+        ("checks.failing_alert_after", raw.failing_alert_after),
+    ] {
+        positive(key, value)?;
+    }
+    if raw.max_concurrent_checks == 0 || raw.max_checks_per_tenant == 0 {
+        return Err(config_error(
+            "invalid configuration key checks.max_concurrent_checks / checks.max_checks_per_tenant: expected at least 1",
+        ));
+    }
+    let resources = parse_resources("checks.resources", &raw.resources)?;
+    Ok(CheckSettings {
+        interval: raw.interval,
+        pickup_interval: raw.pickup_interval,
+        warning_window: raw.warning_window,
+        confirm_delay: raw.confirm_delay,
+        retry_failed_after: raw.retry_failed_after,
+        failing_alert_after: raw.failing_alert_after,
+        max_concurrent_checks: raw.max_concurrent_checks,
+        max_checks_per_tenant: raw.max_checks_per_tenant,
+        resources,
+    })
+}
+
+fn alert_settings(
+    raw: RawAlerts,
+    credentials_directory: Option<&Path>,
+) -> Result<AlertSettings, ConfigError> {
+    positive("alerts.delivery_interval", raw.delivery_interval)?;
+    positive("alerts.resend_interval", raw.resend_interval)?;
+    positive("alerts.max_delivery_backoff", raw.max_delivery_backoff)?;
+    let mut names = std::collections::BTreeSet::new();
+    let mut alertmanagers = Vec::new();
+    for (index, sink) in raw.alertmanager.into_iter().enumerate() {
+        let key = format!("alerts.alertmanager[{index}]");
+        sink_name(&key, &sink.name, &mut names)?;
+        let url = if sink.allow_insecure_http {
+            http_url(&format!("{key}.url"), &sink.url)?
+        } else {
+            secure_url(
+                &format!("{key}.url"),
+                &sink.url,
+                Some("allow_insecure_http = true"),
+            )?
+        };
+        let access = sink_access(
+            &key,
+            &url,
+            sink.basic_auth,
+            sink.bearer,
+            sink.tls,
+            credentials_directory,
+        )?;
+        alertmanagers.push(AlertmanagerSink {
+            name: sink.name,
+            url,
+            allow_insecure_http: sink.allow_insecure_http,
+            access,
+        });
+    }
+    let mut webhooks = Vec::new();
+    for (index, sink) in raw.webhook.into_iter().enumerate() {
+        let key = format!("alerts.webhook[{index}]");
+        sink_name(&key, &sink.name, &mut names)?;
+        let url = secure_url(&format!("{key}.url"), &sink.url, None)?;
+        let secret = webhook_key(
+            &key,
+            sink.secret_file,
+            sink.secret_credential,
+            credentials_directory,
+        )?;
+        let access = sink_access(
+            &key,
+            &url,
+            sink.basic_auth,
+            sink.bearer,
+            sink.tls,
+            credentials_directory,
+        )?;
+        webhooks.push(WebhookSink {
+            name: sink.name,
+            url,
+            secret,
+            access,
+        });
+    }
+    Ok(AlertSettings {
+        delivery_interval: raw.delivery_interval,
+        resend_interval: raw.resend_interval,
+        max_delivery_backoff: raw.max_delivery_backoff,
+        alertmanagers,
+        webhooks,
+    })
+}
+
+fn rotation_settings(
+    raw: RawRotation,
+    credentials_directory: Option<&Path>,
+) -> Result<RotationSettings, ConfigError> {
+    for (key, value) in [
+        ("rotation.lead_time", raw.lead_time),
+        ("rotation.lifetime", raw.lifetime),
+        ("rotation.verify_timeout", raw.verify_timeout),
+        ("rotation.pickup_interval", raw.pickup_interval),
+    ] {
+        positive(key, value)?;
+    }
+    if raw.lifetime > Duration::from_secs(730 * 86400) {
+        return Err(config_error(
+            "invalid configuration key rotation.lifetime: at most 24 months (730d)",
+        ));
+    }
+    if raw.lead_time >= raw.lifetime {
+        return Err(config_error(
+            "invalid configuration key rotation.lead_time: must be shorter than rotation.lifetime",
+        ));
+    }
+    let mut deliverers = Vec::new();
+    for (index, file) in raw.file.into_iter().enumerate() {
+        let key = format!("rotation.file[{index}]");
+        let mode = u32::from_str_radix(file.mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|mode| *mode == 0o600 || *mode == 0o640)
+            .ok_or_else(|| {
+                config_error(format!(
+                    "invalid configuration key {key}.mode: {:?} (expected \"0600\" or \"0640\")",
+                    file.mode
+                ))
+            })?;
+        let group = match file.group {
+            None => None,
+            Some(group) => Some(group_id(&group).ok_or_else(|| {
+                config_error(format!(
+                    "invalid configuration key {key}.group: no group {group:?}"
+                ))
+            })?),
+        };
+        deliverers.push(ScopedDeliverer {
+            deliverer: Deliverer::File {
+                directory: absolute(&format!("{key}.directory"), file.directory)?,
+                mode,
+                group,
+            },
+            organizations: file.organizations,
+        });
+    }
+    for (index, command) in raw.command.into_iter().enumerate() {
+        let key = format!("rotation.command[{index}]");
+        deliverers.push(ScopedDeliverer {
+            deliverer: Deliverer::Command {
+                program: absolute(&format!("{key}.program"), command.program)?,
+                args: command.args,
+                timeout: command.timeout,
+            },
+            organizations: command.organizations,
+        });
+    }
+    for (index, hook) in raw.webhook.into_iter().enumerate() {
+        let key = format!("rotation.webhook[{index}]");
+        let url = secure_url(&format!("{key}.url"), &hook.url, None)?;
+        let secret = webhook_key(
+            &key,
+            hook.secret_file,
+            hook.secret_credential,
+            credentials_directory,
+        )?;
+        let access = sink_access(
+            &key,
+            &url,
+            hook.basic_auth,
+            hook.bearer,
+            hook.tls,
+            credentials_directory,
+        )?;
+        deliverers.push(ScopedDeliverer {
+            deliverer: Deliverer::Webhook {
+                url,
+                key: secret,
+                access: Box::new(access),
+            },
+            organizations: hook.organizations,
+        });
+    }
+    Ok(RotationSettings {
+        enabled: raw.enabled,
+        policy: crate::domain::plan::RotationPolicy {
+            lead_time: chrono::Duration::from_std(raw.lead_time)
+                .unwrap_or(chrono::Duration::days(30)),
+            lifetime: chrono::Duration::from_std(raw.lifetime)
+                .unwrap_or(chrono::Duration::days(180)),
+        },
+        verify_timeout: raw.verify_timeout,
+        grace: raw.grace,
+        pickup_interval: raw.pickup_interval,
+        deliverers,
+    })
 }
 
 /// Checks that `expression` is a cron schedule the scheduler accepts: parsed by the

@@ -492,6 +492,40 @@ async fn store_result(
     if cause_gone(row, verdict) {
         store::rotations::retry_soon(&mut transaction, row.id, CAUSES_A_CHECK_SEES).await?;
     }
+    let (new_alerts, plan) = store_alerts(
+        context,
+        &mut transaction,
+        row,
+        verdict,
+        &firing,
+        failing_too_long,
+        now,
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(Some(CheckOutcome {
+        organization: row.name.clone(),
+        organization_id: row.id,
+        state: verdict.state,
+        previous_state: row.state.clone(),
+        findings: verdict.findings.clone(),
+        secret_expires_at: verdict.secret_expires_at,
+        alerts_fired: new_alerts.iter().map(|a| a.kind.clone()).collect(),
+        alerts_resolved: plan.resolve.iter().map(|a| a.kind.clone()).collect(),
+    }))
+}
+
+/// The alert changes a check's verdict causes, written with the check (same transaction):
+/// new alerts, resolved ones, changed texts, and their notifications in the outbox.
+async fn store_alerts(
+    context: &Context,
+    connection: &mut sqlx::PgConnection,
+    row: &TargetRow,
+    verdict: &Verdict,
+    firing: &[store::alerts::FiringRow],
+    failing_too_long: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(Vec<store::alerts::NewAlert>, lifecycle::Plan)> {
     let endpoints_consent = endpoints(context, row)
         .map(|endpoints| endpoints.admin_consent_url().to_string())
         .unwrap_or_default();
@@ -502,7 +536,7 @@ async fn store_result(
         labels: &row.labels.0,
         admin_consent_url: endpoints_consent,
     };
-    let plan = lifecycle::plan(verdict, &subject, &firing, failing_too_long);
+    let plan = lifecycle::plan(verdict, &subject, firing, failing_too_long);
     let new_alerts: Vec<store::alerts::NewAlert> = plan
         .fire
         .iter()
@@ -514,10 +548,10 @@ async fn store_result(
             annotations: alert.annotations.clone(),
         })
         .collect();
-    store::alerts::insert_firing(&mut transaction, row.id, now, &new_alerts).await?;
+    store::alerts::insert_firing(connection, row.id, now, &new_alerts).await?;
     let resolved_ids: Vec<Uuid> = plan.resolve.iter().map(|alert| alert.id).collect();
-    store::alerts::resolve(&mut transaction, &resolved_ids, now).await?;
-    store::alerts::update_annotations(&mut transaction, &plan.update).await?;
+    store::alerts::resolve(connection, &resolved_ids, now).await?;
+    store::alerts::update_annotations(connection, &plan.update).await?;
     let mut notifications = Vec::new();
     for alert in &new_alerts {
         notifications.push((
@@ -548,22 +582,12 @@ async fn store_result(
         ));
     }
     store::alerts::enqueue(
-        &mut transaction,
+        connection,
         &context.settings.alerts.sink_names(),
         &notifications,
     )
     .await?;
-    transaction.commit().await?;
-    Ok(Some(CheckOutcome {
-        organization: row.name.clone(),
-        organization_id: row.id,
-        state: verdict.state,
-        previous_state: row.state.clone(),
-        findings: verdict.findings.clone(),
-        secret_expires_at: verdict.secret_expires_at,
-        alerts_fired: new_alerts.iter().map(|a| a.kind.clone()).collect(),
-        alerts_resolved: plan.resolve.iter().map(|a| a.kind.clone()).collect(),
-    }))
+    Ok((new_alerts, plan))
 }
 
 #[cfg(test)]

@@ -329,10 +329,59 @@ fn names(manifest: &Manifest, keys: &BTreeSet<PermissionKey>) -> Vec<String> {
 
 /// The state an observation means. `now` is the check's time.
 pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<Utc>) -> Verdict {
+    if let Some(verdict) = access_gone(observations) {
+        return verdict;
+    }
     let mut findings = Vec::new();
     let mut incomplete = Vec::new();
+    unobserved(observations, &mut findings, &mut incomplete);
+    let (secret_expires_at, learned_key_id) =
+        match application(observations, &mut findings, &mut incomplete) {
+            Ok(learned) => learned,
+            Err(verdict) => return verdict,
+        };
+    let Permissions {
+        revoked,
+        missing_backup,
+    } = permissions(observations, policy, &mut findings, &mut incomplete);
+    let expiring = resources_and_dates(
+        observations,
+        policy,
+        now,
+        secret_expires_at,
+        &mut findings,
+        &mut incomplete,
+    );
+    let state = if !revoked.is_empty() {
+        State::ConsentRevoked
+    } else if !incomplete.is_empty() {
+        findings.push(Finding::new(
+            FindingKind::CheckIncomplete,
+            format!("the check could not complete: {}", incomplete.join("; ")),
+            serde_json::json!({ "reasons": incomplete }),
+        ));
+        State::CheckFailed
+    } else if !missing_backup.is_empty() {
+        State::PermissionsMissing
+    } else if expiring {
+        State::SecretExpiring
+    } else if findings.iter().any(|f| f.severity >= Severity::Warning) {
+        State::Degraded
+    } else {
+        State::Healthy
+    };
+    // Worst first, for people reading them.
+    findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+    Verdict {
+        state,
+        findings,
+        secret_expires_at,
+        learned_key_id,
+    }
+}
 
-    // 1. Token refusals that say access is gone or blocked decide alone.
+/// Step 1: token refusals that say access is gone or blocked decide alone.
+fn access_gone(observations: &Observations) -> Option<Verdict> {
     use FindingKind as K;
     let gone = [
         (
@@ -386,19 +435,30 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
                 State::SecretInvalid => "Entra ID refuses the client secret (removed from the app, or the wrong value)".to_string(),
                 _ => "a tenant policy (Conditional Access, security defaults or tenant restrictions) blocks the app".to_string(),
             };
-            findings.push(Finding::new(finding_kind, message, serde_json::json!({
-                "resource": resource.as_str(), "codes": detail.codes, "http_status": detail.http_status, "error": detail.message,
-            })));
-            return Verdict {
+            let findings = vec![Finding::new(
+                finding_kind,
+                message,
+                serde_json::json!({
+                    "resource": resource.as_str(), "codes": detail.codes, "http_status": detail.http_status, "error": detail.message,
+                }),
+            )];
+            return Some(Verdict {
                 state,
                 findings,
                 secret_expires_at: observations.our_secret.end,
                 learned_key_id: None,
-            };
+            });
         }
     }
+    None
+}
 
-    // 2. What could not be observed.
+/// Step 2: what could not be observed.
+fn unobserved(
+    observations: &Observations,
+    findings: &mut Vec<Finding>,
+    incomplete: &mut Vec<String>,
+) {
     for (resource, token) in &observations.tokens {
         if let TokenObservation::Refused { failure, detail } = token {
             match failure {
@@ -422,8 +482,15 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
             serde_json::json!({ "resource": resource.as_str() }),
         ));
     }
+}
 
-    // 3. The application (a real Graph call) and our secret on it.
+/// Step 3: the application (a real Graph call) and our secret on it: the secret's expiry and
+/// key id as Graph shows them, or the verdict when the application is gone.
+fn application(
+    observations: &Observations,
+    findings: &mut Vec<Finding>,
+    incomplete: &mut Vec<String>,
+) -> Result<(Option<DateTime<Utc>>, Option<Uuid>), Verdict> {
     let mut secret_expires_at = observations.our_secret.end;
     let mut learned_key_id = None;
     match &observations.application {
@@ -452,7 +519,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
         }
         Some(GraphObservation::Failed { failure: GraphFailure::NotFound, detail }) => {
             findings.push(Finding::new(FindingKind::AppMissing, "Graph says the application does not exist in the tenant".into(), serde_json::json!({ "code": detail.code })));
-            return Verdict { state: State::AppMissing, findings, secret_expires_at, learned_key_id };
+            return Err(Verdict { state: State::AppMissing, findings: std::mem::take(findings), secret_expires_at, learned_key_id });
         }
         Some(GraphObservation::Failed { failure: GraphFailure::Forbidden, detail }) => findings.push(Finding::new(
             FindingKind::GraphReadDenied,
@@ -462,11 +529,16 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
         Some(GraphObservation::Failed { failure, detail }) => incomplete.push(format!("get application: {} ({})", failure.as_str(), detail.message)),
         None => {}
     }
+    Ok((secret_expires_at, learned_key_id))
+}
 
-    // 4. Permissions: the token's roles and Graph's appRoleAssignments, per resource.
-    let required_backup = policy.manifest.required(&[NeededFor::Backup]);
-    let required_rotation = policy.manifest.required(&[NeededFor::Rotation]);
-    let assignments: Option<BTreeSet<PermissionKey>> = match &observations.assignments {
+/// The permissions Graph lists as granted (`None` when it could not be read).
+fn granted_assignments(
+    observations: &Observations,
+    findings: &mut Vec<Finding>,
+    incomplete: &mut Vec<String>,
+) -> Option<BTreeSet<PermissionKey>> {
+    match &observations.assignments {
         Some(GraphObservation::Seen { value }) => Some(value.iter().copied().collect()),
         Some(GraphObservation::Failed {
             failure: GraphFailure::Forbidden,
@@ -484,7 +556,26 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
             None
         }
         None => None,
-    };
+    }
+}
+
+/// What a check made of the permissions.
+struct Permissions {
+    /// Resources whose token carries no role and where nothing is granted: consent gone.
+    revoked: Vec<Resource>,
+    missing_backup: BTreeSet<PermissionKey>,
+}
+
+/// Step 4: permissions, from the token's roles and Graph's appRoleAssignments, per resource.
+fn permissions(
+    observations: &Observations,
+    policy: &CheckPolicy,
+    findings: &mut Vec<Finding>,
+    incomplete: &mut Vec<String>,
+) -> Permissions {
+    let required_backup = policy.manifest.required(&[NeededFor::Backup]);
+    let required_rotation = policy.manifest.required(&[NeededFor::Rotation]);
+    let assignments = granted_assignments(observations, findings, incomplete);
     let mut missing_backup = BTreeSet::new();
     let mut missing_rotation = BTreeSet::new();
     let mut revoked = Vec::new();
@@ -493,11 +584,6 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
             continue;
         };
         let manifest_resource = policy.manifest.resource(*resource);
-        let name_of = |id: Uuid| {
-            manifest_resource
-                .and_then(|r| r.permissions.iter().find(|p| p.id == id))
-                .map(|p| p.name.as_str())
-        };
         let granted: BTreeSet<PermissionKey> = match &assignments {
             Some(assignments) => assignments
                 .iter()
@@ -531,45 +617,14 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
                 .filter(|key| !granted.contains(key))
                 .copied(),
         );
-        // The token is issued from the same assignments: a difference is replication lag.
-        if assignments.is_some() {
-            let token_only: Vec<&String> = roles
-                .iter()
-                .filter(|role| {
-                    !granted
-                        .iter()
-                        .any(|(_, id)| name_of(*id) == Some(role.as_str()))
-                })
-                .filter(|role| {
-                    manifest_resource
-                        .is_some_and(|r| r.permissions.iter().any(|p| &p.name == *role))
-                })
-                .collect();
-            if !token_only.is_empty() {
-                findings.push(Finding::new(FindingKind::RolesDisagree, format!("the {} token carries roles Graph no longer lists (recent change still replicating)", resource.as_str()), serde_json::json!({ "roles": token_only })));
-            }
-        }
-        let extra: Vec<&String> = roles
-            .iter()
-            .filter(|role| {
-                manifest_resource.is_none_or(|r| !r.permissions.iter().any(|p| &p.name == *role))
-            })
-            .collect();
-        if !extra.is_empty() {
-            findings.push(Finding::new(
-                FindingKind::PermissionsExtra,
-                format!(
-                    "granted on {} beyond what the backup needs: {}",
-                    resource.as_str(),
-                    extra
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                serde_json::json!({ "resource": resource.as_str(), "roles": extra }),
-            ));
-        }
+        role_diagnostics(
+            *resource,
+            roles,
+            &granted,
+            manifest_resource,
+            assignments.is_some(),
+            findings,
+        );
     }
     if !revoked.is_empty() {
         let resources: Vec<&str> = revoked.iter().map(|r| r.as_str()).collect();
@@ -601,8 +656,77 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
             serde_json::json!({ "missing": names(&policy.manifest, &missing_rotation) }),
         ));
     }
+    Permissions {
+        revoked,
+        missing_backup,
+    }
+}
 
-    // 5. What the resources really accept, and the dates the operator must know.
+/// Roles the token carries that Graph no longer lists (replication lag), and roles beyond
+/// what the backup needs.
+fn role_diagnostics(
+    resource: Resource,
+    roles: &[String],
+    granted: &BTreeSet<PermissionKey>,
+    manifest_resource: Option<&kodo_microsoft::permissions::ResourcePermissions>,
+    assignments_known: bool,
+    findings: &mut Vec<Finding>,
+) {
+    let name_of = |id: Uuid| {
+        manifest_resource
+            .and_then(|r| r.permissions.iter().find(|p| p.id == id))
+            .map(|p| p.name.as_str())
+    };
+    // The token is issued from the same assignments: a difference is replication lag.
+    if assignments_known {
+        let token_only: Vec<&String> = roles
+            .iter()
+            .filter(|role| {
+                !granted
+                    .iter()
+                    .any(|(_, id)| name_of(*id) == Some(role.as_str()))
+            })
+            .filter(|role| {
+                manifest_resource.is_some_and(|r| r.permissions.iter().any(|p| &p.name == *role))
+            })
+            .collect();
+        if !token_only.is_empty() {
+            findings.push(Finding::new(FindingKind::RolesDisagree, format!("the {} token carries roles Graph no longer lists (recent change still replicating)", resource.as_str()), serde_json::json!({ "roles": token_only })));
+        }
+    }
+    let extra: Vec<&String> = roles
+        .iter()
+        .filter(|role| {
+            manifest_resource.is_none_or(|r| !r.permissions.iter().any(|p| &p.name == *role))
+        })
+        .collect();
+    if !extra.is_empty() {
+        findings.push(Finding::new(
+            FindingKind::PermissionsExtra,
+            format!(
+                "granted on {} beyond what the backup needs: {}",
+                resource.as_str(),
+                extra
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            serde_json::json!({ "resource": resource.as_str(), "roles": extra }),
+        ));
+    }
+}
+
+/// Step 5: what the resources really accept, and the dates the operator must know; whether the
+/// secret expires within the warning window.
+fn resources_and_dates(
+    observations: &Observations,
+    policy: &CheckPolicy,
+    now: DateTime<Utc>,
+    secret_expires_at: Option<DateTime<Utc>>,
+    findings: &mut Vec<Finding>,
+    incomplete: &mut Vec<String>,
+) -> bool {
     match &observations.sharepoint {
         Some(ProbeObservation::CertificateRequired { detail }) => findings.push(Finding::new(
             FindingKind::SharepointCertificateRequired,
@@ -647,33 +771,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
             serde_json::json!({ "expires": end }),
         ));
     }
-
-    let state = if !revoked.is_empty() {
-        State::ConsentRevoked
-    } else if !incomplete.is_empty() {
-        findings.push(Finding::new(
-            FindingKind::CheckIncomplete,
-            format!("the check could not complete: {}", incomplete.join("; ")),
-            serde_json::json!({ "reasons": incomplete }),
-        ));
-        State::CheckFailed
-    } else if !missing_backup.is_empty() {
-        State::PermissionsMissing
-    } else if expiring {
-        State::SecretExpiring
-    } else if findings.iter().any(|f| f.severity >= Severity::Warning) {
-        State::Degraded
-    } else {
-        State::Healthy
-    };
-    // Worst first, for people reading them.
-    findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
-    Verdict {
-        state,
-        findings,
-        secret_expires_at,
-        learned_key_id,
-    }
+    expiring
 }
 
 /// What the rotation's failures and the secret's expiry say when kodo-access rotates the

@@ -189,120 +189,21 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             labels,
             secret,
         } => {
-            let keyring = Keyring::load(&settings.crypto)?;
-            let secret_input = secret_input(secret)?;
-            let raw = RawOrganization {
-                name: name.clone(),
-                tenant_id: tenant_id.clone(),
-                client_id: client_id.clone(),
-                // Checked already in secret_input; RawOrganization only needs it present.
-                secret: Some(SecretString::from("x")),
-                cloud: Some(cloud.clone()),
-                sharepoint_host: sharepoint_host.clone(),
-                labels: Some(RawLabels::List(labels.clone())),
-                secret_id: None,
-                secret_expires: None,
+            let args = AddArgs {
+                name,
+                tenant_id,
+                client_id,
+                cloud,
+                sharepoint_host,
+                labels,
+                secret,
             };
-            let mut input = raw.parse(&clouds).map_err(|error| {
-                input_error(format!(
-                    "--{}: {}",
-                    error.field.replace('_', "-"),
-                    error.error.0
-                ))
-            })?;
-            input.secret = secret_input;
-            let pool = store::connect(&settings.database).await?;
-            let registry = Registry {
-                pool: &pool,
-                keyring: &keyring,
-                actor: cli_actor(),
-            };
-            let name = input.name.clone();
-            let id = registry.add(input).await?;
-            println!("added organization {name} ({id})");
-            Ok(())
+            add(&settings, &clouds, args).await
         }
-        OrgCommand::SetSecret { org, secret } => {
-            let keyring = Keyring::load(&settings.crypto)?;
-            let pool = store::connect(&settings.database).await?;
-            let reference = OrgRef::parse(org);
-            // Fail on an unknown organization before asking for the secret.
-            if store::organizations::find(&mut *pool.acquire().await?, &reference)
-                .await?
-                .is_none()
-            {
-                return Err(input_error(format!("no organization {reference}")).into());
-            }
-            let secret_input = secret_input(secret)?;
-            let registry = Registry {
-                pool: &pool,
-                keyring: &keyring,
-                actor: cli_actor(),
-            };
-            let credential_id = registry.set_secret(&reference, secret_input).await?;
-            println!("stored a new secret for {reference} (credential {credential_id})");
-            Ok(())
-        }
-        OrgCommand::Disable { org } | OrgCommand::Enable { org } => {
-            let enable = matches!(command, OrgCommand::Enable { .. });
-            let keyring = Keyring::load(&settings.crypto)?;
-            let pool = store::connect(&settings.database).await?;
-            let registry = Registry {
-                pool: &pool,
-                keyring: &keyring,
-                actor: cli_actor(),
-            };
-            let reference = OrgRef::parse(org);
-            let changed = registry.set_enabled(&reference, enable).await?;
-            let word = if enable { "enabled" } else { "disabled" };
-            if changed {
-                println!("{reference} is now {word}");
-            } else {
-                println!("{reference} was already {word}");
-            }
-            Ok(())
-        }
-        OrgCommand::Remove { org, yes } => {
-            let reference = OrgRef::parse(org);
-            if !yes {
-                return Err(input_error(format!(
-                    "refusing to remove organization {reference} without --yes (its stored secrets are deleted; the audit log keeps its history)"
-                ))
-                .into());
-            }
-            let keyring = Keyring::load(&settings.crypto)?;
-            let pool = store::connect(&settings.database).await?;
-            let registry = Registry {
-                pool: &pool,
-                keyring: &keyring,
-                actor: cli_actor(),
-            };
-            let name = match registry.remove(&reference).await? {
-                crate::registry::Removal::Now(removed) => {
-                    println!("removed organization {} ({})", removed.name, removed.id);
-                    eprintln!(
-                        "note: the app's secrets stay valid in tenant {} until they expire or an admin removes them (Entra admin center: App registrations, client id {}, Certificates & secrets)",
-                        removed.tenant_id, removed.client_id
-                    );
-                    removed.name
-                }
-                // Repeated (the first removal may have died before the files below).
-                crate::registry::Removal::Earlier { name } => {
-                    println!("organization {name} was already removed");
-                    name
-                }
-            };
-            // What the backup server was handed: a delivered file is removed; a copy
-            // handed to a command or a webhook is out of reach, and that is said loudly.
-            for deliverer in settings.rotation.deliverers_for(&name) {
-                match crate::rotation::deliver::withdraw(&deliverer, &name) {
-                    Ok(Some(done)) => println!("{done}"),
-                    Ok(None) => {}
-                    Err(kept) => eprintln!("warning: {kept}"),
-                }
-            }
-            Ok(())
-        }
+        OrgCommand::SetSecret { org, secret } => set_secret(&settings, org, secret).await,
+        OrgCommand::Disable { org } => set_enabled(&settings, org, false).await,
+        OrgCommand::Enable { org } => set_enabled(&settings, org, true).await,
+        OrgCommand::Remove { org, yes } => remove(&settings, org, *yes).await,
         OrgCommand::Set {
             org,
             resources,
@@ -310,106 +211,19 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             rotation,
             rotation_lead_time,
         } => {
-            let pool = store::connect(&settings.database).await?;
-            let registry_keyring = Keyring::load(&settings.crypto)?;
-            let registry = Registry {
-                pool: &pool,
-                keyring: &registry_keyring,
-                actor: cli_actor(),
+            let args = SetArgs {
+                resources,
+                sharepoint_host,
+                rotation,
+                rotation_lead_time,
             };
-            let resources = match resources.as_deref() {
-                None => None,
-                Some("default") => Some(None),
-                Some(list) => {
-                    let mut parsed = Vec::new();
-                    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                        let resource = crate::microsoft::Resource::parse(name)
-                            .ok_or_else(|| input_error(format!("--resources: {name:?} is not a resource (graph, exchange, sharepoint)")))?;
-                        parsed.push(resource);
-                    }
-                    if parsed.is_empty() {
-                        return Err(input_error(
-                            "--resources: name at least one resource, or \"default\"",
-                        )
-                        .into());
-                    }
-                    Some(Some(parsed))
-                }
-            };
-            let host = sharepoint_host
-                .as_deref()
-                .map(crate::domain::SharePointHost::parse)
-                .transpose()
-                .map_err(|error| input_error(format!("--sharepoint-host: {}", error.0)))?;
-            let rotation = match rotation.as_deref() {
-                None => None,
-                Some("on") => Some(true),
-                Some("off") => Some(false),
-                Some(other) => {
-                    return Err(
-                        input_error(format!("--rotation: {other:?} (expected on or off)")).into(),
-                    );
-                }
-            };
-            let lead_time = match rotation_lead_time.as_deref() {
-                None => None,
-                Some("default") => Some(None),
-                Some(text) => {
-                    let lead_time = humantime::parse_duration(text).map_err(|error| {
-                        input_error(format!("--rotation-lead-time: {text:?}: {error}"))
-                    })?;
-                    let lifetime = settings
-                        .rotation
-                        .policy
-                        .lifetime
-                        .to_std()
-                        .unwrap_or_default();
-                    if lead_time.is_zero() || lead_time >= lifetime {
-                        return Err(input_error(format!(
-                            "--rotation-lead-time: {text} must be more than zero and less than rotation.lifetime ({})",
-                            humantime::format_duration(lifetime)
-                        ))
-                        .into());
-                    }
-                    Some(Some(lead_time))
-                }
-            };
-            if resources.is_none() && host.is_none() && rotation.is_none() && lead_time.is_none() {
-                return Err(input_error(
-                    "nothing to change: pass --resources, --sharepoint-host, --rotation or --rotation-lead-time",
-                )
-                .into());
-            }
-            registry
-                .configure(&OrgRef::parse(org), resources, host, rotation, lead_time)
-                .await?;
-            println!("{org} updated");
-            Ok(())
+            set(&settings, org, args).await
         }
         OrgCommand::Silence {
             org,
             duration,
             reason,
-        } => {
-            let pool = store::connect(&settings.database).await?;
-            let keyring = Keyring::load(&settings.crypto)?;
-            let registry = Registry {
-                pool: &pool,
-                keyring: &keyring,
-                actor: cli_actor(),
-            };
-            let until = chrono::Utc::now()
-                + chrono::Duration::from_std(*duration)
-                    .map_err(|_| input_error("--for: too long"))?;
-            registry
-                .silence(&OrgRef::parse(org), Some(until), Some(reason))
-                .await?;
-            println!(
-                "{org}: alerts silenced until {}",
-                until.format("%Y-%m-%d %H:%M UTC")
-            );
-            Ok(())
-        }
+        } => silence(&settings, org, *duration, reason).await,
         OrgCommand::Unsilence { org } => {
             let pool = store::connect(&settings.database).await?;
             let keyring = Keyring::load(&settings.crypto)?;
@@ -440,6 +254,266 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             Ok(())
         }
     }
+}
+
+/// `org set-secret`: stores a new secret for an organization.
+async fn set_secret(settings: &Settings, org: &str, secret: &SecretArgs) -> anyhow::Result<()> {
+    let keyring = Keyring::load(&settings.crypto)?;
+    let pool = store::connect(&settings.database).await?;
+    let reference = OrgRef::parse(org);
+    // Fail on an unknown organization before asking for the secret.
+    if store::organizations::find(&mut *pool.acquire().await?, &reference)
+        .await?
+        .is_none()
+    {
+        return Err(input_error(format!("no organization {reference}")).into());
+    }
+    let secret_input = secret_input(secret)?;
+    let registry = Registry {
+        pool: &pool,
+        keyring: &keyring,
+        actor: cli_actor(),
+    };
+    let credential_id = registry.set_secret(&reference, secret_input).await?;
+    println!("stored a new secret for {reference} (credential {credential_id})");
+    Ok(())
+}
+
+/// `org enable` / `org disable`.
+async fn set_enabled(settings: &Settings, org: &str, enable: bool) -> anyhow::Result<()> {
+    let keyring = Keyring::load(&settings.crypto)?;
+    let pool = store::connect(&settings.database).await?;
+    let registry = Registry {
+        pool: &pool,
+        keyring: &keyring,
+        actor: cli_actor(),
+    };
+    let reference = OrgRef::parse(org);
+    let changed = registry.set_enabled(&reference, enable).await?;
+    let word = if enable { "enabled" } else { "disabled" };
+    if changed {
+        println!("{reference} is now {word}");
+    } else {
+        println!("{reference} was already {word}");
+    }
+    Ok(())
+}
+
+/// `org silence`: no alerts for the organization until then.
+async fn silence(
+    settings: &Settings,
+    org: &str,
+    duration: std::time::Duration,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let pool = store::connect(&settings.database).await?;
+    let keyring = Keyring::load(&settings.crypto)?;
+    let registry = Registry {
+        pool: &pool,
+        keyring: &keyring,
+        actor: cli_actor(),
+    };
+    let until = chrono::Utc::now()
+        + chrono::Duration::from_std(duration).map_err(|_| input_error("--for: too long"))?;
+    registry
+        .silence(&OrgRef::parse(org), Some(until), Some(reason))
+        .await?;
+    println!(
+        "{org}: alerts silenced until {}",
+        until.format("%Y-%m-%d %H:%M UTC")
+    );
+    Ok(())
+}
+
+/// The flags of `org add`.
+struct AddArgs<'a> {
+    name: &'a String,
+    tenant_id: &'a String,
+    client_id: &'a String,
+    cloud: &'a String,
+    sharepoint_host: &'a Option<String>,
+    labels: &'a Vec<String>,
+    secret: &'a SecretArgs,
+}
+
+/// `org add`: registers one organization with its secret.
+async fn add(settings: &Settings, clouds: &[String], args: AddArgs<'_>) -> anyhow::Result<()> {
+    let AddArgs {
+        name,
+        tenant_id,
+        client_id,
+        cloud,
+        sharepoint_host,
+        labels,
+        secret,
+    } = args;
+    let keyring = Keyring::load(&settings.crypto)?;
+    let secret_input = secret_input(secret)?;
+    let raw = RawOrganization {
+        name: name.clone(),
+        tenant_id: tenant_id.clone(),
+        client_id: client_id.clone(),
+        // Checked already in secret_input; RawOrganization only needs it present.
+        secret: Some(SecretString::from("x")),
+        cloud: Some(cloud.clone()),
+        sharepoint_host: sharepoint_host.clone(),
+        labels: Some(RawLabels::List(labels.clone())),
+        secret_id: None,
+        secret_expires: None,
+    };
+    let mut input = raw.parse(clouds).map_err(|error| {
+        input_error(format!(
+            "--{}: {}",
+            error.field.replace('_', "-"),
+            error.error.0
+        ))
+    })?;
+    input.secret = secret_input;
+    let pool = store::connect(&settings.database).await?;
+    let registry = Registry {
+        pool: &pool,
+        keyring: &keyring,
+        actor: cli_actor(),
+    };
+    let name = input.name.clone();
+    let id = registry.add(input).await?;
+    println!("added organization {name} ({id})");
+    Ok(())
+}
+
+/// `org remove`: removes the organization and takes back what was delivered where it can.
+async fn remove(settings: &Settings, org: &str, yes: bool) -> anyhow::Result<()> {
+    let reference = OrgRef::parse(org);
+    if !yes {
+        return Err(input_error(format!(
+            "refusing to remove organization {reference} without --yes (its stored secrets are deleted; the audit log keeps its history)"
+        ))
+        .into());
+    }
+    let keyring = Keyring::load(&settings.crypto)?;
+    let pool = store::connect(&settings.database).await?;
+    let registry = Registry {
+        pool: &pool,
+        keyring: &keyring,
+        actor: cli_actor(),
+    };
+    let name = match registry.remove(&reference).await? {
+        crate::registry::Removal::Now(removed) => {
+            println!("removed organization {} ({})", removed.name, removed.id);
+            eprintln!(
+                "note: the app's secrets stay valid in tenant {} until they expire or an admin removes them (Entra admin center: App registrations, client id {}, Certificates & secrets)",
+                removed.tenant_id, removed.client_id
+            );
+            removed.name
+        }
+        // Repeated (the first removal may have died before the files below).
+        crate::registry::Removal::Earlier { name } => {
+            println!("organization {name} was already removed");
+            name
+        }
+    };
+    // What the backup server was handed: a delivered file is removed; a copy
+    // handed to a command or a webhook is out of reach, and that is said loudly.
+    for deliverer in settings.rotation.deliverers_for(&name) {
+        match crate::rotation::deliver::withdraw(&deliverer, &name) {
+            Ok(Some(done)) => println!("{done}"),
+            Ok(None) => {}
+            Err(kept) => eprintln!("warning: {kept}"),
+        }
+    }
+    Ok(())
+}
+
+/// The flags of `org set`.
+struct SetArgs<'a> {
+    resources: &'a Option<String>,
+    sharepoint_host: &'a Option<String>,
+    rotation: &'a Option<String>,
+    rotation_lead_time: &'a Option<String>,
+}
+
+/// `org set`: changes what is checked and how the secret is rotated.
+async fn set(settings: &Settings, org: &str, args: SetArgs<'_>) -> anyhow::Result<()> {
+    let SetArgs {
+        resources,
+        sharepoint_host,
+        rotation,
+        rotation_lead_time,
+    } = args;
+    let pool = store::connect(&settings.database).await?;
+    let registry_keyring = Keyring::load(&settings.crypto)?;
+    let registry = Registry {
+        pool: &pool,
+        keyring: &registry_keyring,
+        actor: cli_actor(),
+    };
+    let resources = match resources.as_deref() {
+        None => None,
+        Some("default") => Some(None),
+        Some(list) => {
+            let mut parsed = Vec::new();
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let resource = crate::microsoft::Resource::parse(name).ok_or_else(|| {
+                    input_error(format!(
+                        "--resources: {name:?} is not a resource (graph, exchange, sharepoint)"
+                    ))
+                })?;
+                parsed.push(resource);
+            }
+            if parsed.is_empty() {
+                return Err(
+                    input_error("--resources: name at least one resource, or \"default\"").into(),
+                );
+            }
+            Some(Some(parsed))
+        }
+    };
+    let host = sharepoint_host
+        .as_deref()
+        .map(crate::domain::SharePointHost::parse)
+        .transpose()
+        .map_err(|error| input_error(format!("--sharepoint-host: {}", error.0)))?;
+    let rotation = match rotation.as_deref() {
+        None => None,
+        Some("on") => Some(true),
+        Some("off") => Some(false),
+        Some(other) => {
+            return Err(input_error(format!("--rotation: {other:?} (expected on or off)")).into());
+        }
+    };
+    let lead_time = match rotation_lead_time.as_deref() {
+        None => None,
+        Some("default") => Some(None),
+        Some(text) => {
+            let lead_time = humantime::parse_duration(text)
+                .map_err(|error| input_error(format!("--rotation-lead-time: {text:?}: {error}")))?;
+            let lifetime = settings
+                .rotation
+                .policy
+                .lifetime
+                .to_std()
+                .unwrap_or_default();
+            if lead_time.is_zero() || lead_time >= lifetime {
+                return Err(input_error(format!(
+                    "--rotation-lead-time: {text} must be more than zero and less than rotation.lifetime ({})",
+                    humantime::format_duration(lifetime)
+                ))
+                .into());
+            }
+            Some(Some(lead_time))
+        }
+    };
+    if resources.is_none() && host.is_none() && rotation.is_none() && lead_time.is_none() {
+        return Err(input_error(
+            "nothing to change: pass --resources, --sharepoint-host, --rotation or --rotation-lead-time",
+        )
+        .into());
+    }
+    registry
+        .configure(&OrgRef::parse(org), resources, host, rotation, lead_time)
+        .await?;
+    println!("{org} updated");
+    Ok(())
 }
 
 /// One CSV row. Labels are `key=value` pairs separated by ';'.
@@ -765,95 +839,112 @@ async fn show(
             println!("{}", serde_json::to_string_pretty(&view)?);
         }
         Output::Table => {
-            println!("name:             {}", organization.name);
-            println!("id:               {}", organization.id);
-            println!("tenant id:        {}", organization.tenant_id);
-            println!("client id:        {}", organization.client_id);
-            println!("cloud:            {}", organization.cloud);
-            println!(
-                "sharepoint host:  {}",
-                organization.sharepoint_host.as_deref().unwrap_or("-")
+            print_organization(
+                &organization,
+                state.as_deref(),
+                &rotation,
+                open.as_ref(),
+                &credentials,
             );
-            let labels: Vec<String> = organization
-                .labels
-                .0
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            println!(
-                "labels:           {}",
-                if labels.is_empty() {
-                    "-".into()
-                } else {
-                    labels.join(",")
-                }
-            );
-            println!(
-                "monitoring:       {}",
-                if organization.enabled {
-                    "enabled"
-                } else {
-                    "disabled"
-                }
-            );
-            println!("state:            {}", state.as_deref().unwrap_or("-"));
-            println!(
-                "registered:       {}",
-                super::format_time(Some(organization.created_at))
-            );
-            match rotation["off_because"].as_str() {
-                Some(why) => println!("rotation:         off: {why}"),
-                None => println!(
-                    "rotation:         on, lead time {}; next due {}",
-                    rotation["lead_time"].as_str().unwrap_or("-"),
-                    rotation["next_due"]
-                        .as_str()
-                        .unwrap_or("when the expiry is known (a check learns it)")
-                ),
-            }
-            if let Some(open) = open.as_ref() {
-                println!(
-                    "                  in progress: rotation {} at step {}{}",
-                    open.id,
-                    open.step,
-                    match (&open.failure_reason, &open.last_error) {
-                        (Some(reason), Some(error)) => format!(
-                            "; {} failed attempt(s), {reason}: {error}; next attempt {}",
-                            open.attempts,
-                            super::format_time(Some(open.next_attempt_at))
-                        ),
-                        _ => String::new(),
-                    }
-                );
-            }
-            println!();
-            let mut table = super::table(&[
-                "CREDENTIAL",
-                "STATUS",
-                "ORIGIN",
-                "SECRET ID",
-                "HINT",
-                "EXPIRES",
-                "ADDED",
-            ]);
-            for credential in &credentials {
-                table.add_row(vec![
-                    credential.id.to_string(),
-                    credential.status.clone(),
-                    credential.origin.clone(),
-                    credential
-                        .key_id
-                        .map(|k| k.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    credential.hint.clone().unwrap_or_else(|| "-".into()),
-                    super::format_time(credential.end_at),
-                    super::format_time(Some(credential.created_at)),
-                ]);
-            }
-            println!("{table}");
         }
     }
     Ok(())
+}
+
+/// `org show` for people.
+fn print_organization(
+    organization: &store::organizations::OrganizationRow,
+    state: Option<&str>,
+    rotation: &serde_json::Value,
+    open: Option<&store::rotations::HistoryRow>,
+    credentials: &[store::credentials::CredentialRow],
+) {
+    println!("name:             {}", organization.name);
+    println!("id:               {}", organization.id);
+    println!("tenant id:        {}", organization.tenant_id);
+    println!("client id:        {}", organization.client_id);
+    println!("cloud:            {}", organization.cloud);
+    println!(
+        "sharepoint host:  {}",
+        organization.sharepoint_host.as_deref().unwrap_or("-")
+    );
+    let labels: Vec<String> = organization
+        .labels
+        .0
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    println!(
+        "labels:           {}",
+        if labels.is_empty() {
+            "-".into()
+        } else {
+            labels.join(",")
+        }
+    );
+    println!(
+        "monitoring:       {}",
+        if organization.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    );
+    println!("state:            {}", state.unwrap_or("-"));
+    println!(
+        "registered:       {}",
+        super::format_time(Some(organization.created_at))
+    );
+    match rotation["off_because"].as_str() {
+        Some(why) => println!("rotation:         off: {why}"),
+        None => println!(
+            "rotation:         on, lead time {}; next due {}",
+            rotation["lead_time"].as_str().unwrap_or("-"),
+            rotation["next_due"]
+                .as_str()
+                .unwrap_or("when the expiry is known (a check learns it)")
+        ),
+    }
+    if let Some(open) = open {
+        println!(
+            "                  in progress: rotation {} at step {}{}",
+            open.id,
+            open.step,
+            match (&open.failure_reason, &open.last_error) {
+                (Some(reason), Some(error)) => format!(
+                    "; {} failed attempt(s), {reason}: {error}; next attempt {}",
+                    open.attempts,
+                    super::format_time(Some(open.next_attempt_at))
+                ),
+                _ => String::new(),
+            }
+        );
+    }
+    println!();
+    let mut table = super::table(&[
+        "CREDENTIAL",
+        "STATUS",
+        "ORIGIN",
+        "SECRET ID",
+        "HINT",
+        "EXPIRES",
+        "ADDED",
+    ]);
+    for credential in credentials {
+        table.add_row(vec![
+            credential.id.to_string(),
+            credential.status.clone(),
+            credential.origin.clone(),
+            credential
+                .key_id
+                .map(|k| k.to_string())
+                .unwrap_or_else(|| "-".into()),
+            credential.hint.clone().unwrap_or_else(|| "-".into()),
+            super::format_time(credential.end_at),
+            super::format_time(Some(credential.created_at)),
+        ]);
+    }
+    println!("{table}");
 }
 
 pub async fn audit(
