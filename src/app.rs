@@ -70,7 +70,7 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> anyho
 
     if let Some(interval) = notify::watchdog_interval() {
         tracing::info!(
-            interval_ms = interval.as_millis() as u64,
+            interval_ms = crate::domain::millis(interval),
             "systemd watchdog enabled"
         );
         tracker.spawn(notify::watchdog_loop(interval, shutdown.clone()));
@@ -106,7 +106,7 @@ async fn finish(
 ) -> anyhow::Result<()> {
     notify::stopping();
     tracing::info!(
-        deadline_ms = settings.daemon.shutdown_timeout.as_millis() as u64,
+        deadline_ms = crate::domain::millis(settings.daemon.shutdown_timeout),
         "stopping: no new work, waiting for running work"
     );
     if let Some(scheduler) = scheduler {

@@ -682,7 +682,9 @@ pub fn read_secret_file(path: &Path) -> Result<SecretString, String> {
     // Read straight into the spare room of a buffer that is wiped when dropped (no
     // intermediate buffer on the stack); the secret is copied out once, at its exact length
     // (a `String` that shrinks or grows leaves copies in freed memory).
-    let mut content = zeroize::Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));
+    let mut content = zeroize::Zeroizing::new(Vec::with_capacity(
+        usize::try_from(metadata.len()).unwrap_or(0) + 1,
+    ));
     std::io::Read::read_to_end(
         &mut std::io::Read::take(
             std::fs::File::open(path)

@@ -104,7 +104,7 @@ async fn refresh_gauges(context: &Context) -> Option<String> {
     // Every organization has a status row (made with it), so the gauges' rows count them.
     for enabled in [true, false] {
         let count = statuses.iter().filter(|s| s.enabled == enabled).count();
-        crate::telemetry::metrics::organizations(enabled, count as i64);
+        crate::telemetry::metrics::organizations(enabled, i64::try_from(count).unwrap_or(i64::MAX));
     }
     let mut states: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     for status in statuses.iter().filter(|s| s.enabled) {

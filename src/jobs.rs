@@ -143,13 +143,13 @@ pub async fn run(context: &Context, job: JobName, trigger: Trigger) -> anyhow::R
         Ok(_) => tracing::info!(
             job = job.as_str(),
             trigger = trigger.as_str(),
-            elapsed_ms = elapsed.as_millis() as u64,
+            elapsed_ms = crate::domain::millis(elapsed),
             "job succeeded: {summary}"
         ),
         Err(error) => tracing::warn!(
             job = job.as_str(),
             trigger = trigger.as_str(),
-            elapsed_ms = elapsed.as_millis() as u64,
+            elapsed_ms = crate::domain::millis(elapsed),
             "job failed: {error:#}"
         ),
     }

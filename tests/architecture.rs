@@ -7,6 +7,15 @@
 //!
 //! Unit tests (`#[cfg(test)] mod tests`, at the end of a file) are left out.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_lossless,
+    reason = "tests: a failed unwrap is a failed test, and the numbers they cast are small"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

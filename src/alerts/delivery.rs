@@ -44,7 +44,9 @@ pub async fn deliver_outbox(context: &Context) -> anyhow::Result<(usize, usize)>
                 }
                 Err(error) => {
                     let attempts =
-                        rows.iter().map(|row| row.attempts).max().unwrap_or(0) as u32 + 1;
+                        u32::try_from(rows.iter().map(|row| row.attempts).max().unwrap_or(0))
+                            .unwrap_or(0)
+                            + 1;
                     let backoff =
                         std::time::Duration::from_secs(5u64.saturating_mul(1 << attempts.min(16)))
                             .min(settings.max_delivery_backoff);

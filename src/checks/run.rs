@@ -76,7 +76,7 @@ pub async fn check_due(context: &Context) -> anyhow::Result<String> {
     loop {
         // Refill in chunks when half the queue has drained: one claim per chunk, not per check.
         while !exhausted && tasks.len() <= queue_limit / 2 && !context.shutdown.is_cancelled() {
-            let wanted = (queue_limit - tasks.len()).max(1) as i64;
+            let wanted = i64::try_from((queue_limit - tasks.len()).max(1)).unwrap_or(i64::MAX);
             let rows = {
                 let mut connection = context.pool.acquire().await?;
                 let now = Utc::now();
@@ -373,7 +373,7 @@ async fn check_one(
     for kind in &outcome.alerts_resolved {
         tracing::info!(organization = %row.name, alert = %kind, "alert resolved");
     }
-    tracing::info!(organization = %row.name, state = verdict.state.as_str(), elapsed_ms = started.elapsed().as_millis() as u64, "checked");
+    tracing::info!(organization = %row.name, state = verdict.state.as_str(), elapsed_ms = crate::domain::millis(started.elapsed()), "checked");
     Ok(outcome)
 }
 
@@ -384,8 +384,10 @@ pub fn next_check(
     interval: std::time::Duration,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    let interval = interval.as_secs().max(1) as i64;
-    let phase = (organization_id.as_u128() % interval as u128) as i64;
+    // At most a year: a longer interval is refused by the configuration anyway.
+    let interval = interval.as_secs().clamp(1, 366 * 86_400);
+    let phase = i64::try_from(organization_id.as_u128() % u128::from(interval)).unwrap_or(0);
+    let interval = i64::try_from(interval).unwrap_or(i64::MAX);
     let now_secs = now.timestamp();
     let offset = (now_secs - phase).rem_euclid(interval);
     let mut next = now_secs - offset + interval;

@@ -98,7 +98,7 @@ pub async fn status(settings: Settings, output: Output) -> anyhow::Result<()> {
     }
     let badness = |state: &str| {
         State::parse(state)
-            .map(|s| s.badness() as i32)
+            .map(|s| i32::from(s.badness()))
             .unwrap_or(-1)
     };
     let mut by_state: Vec<(String, usize)> = counts.into_iter().collect();

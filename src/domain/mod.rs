@@ -13,6 +13,11 @@ pub mod plan;
 pub mod rotation;
 
 pub use findings::{FindingKind, Severity};
+
+/// A duration in whole milliseconds, for log fields (saturating, never wrapping).
+pub fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
 pub use rotation::RotationStep;
 
 pub use kodo_microsoft::ids::{

@@ -322,7 +322,7 @@ async fn run_command(
         .map_err(|error| format!("cannot run {}: {error}", program.display()))?;
     let group = child
         .id()
-        .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?));
     let mut stdin = child.stdin.take().expect("piped");
     let mut secret =
         crate::secret_buf::SecretBuf::with_capacity(delivery.secret.expose_secret().len() + 1);

@@ -491,7 +491,7 @@ async fn record_failure(
     at_step: Option<RotationStep>,
     failure: Failure,
 ) -> anyhow::Error {
-    let failures = rotation.attempts as u32 + 1;
+    let failures = u32::try_from(rotation.attempts).unwrap_or(0) + 1;
     let next = Utc::now()
         + match failure.reason {
             FailureReason::MicrosoftUnavailable => plan::transient_backoff(failures),

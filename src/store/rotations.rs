@@ -315,7 +315,7 @@ pub async fn learn_lifetime_limit(
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE organizations SET secret_lifetime_limit_days = $2 WHERE id = $1")
         .bind(organization_id)
-        .bind(days as i32)
+        .bind(i32::try_from(days).unwrap_or(i32::MAX))
         .execute(connection)
         .await
         .map(|_| ())
@@ -420,7 +420,8 @@ pub async fn history(
 /// same millisecond shared a lock, and one of them waited for the other's rotation.)
 fn lock_key(organization_id: Uuid) -> i64 {
     let (high, low) = organization_id.as_u64_pair();
-    (high ^ low) as i64
+    // The bits as they are: PostgreSQL advisory lock keys are signed.
+    (high ^ low).cast_signed()
 }
 
 /// Takes the organization's rotation lock on this connection (session-level: held until

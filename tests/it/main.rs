@@ -6,6 +6,15 @@
 //! (`required-features` in Cargo.toml; scripts/test passes it). Plain `cargo test` builds
 //! and runs the unit tests.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_lossless,
+    reason = "tests: a failed unwrap is a failed test, and the numbers they cast are small"
+)]
+
 mod alertmanager;
 mod checks;
 mod config;

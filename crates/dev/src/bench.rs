@@ -592,7 +592,10 @@ async fn run_rotate(
         requests as f64 / n as f64
     );
     anyhow::ensure!(
-        finished == n as i64 && added == n as u64 && removed == n as u64 && files == n,
+        usize::try_from(finished).is_ok_and(|finished| finished == n)
+            && added == n as u64
+            && removed == n as u64
+            && files == n,
         "not every rotation finished exactly once"
     );
     Ok(())

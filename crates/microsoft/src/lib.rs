@@ -81,7 +81,7 @@ pub async fn read_body(
         return Err(BodyError::TooLarge);
     }
     let mut body = crate::secret_buf::SecretBuf::with_capacity(
-        length.map_or(16 << 10, |length| length as usize),
+        length.map_or(16 << 10, |length| usize::try_from(length).unwrap_or(limit)),
     );
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
         if body.len() + chunk.len() > limit {

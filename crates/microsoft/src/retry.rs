@@ -111,7 +111,7 @@ impl RetryPolicy {
             }
             tracing::debug!(
                 attempt = attempts,
-                wait_ms = wait.as_millis() as u64,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                 "retrying: {error}"
             );
             tokio::time::sleep(wait).await;

@@ -611,7 +611,9 @@ fn add_password(
         secret: secret.clone(),
         start,
         end,
-        usable_from: Utc::now() + chrono::Duration::seconds(propagation as i64),
+        usable_from: Utc::now()
+            + chrono::Duration::try_seconds(i64::try_from(propagation).unwrap_or(i64::MAX))
+                .unwrap_or(chrono::Duration::MAX),
     };
     let response = credential_json(&credential, Some(&secret));
     tenant

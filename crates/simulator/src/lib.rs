@@ -378,7 +378,7 @@ fn apply_faults(
         if let Some(wait) = window.take(budget, Duration::from_secs(faults.retry_after_secs.max(1)))
         {
             // Retry-After is whole seconds: round up, so a client that honours it is in the next window.
-            let seconds = wait.as_millis().div_ceil(1000).max(1) as u64;
+            let seconds = u64::try_from(wait.as_millis().div_ceil(1000).max(1)).unwrap_or(u64::MAX);
             return Some(throttled(kind, seconds));
         }
     }

@@ -1,6 +1,15 @@
 //! The simulator's binary as a user runs it: Microsoft's own client library (MSAL for
 //! Python) gets tokens from `kodo-simulator --tls`, and bad scenario files get clear errors.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_lossless,
+    reason = "tests: a failed unwrap is a failed test, and the numbers they cast are small"
+)]
+
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 
