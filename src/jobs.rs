@@ -95,6 +95,7 @@ impl Trigger {
 /// Runs `job` once: records the run, logs one summary line, updates the metrics.
 /// Returns the summary, or the error that ended the run. Frequent jobs that found
 /// nothing to do (an empty summary) leave no record and no log line.
+#[tracing::instrument(name = "job", skip_all, fields(job = job.as_str()))]
 pub async fn run(context: &Context, job: JobName, trigger: Trigger) -> anyhow::Result<String> {
     let started = Instant::now();
     let started_at = Utc::now();

@@ -288,7 +288,12 @@ async fn judge(
         return Ok(Some((first, first_look)));
     }
     // Access looks gone: believe it only if a second look agrees.
-    tracing::info!(organization = %row.name, state = first.state.as_str(), "looks like {}: confirming in {}s", first.state.as_str(), context.settings.checks.confirm_delay.as_secs());
+    tracing::info!(
+        state = first.state.as_str(),
+        "looks like {}: confirming in {}s",
+        first.state.as_str(),
+        context.settings.checks.confirm_delay.as_secs()
+    );
     tokio::select! {
         _ = tokio::time::sleep(context.settings.checks.confirm_delay) => {}
         _ = context.shutdown.cancelled() => anyhow::bail!("shutting down before confirming {}", row.name),
@@ -316,6 +321,7 @@ async fn judge(
     Ok(Some((second, second_look)))
 }
 
+#[tracing::instrument(name = "check", skip_all, fields(organization = %row.name))]
 async fn check_one(
     context: &Context,
     row: TargetRow,
@@ -353,7 +359,9 @@ async fn check_one(
                 row.name
             );
         }
-        tracing::info!(organization = %row.name, "the current secret changed during the check: checking again with the new one");
+        tracing::info!(
+            "the current secret changed during the check: checking again with the new one"
+        );
         let mut connection = context.pool.acquire().await?;
         row = store::checks::targets(&mut connection, &[row.id])
             .await?
@@ -368,12 +376,16 @@ async fn check_one(
             .find(|f| f.kind.as_str() == kind)
             .map(|f| f.message.as_str())
             .unwrap_or("checks keep failing");
-        tracing::warn!(organization = %row.name, alert = %kind, "alert firing: {message}");
+        tracing::warn!(alert = %kind, "alert firing: {message}");
     }
     for kind in &outcome.alerts_resolved {
-        tracing::info!(organization = %row.name, alert = %kind, "alert resolved");
+        tracing::info!(alert = %kind, "alert resolved");
     }
-    tracing::info!(organization = %row.name, state = verdict.state.as_str(), elapsed_ms = crate::domain::millis(started.elapsed()), "checked");
+    tracing::info!(
+        state = verdict.state.as_str(),
+        elapsed_ms = crate::domain::millis(started.elapsed()),
+        "checked"
+    );
     Ok(outcome)
 }
 

@@ -328,6 +328,7 @@ enum Progress {
     Verify(Uuid),
 }
 
+#[tracing::instrument(name = "rotation", skip_all, fields(organization = %organization_id))]
 async fn rotate_with(
     context: &Context,
     organization_id: Uuid,
