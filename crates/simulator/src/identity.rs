@@ -201,73 +201,13 @@ pub fn token(
     };
     let tenant_id = tenant.id;
     let reply = |response| (Err(response), Some(tenant_id));
-    if form.grant_type.as_deref() != Some("client_credentials") {
-        return reply(entra_error(
-            S::BAD_REQUEST,
-            "unsupported_grant_type",
-            70003,
-            "The app requested an unsupported grant type.",
-        ));
-    }
-    let basic = basic_credentials(headers);
-    let client_id = form
-        .client_id
-        .clone()
-        .or_else(|| basic.as_ref().map(|(user, _)| user.clone()));
-    let Some(client_id) = client_id.filter(|id| !id.is_empty()) else {
-        return reply(entra_error(
-            S::BAD_REQUEST,
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'client_id'.",
-        ));
+    let (client_id, secret, scope) = match credentials_and_scope(&form, headers) {
+        Ok(parts) => parts,
+        Err(response) => return reply(response),
     };
-    let secret = form
-        .client_secret
-        .clone()
-        .or_else(|| basic.map(|(_, password)| password));
-    let Some(scope) = form
-        .scope
-        .as_deref()
-        .filter(|scope| !scope.trim().is_empty())
-    else {
-        return reply(entra_error(
-            S::BAD_REQUEST,
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'scope'.",
-        ));
-    };
-    let scopes: Vec<&str> = scope.split_whitespace().collect();
-    if scopes.iter().any(|scope| !scope.ends_with("/.default")) {
-        return reply(entra_error(
-            S::BAD_REQUEST,
-            "invalid_scope",
-            1002012,
-            &format!(
-                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
-            ),
-        ));
-    }
-    if scopes.len() > 1 {
-        return reply(entra_error(
-            S::BAD_REQUEST,
-            "invalid_scope",
-            700022,
-            "The provided value for the input parameter scope is not valid because it contains more than one resource.",
-        ));
-    }
-    let Some((resource, audience)) = resolve_scope(world, tenant_id, scopes[0]) else {
-        return reply(entra_error(
-            S::BAD_REQUEST,
-            "invalid_resource",
-            500011,
-            &format!(
-                "The resource principal named {} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
-                scopes[0].trim_end_matches("/.default"),
-                tenant.domain
-            ),
-        ));
+    let (resource, audience) = match requested_resource(world, tenant, &scope) {
+        Ok(resolved) => resolved,
+        Err(response) => return reply(response),
     };
     let application = Uuid::try_parse(&client_id)
         .ok()
@@ -304,53 +244,8 @@ pub fn token(
             ),
         ));
     }
-    let Some(secret) = secret.filter(|secret| !secret.is_empty()) else {
-        return reply(entra_error(
-            S::UNAUTHORIZED,
-            "invalid_client",
-            7000218,
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-        ));
-    };
-    let now = tenant.now();
-    let matching = application
-        .credentials
-        .iter()
-        .find(|credential| credential.secret == secret);
-    let invalid = || {
-        entra_error(
-            S::UNAUTHORIZED,
-            "invalid_client",
-            7000215,
-            &format!(
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
-            ),
-        )
-    };
-    let Some(credential) = matching else {
-        return reply(invalid());
-    };
-    if credential.end <= now {
-        return reply(entra_error(
-            S::UNAUTHORIZED,
-            "invalid_client",
-            7000222,
-            &format!(
-                "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
-            ),
-        ));
-    }
-    if credential.usable_from > Utc::now() {
-        // Not replicated yet: Entra does not know this secret in this region.
-        return reply(invalid());
-    }
-    if tenant.policy.conditional_access_blocks {
-        return reply(entra_error(
-            S::BAD_REQUEST,
-            "invalid_grant",
-            53003,
-            "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
-        ));
+    if let Err(response) = check_secret(tenant, application, &client_id, secret) {
+        return reply(response);
     }
     let roles: Vec<String> = principal
         .assignments
@@ -380,6 +275,167 @@ pub fn token(
         uti: Uuid::new_v4().simple().to_string(),
     };
     (Ok(claims), Some(tenant_id))
+}
+
+/// The client secret against the application's: present, known, not expired, replicated,
+/// and no Conditional Access policy in the way.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer, built once for a refused request"
+)]
+fn check_secret(
+    tenant: &super::model::Tenant,
+    application: &super::model::Application,
+    client_id: &str,
+    secret: Option<String>,
+) -> Result<(), Response> {
+    use StatusCode as S;
+    let Some(secret) = secret.filter(|secret| !secret.is_empty()) else {
+        return Err(entra_error(
+            S::UNAUTHORIZED,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        ));
+    };
+    let now = tenant.now();
+    let matching = application
+        .credentials
+        .iter()
+        .find(|credential| credential.secret == secret);
+    let invalid = || {
+        entra_error(
+            S::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            &format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+            ),
+        )
+    };
+    let Some(credential) = matching else {
+        return Err(invalid());
+    };
+    if credential.end <= now {
+        return Err(entra_error(
+            S::UNAUTHORIZED,
+            "invalid_client",
+            7000222,
+            &format!(
+                "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+            ),
+        ));
+    }
+    if credential.usable_from > Utc::now() {
+        // Not replicated yet: Entra does not know this secret in this region.
+        return Err(invalid());
+    }
+    if tenant.policy.conditional_access_blocks {
+        return Err(entra_error(
+            S::BAD_REQUEST,
+            "invalid_grant",
+            53003,
+            "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+        ));
+    }
+    Ok(())
+}
+
+/// The grant's parts: the client id and secret (from the form or HTTP basic auth) and the
+/// scope, or Entra's answer to what is missing.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer, built once for a refused request"
+)]
+fn credentials_and_scope(
+    form: &TokenForm,
+    headers: &HeaderMap,
+) -> Result<(String, Option<String>, String), Response> {
+    use StatusCode as S;
+    if form.grant_type.as_deref() != Some("client_credentials") {
+        return Err(entra_error(
+            S::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        ));
+    }
+    let basic = basic_credentials(headers);
+    let client_id = form
+        .client_id
+        .clone()
+        .or_else(|| basic.as_ref().map(|(user, _)| user.clone()));
+    let Some(client_id) = client_id.filter(|id| !id.is_empty()) else {
+        return Err(entra_error(
+            S::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'client_id'.",
+        ));
+    };
+    let secret = form
+        .client_secret
+        .clone()
+        .or_else(|| basic.map(|(_, password)| password));
+    let Some(scope) = form
+        .scope
+        .as_deref()
+        .filter(|scope| !scope.trim().is_empty())
+    else {
+        return Err(entra_error(
+            S::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'scope'.",
+        ));
+    };
+    Ok((client_id, secret, scope.to_string()))
+}
+
+/// The one resource a client-credentials scope names (`{resource}/.default`), and the
+/// audience its token carries.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer, built once for a refused request"
+)]
+fn requested_resource(
+    world: &World,
+    tenant: &super::model::Tenant,
+    scope: &str,
+) -> Result<(Resource, String), Response> {
+    use StatusCode as S;
+    let scopes: Vec<&str> = scope.split_whitespace().collect();
+    if scopes.iter().any(|scope| !scope.ends_with("/.default")) {
+        return Err(entra_error(
+            S::BAD_REQUEST,
+            "invalid_scope",
+            1002012,
+            &format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        ));
+    }
+    if scopes.len() > 1 {
+        return Err(entra_error(
+            S::BAD_REQUEST,
+            "invalid_scope",
+            700022,
+            "The provided value for the input parameter scope is not valid because it contains more than one resource.",
+        ));
+    }
+    let Some((resource, audience)) = resolve_scope(world, tenant.id, scopes[0]) else {
+        return Err(entra_error(
+            S::BAD_REQUEST,
+            "invalid_resource",
+            500011,
+            &format!(
+                "The resource principal named {} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+                scopes[0].trim_end_matches("/.default"),
+                tenant.domain
+            ),
+        ));
+    };
+    Ok((resource, audience))
 }
 
 /// Signs the token and answers 200. Called without the world lock held: signing is the
