@@ -393,28 +393,8 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
         .fetch_one(&pool)
         .await?;
 
-    // A second sweep: the steady state, where nothing changed and no alert fires anew.
-    sqlx::query("UPDATE organization_status SET next_check_at = now()")
-        .execute(&pool)
-        .await?;
-    http.post(format!("{base}/_sim/counters/reset"))
-        .send()
-        .await?;
-    let statements_before_2 = kodo_access::store::statements_sent();
-    let cpu_before_2 = cpu_time();
-    let started_2 = Instant::now();
-    kodo_access::checks::run::check_due(&context).await?;
-    let wall_2 = started_2.elapsed();
-    let cpu_2 = cpu_time() - cpu_before_2;
-    let statements_2 = kodo_access::store::statements_sent() - statements_before_2;
-    let requests_2 = http
-        .get(format!("{base}/_sim/counters"))
-        .send()
-        .await?
-        .json::<serde_json::Value>()
-        .await?["total"]
-        .as_u64()
-        .unwrap_or(0);
+    let (wall_2, cpu_2, statements_2, requests_2) =
+        second_sweep(&context, &pool, &http, &base).await?;
     pool.close().await;
     let r = requests as f64 / n as f64;
     let bound =
@@ -472,6 +452,38 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
         statements_2 as f64 / n as f64
     );
     Ok(())
+}
+
+/// A second sweep: the steady state, where nothing changed and no alert fires anew. Its
+/// wall time, CPU, SQL statements and requests.
+async fn second_sweep(
+    context: &kodo_access::context::Context,
+    pool: &sqlx::PgPool,
+    http: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<(Duration, Duration, u64, u64)> {
+    sqlx::query("UPDATE organization_status SET next_check_at = now()")
+        .execute(pool)
+        .await?;
+    http.post(format!("{base}/_sim/counters/reset"))
+        .send()
+        .await?;
+    let statements_before_2 = kodo_access::store::statements_sent();
+    let cpu_before_2 = cpu_time();
+    let started_2 = Instant::now();
+    kodo_access::checks::run::check_due(context).await?;
+    let wall_2 = started_2.elapsed();
+    let cpu_2 = cpu_time() - cpu_before_2;
+    let statements_2 = kodo_access::store::statements_sent() - statements_before_2;
+    let requests_2 = http
+        .get(format!("{base}/_sim/counters"))
+        .send()
+        .await?
+        .json::<serde_json::Value>()
+        .await?["total"]
+        .as_u64()
+        .unwrap_or(0);
+    Ok((wall_2, cpu_2, statements_2, requests_2))
 }
 
 #[derive(Debug, clap::Args)]

@@ -217,6 +217,29 @@ exchange_resource = "https://outlook.office365.com"
             .unwrap_or_default()
     );
 
+    let pool = register(&settings).await?;
+
+    say("kodo-access run: checks every 10 s; watch the alerts fire, and adatum's secret rotate");
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(kodo_access::app::run_until(
+        settings.clone(),
+        shutdown.clone(),
+    ));
+    let stopped_early = wait(phase, interrupted).await;
+    if !stopped_early {
+        heal_and_show(&pool, &sim.base_url, &backup, phase, interrupted).await?;
+    }
+    say("stopping the daemon (as SIGTERM would)");
+    shutdown.cancel();
+    let outcome = daemon.await?;
+    pool.close().await;
+    sim.stop().await;
+    outcome
+}
+
+/// Registers the six organizations (secrets sealed at rest); only Tailspin is checked on
+/// SharePoint.
+async fn register(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
     say("register the six organizations (secrets sealed at rest)");
     let pool = kodo_access::store::connect(&settings.database).await?;
     kodo_access::store::migrate(&pool).await?;
@@ -262,68 +285,65 @@ exchange_resource = "https://outlook.office365.com"
             .await?;
         }
     }
+    Ok(pool)
+}
 
-    say("kodo-access run: checks every 10 s; watch the alerts fire, and adatum's secret rotate");
-    let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(kodo_access::app::run_until(
-        settings.clone(),
-        shutdown.clone(),
-    ));
-    let stopped_early = wait(phase, interrupted).await;
-    if !stopped_early {
-        print_fleet(&pool).await?;
-        say("heal fabrikam: its admin grants consent for Exchange Online again");
-        let tenant = ORGANIZATIONS[1].1;
-        let app = ORGANIZATIONS[1].2;
-        let response = reqwest::Client::new()
-            .post(format!(
-                "{}/_sim/tenants/{tenant}/apps/{app}/consent/grant",
-                sim.base_url
-            ))
-            .json(&serde_json::json!({"resource": "exchange"}))
-            .send()
-            .await?;
-        println!("simulated cloud: {}", response.text().await?);
-        // Rather than wait for its next turn, ask for fabrikam's check now.
+/// The second half: fabrikam heals and is checked at once; then what rotated and what the
+/// backup server received.
+async fn heal_and_show(
+    pool: &sqlx::PgPool,
+    simulator: &str,
+    backup: &std::path::Path,
+    phase: Duration,
+    interrupted: &CancellationToken,
+) -> anyhow::Result<()> {
+    print_fleet(pool).await?;
+    say("heal fabrikam: its admin grants consent for Exchange Online again");
+    let tenant = ORGANIZATIONS[1].1;
+    let app = ORGANIZATIONS[1].2;
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/_sim/tenants/{tenant}/apps/{app}/consent/grant",
+            simulator
+        ))
+        .json(&serde_json::json!({"resource": "exchange"}))
+        .send()
+        .await?;
+    println!("simulated cloud: {}", response.text().await?);
+    // Rather than wait for its next turn, ask for fabrikam's check now.
+    let mut connection = pool.acquire().await?;
+    let fabrikam = kodo_access::store::organizations::find(
+        &mut connection,
+        &kodo_access::domain::OrgRef::Name("fabrikam".into()),
+    )
+    .await?
+    .expect("registered");
+    kodo_access::store::checks::check_soon(&mut connection, fabrikam.id).await?;
+    drop(connection);
+    if !wait(phase, interrupted).await {
+        print_fleet(pool).await?;
+        say("rotations, and what the backup server received");
         let mut connection = pool.acquire().await?;
-        let fabrikam = kodo_access::store::organizations::find(
-            &mut connection,
-            &kodo_access::domain::OrgRef::Name("fabrikam".into()),
-        )
-        .await?
-        .expect("registered");
-        kodo_access::store::checks::check_soon(&mut connection, fabrikam.id).await?;
-        drop(connection);
-        if !wait(phase, interrupted).await {
-            print_fleet(&pool).await?;
-            say("rotations, and what the backup server received");
-            let mut connection = pool.acquire().await?;
-            for row in kodo_access::store::rotations::history(&mut connection, None).await? {
-                println!(
-                    "  {:<10} rotation {} {} (new secret id {})",
-                    row.organization,
-                    row.id,
-                    row.step,
-                    row.new_key_id.map(|k| k.to_string()).unwrap_or_default()
-                );
-            }
-            for entry in std::fs::read_dir(&backup)? {
-                let path = entry?.path();
-                let document: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-                println!(
-                    "  {} (secret id {}, the secret itself not shown)",
-                    path.display(),
-                    document["secret_id"].as_str().unwrap_or_default()
-                );
-            }
+        for row in kodo_access::store::rotations::history(&mut connection, None).await? {
+            println!(
+                "  {:<10} rotation {} {} (new secret id {})",
+                row.organization,
+                row.id,
+                row.step,
+                row.new_key_id.map(|k| k.to_string()).unwrap_or_default()
+            );
+        }
+        for entry in std::fs::read_dir(backup)? {
+            let path = entry?.path();
+            let document: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+            println!(
+                "  {} (secret id {}, the secret itself not shown)",
+                path.display(),
+                document["secret_id"].as_str().unwrap_or_default()
+            );
         }
     }
-    say("stopping the daemon (as SIGTERM would)");
-    shutdown.cancel();
-    let outcome = daemon.await?;
-    pool.close().await;
-    sim.stop().await;
-    outcome
+    Ok(())
 }
 
 /// Waits `phase`; true when the user pressed Ctrl-C first.

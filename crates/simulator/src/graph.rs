@@ -300,28 +300,7 @@ fn route(
             list_assignments(world, tenant_id, claims, caller, object_id, request),
             "graph appRoleAssignments",
         ),
-        ["users"] if *method == Method::GET => {
-            let response = if has_any(
-                claims,
-                &[
-                    "User.Read.All",
-                    "User.ReadWrite.All",
-                    "Directory.Read.All",
-                    "Directory.ReadWrite.All",
-                ],
-            ) {
-                json(
-                    StatusCode::OK,
-                    serde_json::json!({
-                        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users(id)",
-                        "value": [{ "id": Uuid::new_v5(&tenant_id, b"first-user") }],
-                    }),
-                )
-            } else {
-                denied()
-            };
-            (response, "graph users")
-        }
+        ["users"] if *method == Method::GET => (list_users(tenant_id, claims), "graph users"),
         _ => (
             graph_error(
                 StatusCode::BAD_REQUEST,
@@ -333,6 +312,29 @@ fn route(
             ),
             "graph",
         ),
+    }
+}
+
+/// `GET /users`: one user, when the token may read users.
+fn list_users(tenant_id: Uuid, claims: &AccessClaims) -> Response {
+    if has_any(
+        claims,
+        &[
+            "User.Read.All",
+            "User.ReadWrite.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ],
+    ) {
+        json(
+            StatusCode::OK,
+            serde_json::json!({
+                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users(id)",
+                "value": [{ "id": Uuid::new_v5(&tenant_id, b"first-user") }],
+            }),
+        )
+    } else {
+        denied()
     }
 }
 
