@@ -21,7 +21,6 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use crate::config::{ConfigError, CryptoSettings, SecretSource};
 
@@ -103,16 +102,16 @@ pub fn generate_key_file(path: &Path) -> anyhow::Result<String> {
 /// Which row a sealed secret belongs to: the associated data of the AEAD.
 #[derive(Debug, Clone, Copy)]
 pub struct SealContext {
-    pub organization_id: Uuid,
-    pub credential_id: Uuid,
+    pub organization_id: crate::domain::OrganizationId,
+    pub credential_id: crate::domain::CredentialId,
 }
 
 impl SealContext {
     fn associated_data(&self) -> Vec<u8> {
         let mut data = Vec::with_capacity(AAD_DOMAIN.len() + 32);
         data.extend_from_slice(AAD_DOMAIN);
-        data.extend_from_slice(self.organization_id.as_bytes());
-        data.extend_from_slice(self.credential_id.as_bytes());
+        data.extend_from_slice(self.organization_id.as_uuid().as_bytes());
+        data.extend_from_slice(self.credential_id.as_uuid().as_bytes());
         data
     }
 }
@@ -224,8 +223,8 @@ mod tests {
 
     fn context() -> SealContext {
         SealContext {
-            organization_id: Uuid::new_v4(),
-            credential_id: Uuid::new_v4(),
+            organization_id: crate::domain::OrganizationId::new(),
+            credential_id: crate::domain::CredentialId::new(),
         }
     }
 
@@ -248,11 +247,11 @@ mod tests {
         let original = context();
         let sealed = keyring.seal(&SecretString::from("s"), original);
         let other_credential = SealContext {
-            credential_id: Uuid::new_v4(),
+            credential_id: crate::domain::CredentialId::new(),
             ..original
         };
         let other_org = SealContext {
-            organization_id: Uuid::new_v4(),
+            organization_id: crate::domain::OrganizationId::new(),
             ..original
         };
         assert!(matches!(

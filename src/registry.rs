@@ -11,7 +11,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use secrecy::SecretString;
 use serde::Deserialize;
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
 use crate::crypto::{Keyring, SealContext};
 use crate::domain::{
@@ -169,7 +168,10 @@ pub struct Registry<'a> {
 
 impl Registry<'_> {
     /// Registers one organization with its secret.
-    pub async fn add(&self, input: NewOrganizationInput) -> anyhow::Result<Uuid> {
+    pub async fn add(
+        &self,
+        input: NewOrganizationInput,
+    ) -> anyhow::Result<crate::domain::OrganizationId> {
         let mut transaction = self.pool.begin().await?;
         let id = self.add_in(&mut transaction, &input, None).await?;
         transaction.commit().await?;
@@ -181,7 +183,7 @@ impl Registry<'_> {
     pub async fn import(
         &self,
         inputs: Vec<(String, NewOrganizationInput)>,
-    ) -> anyhow::Result<Vec<Uuid>> {
+    ) -> anyhow::Result<Vec<crate::domain::OrganizationId>> {
         let mut seen_names = HashSet::new();
         let mut seen_pairs = HashSet::new();
         for (position, input) in &inputs {
@@ -215,7 +217,7 @@ impl Registry<'_> {
         connection: &mut PgConnection,
         input: &NewOrganizationInput,
         import_position: Option<&str>,
-    ) -> anyhow::Result<Uuid> {
+    ) -> anyhow::Result<crate::domain::OrganizationId> {
         // In an import, errors name the row and the field; for a single add, just the problem.
         let prefix = |field: &str| match import_position {
             Some(position) => format!("{position}, field {field}: "),
@@ -258,7 +260,7 @@ impl Registry<'_> {
             ))
             .into());
         }
-        let id = Uuid::now_v7();
+        let id = crate::domain::OrganizationId::new();
         let inserted = store::organizations::insert(
             connection,
             store::organizations::NewOrganization {
@@ -320,10 +322,10 @@ impl Registry<'_> {
     async fn store_secret(
         &self,
         connection: &mut PgConnection,
-        organization_id: Uuid,
+        organization_id: crate::domain::OrganizationId,
         organization_name: &str,
         secret: &SecretInput,
-    ) -> anyhow::Result<Uuid> {
+    ) -> anyhow::Result<crate::domain::CredentialId> {
         let retired = store::credentials::retire_current(connection, organization_id).await?;
         if let Some(retired) = &retired {
             store::audit::record(
@@ -341,7 +343,7 @@ impl Registry<'_> {
             )
             .await?;
         }
-        let credential_id = Uuid::now_v7();
+        let credential_id = crate::domain::CredentialId::new();
         let sealed = self.keyring.seal(
             secret.secret.secret(),
             SealContext {
@@ -404,7 +406,7 @@ impl Registry<'_> {
         &self,
         reference: &OrgRef,
         secret: SecretInput,
-    ) -> anyhow::Result<Uuid> {
+    ) -> anyhow::Result<crate::domain::CredentialId> {
         let mut transaction = self.pool.begin().await?;
         let organization = locked(&mut transaction, reference).await?;
         let credential_id = self

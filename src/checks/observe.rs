@@ -20,7 +20,7 @@ use crate::microsoft::{Endpoints, GraphError, MicrosoftClient, Resource, TokenEr
 
 /// One organization, ready to be checked.
 pub struct Target {
-    pub organization_id: Uuid,
+    pub organization_id: crate::domain::OrganizationId,
     pub name: String,
     pub endpoints: Endpoints,
     /// The resources to check (Graph is always asked, it is how the rest is read).

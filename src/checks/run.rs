@@ -26,7 +26,7 @@ use crate::target::{endpoints, resources};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CheckOutcome {
     pub organization: String,
-    pub organization_id: Uuid,
+    pub organization_id: crate::domain::OrganizationId,
     pub state: State,
     /// The state before this check.
     pub previous_state: String,
@@ -136,7 +136,7 @@ fn spawn_check(tasks: &mut CheckTasks, context: &Context, limits: &Arc<Limits>, 
 /// Checks the given organizations now, concurrently; one's failure never stops the others.
 pub async fn check_organizations(
     context: &Context,
-    ids: &[Uuid],
+    ids: &[crate::domain::OrganizationId],
 ) -> anyhow::Result<Vec<(String, anyhow::Result<CheckOutcome>)>> {
     let rows = {
         let mut connection = context.pool.acquire().await?;
@@ -205,8 +205,8 @@ fn rotation_view(context: &Context, row: &TargetRow) -> RotationView {
 /// credential), for the check and the rotation alike.
 pub fn open_sealed(
     context: &Context,
-    organization_id: Uuid,
-    credential_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
+    credential_id: crate::domain::CredentialId,
     seal_key_id: &str,
     sealed: &[u8],
 ) -> Result<SecretString, String> {
@@ -392,13 +392,14 @@ async fn check_one(
 /// The next check time: each organization keeps its own phase within the interval, so
 /// checks spread evenly instead of bunching where organizations were added.
 pub fn next_check(
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     interval: std::time::Duration,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
     // At most a year: a longer interval is refused by the configuration anyway.
     let interval = interval.as_secs().clamp(1, 366 * 86_400);
-    let phase = i64::try_from(organization_id.as_u128() % u128::from(interval)).unwrap_or(0);
+    let phase =
+        i64::try_from(organization_id.as_uuid().as_u128() % u128::from(interval)).unwrap_or(0);
     let interval = i64::try_from(interval).unwrap_or(i64::MAX);
     let now_secs = now.timestamp();
     let offset = (now_secs - phase).rem_euclid(interval);
@@ -614,7 +615,7 @@ mod tests {
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let mut offsets = std::collections::BTreeSet::new();
         for _ in 0..200 {
-            let id = Uuid::new_v4();
+            let id = crate::domain::OrganizationId::from_uuid(Uuid::new_v4());
             let next = next_check(id, interval, now);
             // At least half an interval ahead, at most one and a half.
             assert!(

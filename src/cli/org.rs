@@ -669,7 +669,7 @@ impl ClassifyMessage for serde_json::Error {
 
 #[derive(Serialize)]
 struct OrganizationView {
-    id: uuid::Uuid,
+    id: crate::domain::OrganizationId,
     name: String,
     tenant_id: uuid::Uuid,
     client_id: uuid::Uuid,
@@ -962,7 +962,7 @@ pub async fn audit(
                 Some(row) => Some(row.id),
                 // A removed organization's history is still in the audit log, by id.
                 None => match reference {
-                    OrgRef::Id(id) => Some(id),
+                    OrgRef::Id(id) => Some(crate::domain::OrganizationId::from_uuid(id)),
                     OrgRef::Name(_) => {
                         return Err(input_error(format!("no organization {reference}")).into());
                     }

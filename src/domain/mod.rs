@@ -9,10 +9,12 @@ use std::fmt;
 use uuid::Uuid;
 
 pub mod findings;
+pub mod ids;
 pub mod plan;
 pub mod rotation;
 
 pub use findings::{FindingKind, Severity};
+pub use ids::{CredentialId, OrganizationId};
 
 /// A duration in whole milliseconds, for log fields (saturating, never wrapping).
 pub fn millis(duration: std::time::Duration) -> u64 {

@@ -228,7 +228,7 @@ const LOST_ANSWERS_PER_ATTEMPT: u32 = 3;
 /// Another kodo-access (or another command) is rotating this organization right now.
 #[derive(Debug, thiserror::Error)]
 #[error("another kodo-access is rotating organization {0} right now")]
-pub struct RotationBusy(pub Uuid);
+pub struct RotationBusy(pub crate::domain::OrganizationId);
 
 /// A failure already recorded in the rotation's journal.
 #[derive(Debug, thiserror::Error)]
@@ -295,7 +295,7 @@ fn start(
 /// thousand rotations can wait at once without a thousand database connections.
 pub async fn rotate(
     context: &Context,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     deliverers: &[Deliverer],
     settings: &RotationSettings,
 ) -> anyhow::Result<Report> {
@@ -314,7 +314,7 @@ pub async fn rotate(
 /// daemon may have finished or claimed it since the job looked).
 pub async fn rotate_if_due(
     context: &Context,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     deliverers: &[Deliverer],
     settings: &RotationSettings,
 ) -> anyhow::Result<Report> {
@@ -331,7 +331,7 @@ enum Progress {
 #[tracing::instrument(name = "rotation", skip_all, fields(organization = %organization_id))]
 async fn rotate_with(
     context: &Context,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     deliverers: &[Deliverer],
     settings: &RotationSettings,
     trigger: Trigger,
@@ -435,7 +435,12 @@ impl DatabaseOutage {
 
     /// One line per outage, not one per retry nor one per rotation: at most one a minute
     /// across every rotation of the process.
-    fn log_once(&self, organization_id: Uuid, error: &anyhow::Error, wait: Duration) {
+    fn log_once(
+        &self,
+        organization_id: crate::domain::OrganizationId,
+        error: &anyhow::Error,
+        wait: Duration,
+    ) {
         use std::sync::atomic::{AtomicI64, Ordering};
         static LAST_SAID: AtomicI64 = AtomicI64::new(0);
         let now = Utc::now().timestamp();
@@ -454,7 +459,7 @@ impl DatabaseOutage {
 
 async fn record_unexpected(
     context: &Context,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     rotation_id: Option<Uuid>,
     error: anyhow::Error,
 ) -> anyhow::Error {
@@ -534,7 +539,7 @@ async fn record_failure(
 /// One locked stretch: takes the organization's lock, then steps while steps can be taken.
 async fn drive(
     context: &Context,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     deliverers: &[Deliverer],
     settings: &RotationSettings,
     trigger: Trigger,
@@ -588,7 +593,7 @@ enum Next {
 struct Locked<'a> {
     context: &'a Context,
     lock: &'a mut sqlx::pool::PoolConnection<sqlx::Postgres>,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     organization: TargetRow,
     endpoints: Endpoints,
     deliverers: &'a [Deliverer],
@@ -673,7 +678,7 @@ impl Locked<'_> {
         &'e self,
         rotation_id: Uuid,
         action: &'static str,
-        credential_id: Option<Uuid>,
+        credential_id: Option<crate::domain::CredentialId>,
         key_id: Option<Uuid>,
     ) -> AuditEntry<'e> {
         AuditEntry {
@@ -725,7 +730,7 @@ impl Locked<'_> {
 
     async fn credential(
         &self,
-        id: Option<Uuid>,
+        id: Option<crate::domain::CredentialId>,
     ) -> anyhow::Result<store::rotations::CredentialRef> {
         let id = id.ok_or_else(|| anyhow::anyhow!("the rotation has no such secret"))?;
         let mut connection = self.context.pool.acquire().await?;
@@ -944,7 +949,7 @@ impl Locked<'_> {
         rotation: &RotationRow,
         created: NewPassword,
     ) -> anyhow::Result<Next> {
-        let credential_id = Uuid::now_v7();
+        let credential_id = crate::domain::CredentialId::new();
         let sealed = self.context.keyring.seal(
             &created.secret_text,
             SealContext {
@@ -1191,7 +1196,7 @@ impl Locked<'_> {
 
 fn open_credential(
     context: &Context,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     credential: &store::rotations::CredentialRef,
 ) -> anyhow::Result<SecretString> {
     crate::checks::run::open_sealed(
@@ -1212,7 +1217,7 @@ fn open_credential(
 /// rotation); a report when it moved on meanwhile (stop: another daemon has it).
 async fn verify(
     context: &Context,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     rotation_id: Uuid,
     settings: &RotationSettings,
 ) -> anyhow::Result<Option<Report>> {
@@ -1353,7 +1358,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
         store::rotations::candidates(&mut connection).await?
     };
     let now = Utc::now();
-    let due: Vec<(Uuid, String)> = candidates
+    let due: Vec<(crate::domain::OrganizationId, String)> = candidates
         .into_iter()
         .filter(|candidate| config.active_for(&candidate.name, &candidate.settings))
         .filter(|candidate| {
@@ -1422,7 +1427,7 @@ mod tests {
         let now = Utc::now();
         RotationRow {
             id,
-            organization_id: Uuid::nil(),
+            organization_id: crate::domain::OrganizationId::from_uuid(Uuid::nil()),
             step: RotationStep::Added,
             old_credential_id: None,
             new_credential_id: None,

@@ -27,7 +27,7 @@ pub struct NewAlert {
 /// Inserts alerts (one statement for all of them).
 pub async fn insert_firing(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     started_at: DateTime<Utc>,
     alerts: &[NewAlert],
 ) -> Result<(), sqlx::Error> {

@@ -8,9 +8,9 @@ use uuid::Uuid;
 pub struct AuditEntry<'a> {
     pub actor: &'a str,
     pub action: &'a str,
-    pub organization_id: Option<Uuid>,
+    pub organization_id: Option<crate::domain::OrganizationId>,
     pub organization_name: Option<&'a str>,
-    pub credential_id: Option<Uuid>,
+    pub credential_id: Option<crate::domain::CredentialId>,
     pub key_id: Option<Uuid>,
     pub rotation_id: Option<Uuid>,
     pub details: serde_json::Value,
@@ -48,9 +48,9 @@ pub struct AuditRow {
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
-    pub organization_id: Option<Uuid>,
+    pub organization_id: Option<crate::domain::OrganizationId>,
     pub organization_name: Option<String>,
-    pub credential_id: Option<Uuid>,
+    pub credential_id: Option<crate::domain::CredentialId>,
     pub key_id: Option<Uuid>,
     pub rotation_id: Option<Uuid>,
     pub details: serde_json::Value,
@@ -59,7 +59,7 @@ pub struct AuditRow {
 /// Newest first; all organizations when `organization_id` is `None`.
 pub async fn list(
     connection: &mut PgConnection,
-    organization_id: Option<Uuid>,
+    organization_id: Option<crate::domain::OrganizationId>,
     limit: i64,
 ) -> Result<Vec<AuditRow>, sqlx::Error> {
     sqlx::query_as(

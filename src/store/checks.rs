@@ -11,7 +11,7 @@ use uuid::Uuid;
 /// Everything a check needs about one organization, in one row.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TargetRow {
-    pub id: Uuid,
+    pub id: crate::domain::OrganizationId,
     pub name: String,
     pub tenant_id: Uuid,
     pub client_id: Uuid,
@@ -19,7 +19,7 @@ pub struct TargetRow {
     pub sharepoint_host: Option<String>,
     pub labels: Json<BTreeMap<String, String>>,
     pub settings: Json<serde_json::Value>,
-    pub credential_id: Option<Uuid>,
+    pub credential_id: Option<crate::domain::CredentialId>,
     pub key_id: Option<Uuid>,
     pub hint: Option<String>,
     pub end_at: Option<DateTime<Utc>>,
@@ -59,7 +59,7 @@ pub async fn claim_due(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Vec<crate::domain::OrganizationId>, sqlx::Error> {
     super::count_statements(1);
     sqlx::query_scalar(
         "UPDATE organization_status SET next_check_at = $2
@@ -81,7 +81,7 @@ pub async fn claim_due(
 
 pub async fn targets(
     connection: &mut PgConnection,
-    ids: &[Uuid],
+    ids: &[crate::domain::OrganizationId],
 ) -> Result<Vec<TargetRow>, sqlx::Error> {
     super::count_statements(1);
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -93,14 +93,16 @@ pub async fn targets(
 }
 
 /// Every enabled organization's id.
-pub async fn enabled_ids(connection: &mut PgConnection) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn enabled_ids(
+    connection: &mut PgConnection,
+) -> Result<Vec<crate::domain::OrganizationId>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM organizations WHERE enabled ORDER BY name")
         .fetch_all(connection)
         .await
 }
 
 pub struct CheckRecord<'a> {
-    pub organization_id: Uuid,
+    pub organization_id: crate::domain::OrganizationId,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub state: &'a str,
@@ -109,7 +111,7 @@ pub struct CheckRecord<'a> {
 }
 
 pub struct StatusUpdate<'a> {
-    pub organization_id: Uuid,
+    pub organization_id: crate::domain::OrganizationId,
     pub last_known_state: Option<&'a str>,
     pub checked_at: DateTime<Utc>,
     /// `None` when the check failed to complete.
@@ -120,7 +122,7 @@ pub struct StatusUpdate<'a> {
 
 /// What a check learned about the current secret from Microsoft.
 pub struct LearnedSecret {
-    pub credential_id: Uuid,
+    pub credential_id: crate::domain::CredentialId,
     pub key_id: Option<Uuid>,
     pub end_at: Option<DateTime<Utc>>,
 }
@@ -245,7 +247,7 @@ pub async fn gauges(connection: &mut PgConnection) -> Result<Vec<GaugeRow>, sqlx
 
 pub async fn silence(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     until: Option<DateTime<Utc>>,
     reason: Option<&str>,
 ) -> Result<(), sqlx::Error> {
@@ -263,7 +265,7 @@ pub async fn silence(
 /// the due ones), so that no daemon checks them meanwhile.
 pub async fn claim(
     connection: &mut PgConnection,
-    ids: &[Uuid],
+    ids: &[crate::domain::OrganizationId],
     lease_until: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE organization_status SET next_check_at = $2 WHERE organization_id = ANY($1)")
@@ -278,8 +280,8 @@ pub async fn claim(
 /// that no rotation makes another one current meanwhile.
 pub async fn current_credential(
     connection: &mut PgConnection,
-    organization_id: Uuid,
-) -> Result<Option<Uuid>, sqlx::Error> {
+    organization_id: crate::domain::OrganizationId,
+) -> Result<Option<crate::domain::CredentialId>, sqlx::Error> {
     super::count_statements(1);
     sqlx::query_scalar(
         "SELECT id FROM credentials WHERE organization_id = $1 AND status = 'current' FOR SHARE",
@@ -291,7 +293,7 @@ pub async fn current_credential(
 
 pub async fn check_soon(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE organization_status SET next_check_at = now() WHERE organization_id = $1")
         .bind(organization_id)

@@ -8,8 +8,8 @@ use crate::crypto::Sealed;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CredentialRow {
-    pub id: Uuid,
-    pub organization_id: Uuid,
+    pub id: crate::domain::CredentialId,
+    pub organization_id: crate::domain::OrganizationId,
     pub key_id: Option<Uuid>,
     pub hint: Option<String>,
     pub display_name: Option<String>,
@@ -28,8 +28,8 @@ pub struct CredentialRow {
 const COLUMNS: &str = "id, organization_id, key_id, hint, display_name, start_at, end_at, origin, status, rotation_id, secret_key_id, created_at, activated_at, retired_at, removed_at";
 
 pub struct NewCredential<'a> {
-    pub id: Uuid,
-    pub organization_id: Uuid,
+    pub id: crate::domain::CredentialId,
+    pub organization_id: crate::domain::OrganizationId,
     pub key_id: Option<Uuid>,
     pub hint: &'a str,
     pub end_at: Option<DateTime<Utc>>,
@@ -64,7 +64,7 @@ pub async fn insert(
 /// Marks the organization's current credential as `previous` and returns it, if any.
 pub async fn retire_current(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
 ) -> Result<Option<CredentialRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE credentials SET status = 'previous', retired_at = now()
@@ -77,7 +77,7 @@ pub async fn retire_current(
 
 pub async fn list_for_organization(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
 ) -> Result<Vec<CredentialRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM credentials WHERE organization_id = $1 ORDER BY created_at DESC"
@@ -90,8 +90,8 @@ pub async fn list_for_organization(
 /// A sealed secret with the row it is bound to, for re-sealing.
 #[derive(Debug, sqlx::FromRow)]
 pub struct SealedRow {
-    pub id: Uuid,
-    pub organization_id: Uuid,
+    pub id: crate::domain::CredentialId,
+    pub organization_id: crate::domain::OrganizationId,
     pub secret_sealed: Vec<u8>,
     pub secret_key_id: String,
 }
@@ -112,7 +112,7 @@ pub async fn sealed_not_under_key_for_update(
 
 pub async fn replace_sealed(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::CredentialId,
     sealed: &Sealed,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE credentials SET secret_sealed = $2, secret_key_id = $3 WHERE id = $1")

@@ -8,7 +8,7 @@ use crate::domain::OrgRef;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OrganizationRow {
-    pub id: Uuid,
+    pub id: crate::domain::OrganizationId,
     pub name: String,
     pub tenant_id: Uuid,
     pub client_id: Uuid,
@@ -32,7 +32,7 @@ pub struct OrganizationSummary {
 }
 
 pub struct NewOrganization<'a> {
-    pub id: Uuid,
+    pub id: crate::domain::OrganizationId,
     pub name: &'a str,
     pub tenant_id: Uuid,
     pub client_id: Uuid,
@@ -184,7 +184,7 @@ pub async fn list(connection: &mut PgConnection) -> Result<Vec<OrganizationSumma
 
 pub async fn set_enabled(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::OrganizationId,
     enabled: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE organizations SET enabled = $2, updated_at = now() WHERE id = $1")
@@ -195,7 +195,10 @@ pub async fn set_enabled(
         .map(|_| ())
 }
 
-pub async fn delete(connection: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn delete(
+    connection: &mut PgConnection,
+    id: crate::domain::OrganizationId,
+) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM organizations WHERE id = $1")
         .bind(id)
         .execute(connection)
@@ -205,7 +208,7 @@ pub async fn delete(connection: &mut PgConnection, id: Uuid) -> Result<(), sqlx:
 
 pub async fn set_settings(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     settings: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE organizations SET settings = $2, updated_at = now() WHERE id = $1")
@@ -218,7 +221,7 @@ pub async fn set_settings(
 
 pub async fn settings(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::OrganizationId,
 ) -> Result<serde_json::Value, sqlx::Error> {
     sqlx::query_scalar("SELECT settings FROM organizations WHERE id = $1")
         .bind(id)
@@ -228,7 +231,7 @@ pub async fn settings(
 
 pub async fn set_sharepoint_host(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::OrganizationId,
     host: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE organizations SET sharepoint_host = $2, updated_at = now() WHERE id = $1")

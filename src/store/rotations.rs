@@ -11,11 +11,11 @@ use crate::domain::RotationStep;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RotationRow {
     pub id: Uuid,
-    pub organization_id: Uuid,
+    pub organization_id: crate::domain::OrganizationId,
     #[sqlx(try_from = "String")]
     pub step: RotationStep,
-    pub old_credential_id: Option<Uuid>,
-    pub new_credential_id: Option<Uuid>,
+    pub old_credential_id: Option<crate::domain::CredentialId>,
+    pub new_credential_id: Option<crate::domain::CredentialId>,
     pub new_key_id: Option<Uuid>,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
@@ -30,7 +30,7 @@ const COLUMNS: &str = "id, organization_id, step, old_credential_id, new_credent
 /// The organization's unfinished rotation, if any.
 pub async fn open(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
 ) -> Result<Option<RotationRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM rotations WHERE organization_id = $1 AND finished_at IS NULL"
@@ -44,8 +44,8 @@ pub async fn open(
 pub async fn begin(
     connection: &mut PgConnection,
     id: Uuid,
-    organization_id: Uuid,
-    old_credential_id: Option<Uuid>,
+    organization_id: crate::domain::OrganizationId,
+    old_credential_id: Option<crate::domain::CredentialId>,
     reason: &str,
 ) -> Result<RotationRow, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -173,8 +173,8 @@ pub async fn finish(
 
 pub struct NewSecret<'a> {
     pub rotation_id: Uuid,
-    pub credential_id: Uuid,
-    pub organization_id: Uuid,
+    pub credential_id: crate::domain::CredentialId,
+    pub organization_id: crate::domain::OrganizationId,
     pub key_id: Uuid,
     pub hint: Option<&'a str>,
     pub display_name: Option<&'a str>,
@@ -223,8 +223,8 @@ pub async fn added(
 pub async fn activate(
     connection: &mut PgConnection,
     rotation_id: Uuid,
-    organization_id: Uuid,
-    new_credential_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
+    new_credential_id: crate::domain::CredentialId,
     grace: std::time::Duration,
 ) -> Result<bool, sqlx::Error> {
     let at_delivered: Option<Uuid> = sqlx::query_scalar(
@@ -292,7 +292,7 @@ pub async fn removed(connection: &mut PgConnection, id: Uuid) -> Result<(), sqlx
 /// permission granted): the rotation tries again now instead of after its backoff.
 pub async fn retry_soon(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     reasons: &[&str],
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -310,7 +310,7 @@ pub async fn retry_soon(
 /// Remembers the longest lifetime the tenant's policy accepted (in days).
 pub async fn learn_lifetime_limit(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
     days: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE organizations SET secret_lifetime_limit_days = $2 WHERE id = $1")
@@ -323,7 +323,7 @@ pub async fn learn_lifetime_limit(
 
 pub async fn mark_removed(
     connection: &mut PgConnection,
-    credential_id: Uuid,
+    credential_id: crate::domain::CredentialId,
 ) -> Result<(), sqlx::Error> {
     // Its ciphertext is wiped with it: a removed secret has no use, kept it is only a risk.
     sqlx::query(
@@ -337,7 +337,7 @@ pub async fn mark_removed(
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CredentialRef {
-    pub id: Uuid,
+    pub id: crate::domain::CredentialId,
     pub key_id: Option<Uuid>,
     pub end_at: Option<DateTime<Utc>>,
     pub activated_at: Option<DateTime<Utc>>,
@@ -347,7 +347,7 @@ pub struct CredentialRef {
 
 pub async fn credential(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::CredentialId,
 ) -> Result<CredentialRef, sqlx::Error> {
     sqlx::query_as("SELECT id, key_id, end_at, activated_at, secret_sealed, secret_key_id FROM credentials WHERE id = $1")
         .bind(id)
@@ -359,7 +359,7 @@ pub async fn credential(
 /// unfinished rotation.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Candidate {
-    pub organization_id: Uuid,
+    pub organization_id: crate::domain::OrganizationId,
     pub name: String,
     pub settings: serde_json::Value,
     pub start_at: Option<DateTime<Utc>>,
@@ -401,7 +401,7 @@ pub struct HistoryRow {
 /// Rotations, newest first; one organization's when `organization_id` is given.
 pub async fn history(
     connection: &mut PgConnection,
-    organization_id: Option<Uuid>,
+    organization_id: Option<crate::domain::OrganizationId>,
 ) -> Result<Vec<HistoryRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT r.id, o.name AS organization, r.step, r.outcome, r.attempts, r.failure_reason, r.last_error, r.new_key_id,
@@ -418,8 +418,8 @@ pub async fn history(
 /// The advisory-lock key of an organization's rotation: all 128 bits folded into 64.
 /// (The first 8 bytes alone are mostly a UUIDv7's timestamp: organizations imported in the
 /// same millisecond shared a lock, and one of them waited for the other's rotation.)
-fn lock_key(organization_id: Uuid) -> i64 {
-    let (high, low) = organization_id.as_u64_pair();
+fn lock_key(organization_id: crate::domain::OrganizationId) -> i64 {
+    let (high, low) = organization_id.as_uuid().as_u64_pair();
     // The bits as they are: PostgreSQL advisory lock keys are signed.
     (high ^ low).cast_signed()
 }
@@ -429,7 +429,7 @@ fn lock_key(organization_id: Uuid) -> i64 {
 /// another connection holds it.
 pub async fn try_lock(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(lock_key(organization_id))
@@ -439,7 +439,7 @@ pub async fn try_lock(
 
 pub async fn unlock(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
         .bind(lock_key(organization_id))
@@ -451,7 +451,7 @@ pub async fn unlock(
 /// lock is still ours.
 pub async fn still_locked(
     connection: &mut PgConnection,
-    organization_id: Uuid,
+    organization_id: crate::domain::OrganizationId,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
@@ -466,7 +466,9 @@ pub async fn still_locked(
 mod tests {
     #[test]
     fn organizations_created_in_the_same_millisecond_have_their_own_locks() {
-        let ids: Vec<uuid::Uuid> = (0..10_000).map(|_| uuid::Uuid::now_v7()).collect();
+        let ids: Vec<crate::domain::OrganizationId> = (0..10_000)
+            .map(|_| crate::domain::OrganizationId::new())
+            .collect();
         let keys: std::collections::HashSet<i64> =
             ids.iter().map(|id| super::lock_key(*id)).collect();
         assert_eq!(keys.len(), ids.len());

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kodo_access::domain::RotationStep;
 use kodo_access::domain::plan::RotationPolicy;
+use kodo_access::domain::{CredentialId, OrganizationId, RotationStep};
 use kodo_access::rotation::deliver::Deliverer;
 use kodo_access::rotation::procedure::{Reached, RotationSettings, rotate};
 use secrecy::SecretString;
@@ -48,7 +48,7 @@ async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: P
     register_contoso(&env).await;
     // A check learns the current secret's keyId, which removal needs.
     env.exec(&["check", "contoso"]).await.success();
-    let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
+    let organization: OrganizationId = sqlx::query_scalar("SELECT id FROM organizations")
         .fetch_one(&pool)
         .await
         .unwrap();
@@ -223,7 +223,7 @@ async fn a_refused_add_password_records_the_failure_and_changes_nothing(pool: Pg
     .await;
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
     register_contoso(&env).await;
-    let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
+    let organization: OrganizationId = sqlx::query_scalar("SELECT id FROM organizations")
         .fetch_one(&pool)
         .await
         .unwrap();
@@ -263,7 +263,7 @@ async fn a_secret_created_by_a_rotation_that_died_before_storing_it_is_removed(p
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
     register_contoso(&env).await;
     env.exec(&["check", "contoso"]).await.success();
-    let (organization, current): (uuid::Uuid, uuid::Uuid) =
+    let (organization, current): (OrganizationId, CredentialId) =
         sqlx::query_as("SELECT organization_id, id FROM credentials")
             .fetch_one(&pool)
             .await
@@ -463,7 +463,7 @@ async fn two_rotations_of_one_organization_at_once_change_things_once(pool: PgPo
     .await;
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
     register_contoso(&env).await;
-    let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
+    let organization: OrganizationId = sqlx::query_scalar("SELECT id FROM organizations")
         .fetch_one(&pool)
         .await
         .unwrap();
@@ -536,7 +536,7 @@ async fn the_webhook_deliverer_posts_the_new_secret_signed(pool: PgPool) {
     write_file(&key_file, "rotation-hook-key-0123456789abcdef0123\n", 0o600);
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
     register_contoso(&env).await;
-    let organization: uuid::Uuid = sqlx::query_scalar("SELECT id FROM organizations")
+    let organization: OrganizationId = sqlx::query_scalar("SELECT id FROM organizations")
         .fetch_one(&pool)
         .await
         .unwrap();
