@@ -157,16 +157,20 @@ fn rotation_due(
     rotation: &crate::config::RotationSettings,
     status: &crate::store::checks::GaugeRow,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
-    if !status.enabled || !rotation.active_for(&status.name, &status.settings.0) {
+    if !status.enabled {
         return None;
     }
-    status.rotation_next_attempt_at.or_else(|| {
-        Some(crate::domain::plan::due_at(
-            &rotation.policy.for_organization(&status.settings.0),
-            status.secret_start_at,
-            status.secret_expires_at?,
-        ))
-    })
+    crate::target::rotation_status(
+        rotation,
+        &crate::target::RotationFacts {
+            name: &status.name,
+            settings: &status.settings.0,
+            secret_start: status.secret_start_at,
+            secret_end: status.secret_expires_at,
+            next_attempt: status.rotation_next_attempt_at,
+        },
+    )
+    .next_due
 }
 
 /// Serves until `shutdown` is cancelled. Every connection must send a request's headers

@@ -185,10 +185,17 @@ struct Prepared {
 /// What the rotation journal says of the organization, for the verdict.
 fn rotation_view(context: &Context, row: &TargetRow) -> RotationView {
     RotationView {
-        enabled: context
-            .settings
-            .rotation
-            .active_for(&row.name, &row.settings.0),
+        enabled: crate::target::rotation_status(
+            &context.settings.rotation,
+            &crate::target::RotationFacts {
+                name: &row.name,
+                settings: &row.settings.0,
+                secret_start: row.start_at,
+                secret_end: row.end_at,
+                next_attempt: None,
+            },
+        )
+        .is_on(),
         failure: match (&row.rotation_failure, row.rotation_failing_since) {
             (Some(reason), Some(since)) => Some(RotationFailure {
                 reason: crate::domain::rotation::FailureReason::parse(reason),

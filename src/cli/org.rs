@@ -754,26 +754,22 @@ fn rotation_view(
     target: Option<&store::checks::TargetRow>,
     open: Option<&store::rotations::HistoryRow>,
 ) -> serde_json::Value {
-    let organization_settings = target.map(|row| row.settings.0.clone()).unwrap_or_default();
-    let off_because = if !rotation.enabled {
-        Some("rotation.enabled is false")
-    } else if target.is_some_and(|row| rotation.deliverers_for(&row.name).is_empty()) {
-        Some("no [[rotation.*]] deliverer serves this organization")
-    } else if !target.is_some_and(|row| rotation.active_for(&row.name, &organization_settings)) {
-        Some("switched off for this organization (org set --rotation on)")
-    } else {
-        None
-    };
-    let policy = rotation.policy.for_organization(&organization_settings);
-    let next = target.and_then(|row| {
-        row.end_at
-            .map(|end| crate::domain::plan::due_at(&policy, row.start_at, end))
-    });
+    let no_settings = serde_json::Value::Null;
+    let status = crate::target::rotation_status(
+        rotation,
+        &crate::target::RotationFacts {
+            name: target.map_or("", |row| row.name.as_str()),
+            settings: target.map_or(&no_settings, |row| &row.settings.0),
+            secret_start: target.and_then(|row| row.start_at),
+            secret_end: target.and_then(|row| row.end_at),
+            next_attempt: open.map(|row| row.next_attempt_at),
+        },
+    );
     serde_json::json!({
-        "active": off_because.is_none(),
-        "off_because": off_because,
-        "lead_time": humantime::format_duration(policy.lead_time.to_std().unwrap_or_default()).to_string(),
-        "next_due": if off_because.is_none() { next } else { None },
+        "active": status.is_on(),
+        "off_because": status.off.map(crate::target::RotationOff::reason),
+        "lead_time": humantime::format_duration(status.lead_time.to_std().unwrap_or_default()).to_string(),
+        "next_due": status.next_due,
         "in_progress": open.map(|row| serde_json::json!({
             "rotation": row.id,
             "step": row.step,

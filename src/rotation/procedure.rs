@@ -1360,7 +1360,19 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
     let now = Utc::now();
     let due: Vec<(crate::domain::OrganizationId, String)> = candidates
         .into_iter()
-        .filter(|candidate| config.active_for(&candidate.name, &candidate.settings))
+        .filter(|candidate| {
+            crate::target::rotation_status(
+                config,
+                &crate::target::RotationFacts {
+                    name: &candidate.name,
+                    settings: &candidate.settings,
+                    secret_start: candidate.start_at,
+                    secret_end: candidate.end_at,
+                    next_attempt: None,
+                },
+            )
+            .is_on()
+        })
         .filter(|candidate| {
             match (
                 candidate.open_rotation,
