@@ -360,8 +360,8 @@ impl Registry<'_> {
                 key_id: secret.key_id.map(|key_id| key_id.as_uuid()),
                 hint: &hint,
                 end_at: secret.expires,
-                origin: "operator",
-                status: "current",
+                origin: crate::domain::CredentialOrigin::Operator,
+                status: crate::domain::CredentialStatus::Current,
                 sealed: &sealed,
             },
         )

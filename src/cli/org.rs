@@ -929,8 +929,8 @@ fn print_organization(
     for credential in credentials {
         table.add_row(vec![
             credential.id.to_string(),
-            credential.status.clone(),
-            credential.origin.clone(),
+            credential.status.to_string(),
+            credential.origin.to_string(),
             credential
                 .key_id
                 .map(|k| k.to_string())

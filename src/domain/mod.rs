@@ -8,11 +8,13 @@ use std::fmt;
 
 use uuid::Uuid;
 
+pub mod credential;
 pub mod findings;
 pub mod ids;
 pub mod plan;
 pub mod rotation;
 
+pub use credential::{CredentialOrigin, CredentialStatus};
 pub use findings::{FindingKind, Severity};
 pub use ids::{CredentialId, OrganizationId};
 

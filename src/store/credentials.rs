@@ -15,8 +15,10 @@ pub struct CredentialRow {
     pub display_name: Option<String>,
     pub start_at: Option<DateTime<Utc>>,
     pub end_at: Option<DateTime<Utc>>,
-    pub origin: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub origin: crate::domain::CredentialOrigin,
+    #[sqlx(try_from = "String")]
+    pub status: crate::domain::CredentialStatus,
     pub rotation_id: Option<Uuid>,
     pub secret_key_id: String,
     pub created_at: DateTime<Utc>,
@@ -33,8 +35,8 @@ pub struct NewCredential<'a> {
     pub key_id: Option<Uuid>,
     pub hint: &'a str,
     pub end_at: Option<DateTime<Utc>>,
-    pub origin: &'a str,
-    pub status: &'a str,
+    pub origin: crate::domain::CredentialOrigin,
+    pub status: crate::domain::CredentialStatus,
     pub sealed: &'a Sealed,
 }
 
@@ -52,8 +54,8 @@ pub async fn insert(
     .bind(credential.key_id)
     .bind(credential.hint)
     .bind(credential.end_at)
-    .bind(credential.origin)
-    .bind(credential.status)
+    .bind(credential.origin.as_str())
+    .bind(credential.status.as_str())
     .bind(&credential.sealed.blob)
     .bind(&credential.sealed.key_id)
     .execute(connection)
