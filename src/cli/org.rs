@@ -20,27 +20,7 @@ use crate::store;
 pub enum OrgCommand {
     /// Register an organization. The client secret is read from standard input
     /// (prompted for on a terminal) or from --secret-file.
-    Add {
-        #[arg(long)]
-        name: String,
-        /// Directory (tenant) id, a GUID.
-        #[arg(long)]
-        tenant_id: String,
-        /// Application (client) id, a GUID.
-        #[arg(long)]
-        client_id: String,
-        /// global, usgov, usdod, china or a cloud defined in the configuration.
-        #[arg(long, default_value = "global")]
-        cloud: String,
-        /// The tenant's SharePoint Online host, e.g. contoso.sharepoint.com.
-        #[arg(long)]
-        sharepoint_host: Option<String>,
-        /// A key=value tag; repeat for several.
-        #[arg(long = "label", value_name = "KEY=VALUE")]
-        labels: Vec<String>,
-        #[command(flatten)]
-        secret: SecretArgs,
-    },
+    Add(AddArgs),
     /// List organizations.
     List {
         #[arg(long, value_enum, default_value_t = Output::Table)]
@@ -70,23 +50,7 @@ pub enum OrgCommand {
         yes: bool,
     },
     /// Change what is checked: the resources, the SharePoint host.
-    Set {
-        org: String,
-        /// Resources to check, comma-separated (graph, exchange, sharepoint); "default"
-        /// for the configuration's checks.resources.
-        #[arg(long, value_name = "LIST")]
-        resources: Option<String>,
-        /// The tenant's SharePoint Online host.
-        #[arg(long)]
-        sharepoint_host: Option<String>,
-        /// Whether kodo-access rotates this organization's secret (on, off).
-        #[arg(long, value_name = "on|off")]
-        rotation: Option<String>,
-        /// Rotate this organization's secret when less than this is left (e.g. 45d), or
-        /// "default" for the configuration's rotation.lead_time.
-        #[arg(long, value_name = "DURATION|default")]
-        rotation_lead_time: Option<String>,
-    },
+    Set(SetArgs),
     /// Stop alert deliveries for an organization for a while (checks and state go on).
     Silence {
         org: String,
@@ -105,6 +69,50 @@ pub enum OrgCommand {
         #[arg(long, value_enum)]
         format: Option<ImportFormat>,
     },
+}
+
+/// The flags of `org add`.
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    #[arg(long)]
+    pub name: String,
+    /// Directory (tenant) id, a GUID.
+    #[arg(long)]
+    pub tenant_id: String,
+    /// Application (client) id, a GUID.
+    #[arg(long)]
+    pub client_id: String,
+    /// global, usgov, usdod, china or a cloud defined in the configuration.
+    #[arg(long, default_value = "global")]
+    pub cloud: String,
+    /// The tenant's SharePoint Online host, e.g. contoso.sharepoint.com.
+    #[arg(long)]
+    pub sharepoint_host: Option<String>,
+    /// A key=value tag; repeat for several.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// The flags of `org set`.
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    pub org: String,
+    /// Resources to check, comma-separated (graph, exchange, sharepoint); "default"
+    /// for the configuration's checks.resources.
+    #[arg(long, value_name = "LIST")]
+    pub resources: Option<String>,
+    /// The tenant's SharePoint Online host.
+    #[arg(long)]
+    pub sharepoint_host: Option<String>,
+    /// Whether kodo-access rotates this organization's secret (on, off).
+    #[arg(long, value_name = "on|off")]
+    pub rotation: Option<String>,
+    /// Rotate this organization's secret when less than this is left (e.g. 45d), or
+    /// "default" for the configuration's rotation.lead_time.
+    #[arg(long, value_name = "DURATION|default")]
+    pub rotation_lead_time: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -180,45 +188,12 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             let pool = store::connect(&settings.database).await?;
             show(&pool, &settings.rotation, &OrgRef::parse(org), *output).await
         }
-        OrgCommand::Add {
-            name,
-            tenant_id,
-            client_id,
-            cloud,
-            sharepoint_host,
-            labels,
-            secret,
-        } => {
-            let args = AddArgs {
-                name,
-                tenant_id,
-                client_id,
-                cloud,
-                sharepoint_host,
-                labels,
-                secret,
-            };
-            add(&settings, &clouds, args).await
-        }
+        OrgCommand::Add(args) => add(&settings, &clouds, args).await,
         OrgCommand::SetSecret { org, secret } => set_secret(&settings, org, secret).await,
         OrgCommand::Disable { org } => set_enabled(&settings, org, false).await,
         OrgCommand::Enable { org } => set_enabled(&settings, org, true).await,
         OrgCommand::Remove { org, yes } => remove(&settings, org, *yes).await,
-        OrgCommand::Set {
-            org,
-            resources,
-            sharepoint_host,
-            rotation,
-            rotation_lead_time,
-        } => {
-            let args = SetArgs {
-                resources,
-                sharepoint_host,
-                rotation,
-                rotation_lead_time,
-            };
-            set(&settings, org, args).await
-        }
+        OrgCommand::Set(args) => set(&settings, args).await,
         OrgCommand::Silence {
             org,
             duration,
@@ -325,19 +300,8 @@ async fn silence(
     Ok(())
 }
 
-/// The flags of `org add`.
-struct AddArgs<'a> {
-    name: &'a String,
-    tenant_id: &'a String,
-    client_id: &'a String,
-    cloud: &'a String,
-    sharepoint_host: &'a Option<String>,
-    labels: &'a Vec<String>,
-    secret: &'a SecretArgs,
-}
-
 /// `org add`: registers one organization with its secret.
-async fn add(settings: &Settings, clouds: &[String], args: AddArgs<'_>) -> anyhow::Result<()> {
+async fn add(settings: &Settings, clouds: &[String], args: &AddArgs) -> anyhow::Result<()> {
     let AddArgs {
         name,
         tenant_id,
@@ -424,17 +388,10 @@ async fn remove(settings: &Settings, org: &str, yes: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The flags of `org set`.
-struct SetArgs<'a> {
-    resources: &'a Option<String>,
-    sharepoint_host: &'a Option<String>,
-    rotation: &'a Option<String>,
-    rotation_lead_time: &'a Option<String>,
-}
-
 /// `org set`: changes what is checked and how the secret is rotated.
-async fn set(settings: &Settings, org: &str, args: SetArgs<'_>) -> anyhow::Result<()> {
+async fn set(settings: &Settings, args: &SetArgs) -> anyhow::Result<()> {
     let SetArgs {
+        org,
         resources,
         sharepoint_host,
         rotation,
