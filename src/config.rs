@@ -469,17 +469,14 @@ impl RotationSettings {
     pub fn active_for(
         &self,
         organization: &str,
-        organization_settings: &serde_json::Value,
+        organization_settings: &crate::domain::OrganizationSettings,
     ) -> bool {
         self.enabled
             && self
                 .deliverers
                 .iter()
                 .any(|scoped| scoped.serves(organization))
-            && organization_settings
-                .get("rotation")
-                .and_then(|value| value.as_bool())
-                != Some(false)
+            && organization_settings.rotation != Some(false)
     }
 }
 

@@ -484,54 +484,24 @@ impl Registry<'_> {
         Ok(Removal::Now(organization))
     }
 
-    /// Changes which resources are checked (`Some(None)`: back to the default) and the
-    /// SharePoint host.
+    /// Changes the organization's own settings (`patch`: resources checked, rotation on or
+    /// off, its lead time; `Some(None)` goes back to the configuration's) and its
+    /// SharePoint host, with one audit record of what changed.
     pub async fn configure(
         &self,
         reference: &OrgRef,
-        resources: Option<Option<Vec<crate::microsoft::Resource>>>,
+        patch: crate::domain::SettingsPatch,
         sharepoint_host: Option<SharePointHost>,
-        rotation: Option<bool>,
-        rotation_lead_time: Option<Option<std::time::Duration>>,
     ) -> anyhow::Result<()> {
         let mut transaction = self.pool.begin().await?;
         let organization = locked(&mut transaction, reference).await?;
         let mut details = serde_json::Map::new();
-        // Settings to change: a value, or None to fall back to the configuration's.
-        let mut changes: Vec<(&str, Option<serde_json::Value>)> = Vec::new();
-        if let Some(lead_time) = rotation_lead_time {
-            changes.push((
-                "rotation_lead_time_secs",
-                lead_time.map(|d| serde_json::json!(d.as_secs())),
-            ));
-        }
-        if let Some(rotation) = rotation {
-            changes.push(("rotation", Some(serde_json::json!(rotation))));
-        }
-        if let Some(resources) = resources {
-            changes.push((
-                "resources",
-                resources.map(|list| {
-                    serde_json::json!(list.iter().map(|r| r.as_str()).collect::<Vec<_>>())
-                }),
-            ));
-        }
-        if !changes.is_empty() {
-            let current = store::organizations::settings(&mut transaction, organization.id).await?;
-            let mut settings = current.as_object().cloned().unwrap_or_default();
-            for (key, value) in changes {
-                match &value {
-                    Some(value) => settings.insert(key.into(), value.clone()),
-                    None => settings.remove(key),
-                };
-                details.insert(key.into(), value.unwrap_or(serde_json::Value::Null));
-            }
-            store::organizations::set_settings(
-                &mut transaction,
-                organization.id,
-                &serde_json::Value::Object(settings),
-            )
-            .await?;
+        if !patch.is_empty() {
+            let mut settings =
+                store::organizations::settings(&mut transaction, organization.id).await?;
+            details.extend(patch.apply(&mut settings));
+            store::organizations::set_settings(&mut transaction, organization.id, &settings)
+                .await?;
         }
         if let Some(host) = &sharepoint_host {
             store::organizations::set_sharepoint_host(

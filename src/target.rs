@@ -30,14 +30,8 @@ pub fn endpoints(context: &Context, row: &TargetRow) -> Result<Endpoints, String
 pub fn resources(context: &Context, row: &TargetRow) -> Vec<Resource> {
     row.settings
         .0
-        .get("resources")
-        .and_then(|value| value.as_array())
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| n.as_str().and_then(Resource::parse))
-                .collect()
-        })
+        .resources
+        .clone()
         .unwrap_or_else(|| context.settings.checks.resources.clone())
 }
 
@@ -104,8 +98,8 @@ impl RotationStatus {
 /// What the rotation status is computed from, as the store's rows hold it.
 pub struct RotationFacts<'a> {
     pub name: &'a str,
-    /// `organizations.settings` (`rotation`, `rotation_lead_time`).
-    pub settings: &'a serde_json::Value,
+    /// `organizations.settings` (`rotation`, `rotation_lead_time_secs`).
+    pub settings: &'a crate::domain::OrganizationSettings,
     pub secret_start: Option<chrono::DateTime<chrono::Utc>>,
     pub secret_end: Option<chrono::DateTime<chrono::Utc>>,
     /// The open rotation's next attempt, if one is open.
@@ -173,16 +167,21 @@ mod tests {
         let end = Utc.with_ymd_and_hms(2027, 6, 1, 0, 0, 0).unwrap();
         let start = end - Duration::days(180);
         let attempt = Utc.with_ymd_and_hms(2027, 3, 1, 12, 0, 0).unwrap();
-        let facts = |settings: &'static serde_json::Value, next_attempt| RotationFacts {
-            name: "contoso",
-            settings,
-            secret_start: Some(start),
-            secret_end: Some(end),
-            next_attempt,
-        };
-        static NONE: serde_json::Value = serde_json::Value::Null;
-        static OFF: std::sync::LazyLock<serde_json::Value> =
-            std::sync::LazyLock::new(|| serde_json::json!({"rotation": false}));
+        let facts =
+            |settings: &'static crate::domain::OrganizationSettings, next_attempt| RotationFacts {
+                name: "contoso",
+                settings,
+                secret_start: Some(start),
+                secret_end: Some(end),
+                next_attempt,
+            };
+        static NONE: std::sync::LazyLock<crate::domain::OrganizationSettings> =
+            std::sync::LazyLock::new(Default::default);
+        static OFF: std::sync::LazyLock<crate::domain::OrganizationSettings> =
+            std::sync::LazyLock::new(|| crate::domain::OrganizationSettings {
+                rotation: Some(false),
+                ..Default::default()
+            });
         let status = |rotation: &RotationSettings, facts: &RotationFacts<'_>| {
             rotation_status(rotation, facts)
         };

@@ -467,7 +467,15 @@ async fn set(settings: &Settings, args: &SetArgs) -> anyhow::Result<()> {
         .into());
     }
     registry
-        .configure(&OrgRef::parse(org), resources, host, rotation, lead_time)
+        .configure(
+            &OrgRef::parse(org),
+            crate::domain::SettingsPatch {
+                resources,
+                rotation,
+                rotation_lead_time: lead_time,
+            },
+            host,
+        )
         .await?;
     println!("{org} updated");
     Ok(())
@@ -711,7 +719,7 @@ fn rotation_view(
     target: Option<&store::checks::TargetRow>,
     open: Option<&store::rotations::HistoryRow>,
 ) -> serde_json::Value {
-    let no_settings = serde_json::Value::Null;
+    let no_settings = crate::domain::OrganizationSettings::default();
     let status = crate::target::rotation_status(
         rotation,
         &crate::target::RotationFacts {

@@ -13,6 +13,7 @@ pub mod findings;
 pub mod ids;
 pub mod plan;
 pub mod rotation;
+pub mod settings;
 
 pub use credential::{CredentialOrigin, CredentialStatus};
 pub use findings::{FindingKind, Severity};
@@ -23,6 +24,7 @@ pub fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 pub use rotation::RotationStep;
+pub use settings::{OrganizationSettings, SettingsPatch};
 
 pub use kodo_microsoft::ids::{
     ClientId, ClientSecret, InputError, SecretKeyId, SharePointHost, TenantId, input_error,

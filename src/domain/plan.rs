@@ -33,12 +33,12 @@ impl Default for RotationPolicy {
 impl RotationPolicy {
     /// This policy with an organization's own settings applied (`org set ORG
     /// --rotation-lead-time`, kept as `rotation_lead_time_secs`).
-    pub fn for_organization(&self, organization_settings: &serde_json::Value) -> RotationPolicy {
+    pub fn for_organization(
+        &self,
+        organization_settings: &super::OrganizationSettings,
+    ) -> RotationPolicy {
         let mut policy = *self;
-        if let Some(secs) = organization_settings
-            .get("rotation_lead_time_secs")
-            .and_then(|value| value.as_i64())
-        {
+        if let Some(secs) = organization_settings.rotation_lead_time_secs {
             policy.lead_time = Duration::seconds(secs);
         }
         policy
@@ -168,11 +168,16 @@ mod tests {
     #[test]
     fn an_organization_may_have_its_own_lead_time() {
         let policy = RotationPolicy::default();
-        let own =
-            policy.for_organization(&serde_json::json!({"rotation_lead_time_secs": 86400 * 45}));
+        let own = policy.for_organization(&super::super::OrganizationSettings {
+            rotation_lead_time_secs: Some(86400 * 45),
+            ..Default::default()
+        });
         assert_eq!(own.lead_time, Duration::days(45));
         assert_eq!(own.lifetime, policy.lifetime);
-        assert_eq!(policy.for_organization(&serde_json::json!({})), policy);
+        assert_eq!(
+            policy.for_organization(&super::super::OrganizationSettings::default()),
+            policy
+        );
     }
 
     #[test]

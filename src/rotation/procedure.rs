@@ -1365,7 +1365,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
                 config,
                 &crate::target::RotationFacts {
                     name: &candidate.name,
-                    settings: &candidate.settings,
+                    settings: &candidate.settings.0,
                     secret_start: candidate.start_at,
                     secret_end: candidate.end_at,
                     next_attempt: None,
@@ -1381,7 +1381,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
             ) {
                 (Some(_), _, _) => candidate.next_attempt_at.is_none_or(|at| at <= now),
                 (None, start, Some(end)) => {
-                    let policy = config.policy.for_organization(&candidate.settings);
+                    let policy = config.policy.for_organization(&candidate.settings.0);
                     plan::decide(&policy, start, end, 0, None, now) == plan::Decision::Rotate
                 }
                 // Without a known expiry there is nothing to plan on (a check learns it).

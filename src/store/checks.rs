@@ -18,7 +18,7 @@ pub struct TargetRow {
     pub cloud: String,
     pub sharepoint_host: Option<String>,
     pub labels: Json<BTreeMap<String, String>>,
-    pub settings: Json<serde_json::Value>,
+    pub settings: Json<crate::domain::OrganizationSettings>,
     pub credential_id: Option<crate::domain::CredentialId>,
     pub key_id: Option<Uuid>,
     pub hint: Option<String>,
@@ -223,7 +223,7 @@ pub struct GaugeRow {
     pub state: String,
     pub secret_expires_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
-    pub settings: Json<serde_json::Value>,
+    pub settings: Json<crate::domain::OrganizationSettings>,
     /// The current secret's start (or when kodo-access first held it), for the rotation plan.
     pub secret_start_at: Option<DateTime<Utc>>,
     /// When the unfinished rotation tries again, if there is one.

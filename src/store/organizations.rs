@@ -209,11 +209,11 @@ pub async fn delete(
 pub async fn set_settings(
     connection: &mut PgConnection,
     organization_id: crate::domain::OrganizationId,
-    settings: &serde_json::Value,
+    settings: &crate::domain::OrganizationSettings,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE organizations SET settings = $2, updated_at = now() WHERE id = $1")
         .bind(organization_id)
-        .bind(settings)
+        .bind(sqlx::types::Json(settings))
         .execute(connection)
         .await
         .map(|_| ())
@@ -222,11 +222,14 @@ pub async fn set_settings(
 pub async fn settings(
     connection: &mut PgConnection,
     id: crate::domain::OrganizationId,
-) -> Result<serde_json::Value, sqlx::Error> {
-    sqlx::query_scalar("SELECT settings FROM organizations WHERE id = $1")
-        .bind(id)
-        .fetch_one(connection)
-        .await
+) -> Result<crate::domain::OrganizationSettings, sqlx::Error> {
+    sqlx::query_scalar::<_, sqlx::types::Json<crate::domain::OrganizationSettings>>(
+        "SELECT settings FROM organizations WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(connection)
+    .await
+    .map(|settings| settings.0)
 }
 
 pub async fn set_sharepoint_host(

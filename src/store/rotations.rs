@@ -361,7 +361,7 @@ pub async fn credential(
 pub struct Candidate {
     pub organization_id: crate::domain::OrganizationId,
     pub name: String,
-    pub settings: serde_json::Value,
+    pub settings: sqlx::types::Json<crate::domain::OrganizationSettings>,
     pub start_at: Option<DateTime<Utc>>,
     pub end_at: Option<DateTime<Utc>>,
     pub open_rotation: Option<Uuid>,

@@ -280,7 +280,13 @@ async fn register(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
             kodo_access::store::organizations::set_settings(
                 &mut connection,
                 organization.id,
-                &serde_json::json!({"resources": ["graph", "exchange"]}),
+                &kodo_access::domain::OrganizationSettings {
+                    resources: Some(vec![
+                        kodo_access::microsoft::Resource::Graph,
+                        kodo_access::microsoft::Resource::Exchange,
+                    ]),
+                    ..Default::default()
+                },
             )
             .await?;
         }

@@ -1,0 +1,98 @@
+//! An organization's own settings (`organizations.settings`, JSON), as a type: what
+//! `org set` changes, read the same way by the checks, the rotation and the CLI.
+
+use crate::microsoft::Resource;
+
+/// What an organization overrides of the configuration. Keys this version does not know
+/// (written by a newer one) are kept as they are.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OrganizationSettings {
+    /// The resources it is checked on, instead of `checks.resources`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Vec<Resource>>,
+    /// `false`: its secret is not rotated (`org set ORG --rotation off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<bool>,
+    /// Its own rotation lead time, in seconds, instead of `rotation.lead_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_lead_time_secs: Option<i64>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A change to an organization's settings (`org set`): for each setting, nothing, a new
+/// value, or back to the configuration's (`Some(None)`).
+#[derive(Debug, Clone, Default)]
+pub struct SettingsPatch {
+    pub resources: Option<Option<Vec<Resource>>>,
+    pub rotation: Option<bool>,
+    pub rotation_lead_time: Option<Option<std::time::Duration>>,
+}
+
+impl SettingsPatch {
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_none() && self.rotation.is_none() && self.rotation_lead_time.is_none()
+    }
+
+    /// Applies the change; returns what changed, by key, for the audit log (`null`: back to
+    /// the configuration's).
+    pub fn apply(
+        &self,
+        settings: &mut OrganizationSettings,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut changed = serde_json::Map::new();
+        if let Some(lead_time) = self.rotation_lead_time {
+            settings.rotation_lead_time_secs =
+                lead_time.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            changed.insert(
+                "rotation_lead_time_secs".into(),
+                serde_json::json!(settings.rotation_lead_time_secs),
+            );
+        }
+        if let Some(rotation) = self.rotation {
+            settings.rotation = Some(rotation);
+            changed.insert("rotation".into(), serde_json::json!(rotation));
+        }
+        if let Some(resources) = &self.resources {
+            settings.resources = resources.clone();
+            changed.insert("resources".into(), serde_json::json!(settings.resources));
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_keep_their_stored_form_and_unknown_keys() {
+        let stored = serde_json::json!({
+            "resources": ["graph", "exchange"],
+            "rotation": false,
+            "rotation_lead_time_secs": 3_888_000,
+            "from_a_newer_version": 1
+        });
+        let mut settings: OrganizationSettings = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(
+            settings.resources,
+            Some(vec![Resource::Graph, Resource::Exchange])
+        );
+        assert_eq!(serde_json::to_value(&settings).unwrap(), stored);
+        let changed = SettingsPatch {
+            resources: Some(None),
+            rotation: Some(true),
+            rotation_lead_time: Some(Some(std::time::Duration::from_secs(86_400))),
+        }
+        .apply(&mut settings);
+        assert_eq!(
+            serde_json::to_value(&settings).unwrap(),
+            serde_json::json!({"rotation": true, "rotation_lead_time_secs": 86_400, "from_a_newer_version": 1})
+        );
+        assert_eq!(
+            serde_json::Value::Object(changed),
+            serde_json::json!({"resources": null, "rotation": true, "rotation_lead_time_secs": 86_400})
+        );
+        assert!(SettingsPatch::default().is_empty());
+    }
+}
