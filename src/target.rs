@@ -1,6 +1,7 @@
 //! What an organization is checked and rotated against, from its row and the settings:
-//! the endpoints of its cloud and tenant, and the resources it is checked on. Shared by
-//! the checks and the rotation, neither of which owns it.
+//! the endpoints of its cloud and tenant, the resources it is checked on, and whether and
+//! when its secret is rotated. Shared by the checks, the rotation, the metrics and the
+//! CLI, none of which owns it.
 
 use crate::context::Context;
 use crate::domain::{ClientId, SharePointHost, TenantId};

@@ -4,20 +4,58 @@
 use crate::microsoft::Resource;
 
 /// What an organization overrides of the configuration. Keys this version does not know
-/// (written by a newer one) are kept as they are.
+/// (written by a newer one) are kept as they are. A value it cannot read is ignored (as if
+/// unset) rather than failing the row: one odd row must not stop the checks of the fleet.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrganizationSettings {
-    /// The resources it is checked on, instead of `checks.resources`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The resources it is checked on, instead of `checks.resources` (names this version
+    /// does not know are left out).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_resources"
+    )]
     pub resources: Option<Vec<Resource>>,
     /// `false`: its secret is not rotated (`org set ORG --rotation off`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub rotation: Option<bool>,
     /// Its own rotation lead time, in seconds, instead of `rotation.lead_time`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub rotation_lead_time_secs: Option<i64>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A value of the right type, or none.
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value: serde_json::Value = serde::Deserialize::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// A list of resource names, the ones this version knows.
+fn known_resources<'de, D>(deserializer: D) -> Result<Option<Vec<Resource>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value: serde_json::Value = serde::Deserialize::deserialize(deserializer)?;
+    Ok(value.as_array().map(|names| {
+        names
+            .iter()
+            .filter_map(|name| name.as_str().and_then(Resource::parse))
+            .collect()
+    }))
 }
 
 /// A change to an organization's settings (`org set`): for each setting, nothing, a new
@@ -94,5 +132,16 @@ mod tests {
             serde_json::json!({"resources": null, "rotation": true, "rotation_lead_time_secs": 86_400})
         );
         assert!(SettingsPatch::default().is_empty());
+        // What this version cannot read is ignored, not an error for the row.
+        let odd: OrganizationSettings = serde_json::from_value(serde_json::json!({
+            "resources": ["graph", "teams"],
+            "rotation": "maybe",
+            "rotation_lead_time_secs": "soon"
+        }))
+        .unwrap();
+        assert_eq!(
+            (odd.resources, odd.rotation, odd.rotation_lead_time_secs),
+            (Some(vec![Resource::Graph]), None, None)
+        );
     }
 }
