@@ -71,6 +71,15 @@ pub enum OrgCommand {
     },
 }
 
+/// The registry as the CLI uses it: acting as the operator who runs the command.
+fn cli_registry<'a>(pool: &'a PgPool, keyring: &'a Keyring) -> Registry<'a> {
+    Registry {
+        pool,
+        keyring,
+        actor: cli_actor(),
+    }
+}
+
 /// The flags of `org add`.
 #[derive(Debug, clap::Args)]
 pub struct AddArgs {
@@ -202,11 +211,7 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
         OrgCommand::Unsilence { org } => {
             let pool = store::connect(&settings.database).await?;
             let keyring = Keyring::load(&settings.crypto)?;
-            let registry = Registry {
-                pool: &pool,
-                keyring: &keyring,
-                actor: cli_actor(),
-            };
+            let registry = cli_registry(&pool, &keyring);
             registry.silence(&OrgRef::parse(org), None, None).await?;
             println!("{org}: alerts no longer silenced");
             Ok(())
@@ -215,11 +220,7 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
             let keyring = Keyring::load(&settings.crypto)?;
             let inputs = read_import(file, *format, &clouds)?;
             let pool = store::connect(&settings.database).await?;
-            let registry = Registry {
-                pool: &pool,
-                keyring: &keyring,
-                actor: cli_actor(),
-            };
+            let registry = cli_registry(&pool, &keyring);
             let ids = registry.import(inputs).await?;
             println!(
                 "imported {} organization(s) from {}",
@@ -244,11 +245,7 @@ async fn set_secret(settings: &Settings, org: &str, secret: &SecretArgs) -> anyh
         return Err(input_error(format!("no organization {reference}")).into());
     }
     let secret_input = secret_input(secret)?;
-    let registry = Registry {
-        pool: &pool,
-        keyring: &keyring,
-        actor: cli_actor(),
-    };
+    let registry = cli_registry(&pool, &keyring);
     let credential_id = registry.set_secret(&reference, secret_input).await?;
     println!("stored a new secret for {reference} (credential {credential_id})");
     Ok(())
@@ -258,11 +255,7 @@ async fn set_secret(settings: &Settings, org: &str, secret: &SecretArgs) -> anyh
 async fn set_enabled(settings: &Settings, org: &str, enable: bool) -> anyhow::Result<()> {
     let keyring = Keyring::load(&settings.crypto)?;
     let pool = store::connect(&settings.database).await?;
-    let registry = Registry {
-        pool: &pool,
-        keyring: &keyring,
-        actor: cli_actor(),
-    };
+    let registry = cli_registry(&pool, &keyring);
     let reference = OrgRef::parse(org);
     let changed = registry.set_enabled(&reference, enable).await?;
     let word = if enable { "enabled" } else { "disabled" };
@@ -283,11 +276,7 @@ async fn silence(
 ) -> anyhow::Result<()> {
     let pool = store::connect(&settings.database).await?;
     let keyring = Keyring::load(&settings.crypto)?;
-    let registry = Registry {
-        pool: &pool,
-        keyring: &keyring,
-        actor: cli_actor(),
-    };
+    let registry = cli_registry(&pool, &keyring);
     let until = chrono::Utc::now()
         + chrono::Duration::from_std(duration).map_err(|_| input_error("--for: too long"))?;
     registry
@@ -334,11 +323,7 @@ async fn add(settings: &Settings, clouds: &[String], args: &AddArgs) -> anyhow::
     })?;
     input.secret = secret_input;
     let pool = store::connect(&settings.database).await?;
-    let registry = Registry {
-        pool: &pool,
-        keyring: &keyring,
-        actor: cli_actor(),
-    };
+    let registry = cli_registry(&pool, &keyring);
     let name = input.name.clone();
     let id = registry.add(input).await?;
     println!("added organization {name} ({id})");
@@ -356,11 +341,7 @@ async fn remove(settings: &Settings, org: &str, yes: bool) -> anyhow::Result<()>
     }
     let keyring = Keyring::load(&settings.crypto)?;
     let pool = store::connect(&settings.database).await?;
-    let registry = Registry {
-        pool: &pool,
-        keyring: &keyring,
-        actor: cli_actor(),
-    };
+    let registry = cli_registry(&pool, &keyring);
     let name = match registry.remove(&reference).await? {
         crate::registry::Removal::Now(removed) => {
             println!("removed organization {} ({})", removed.name, removed.id);
@@ -399,11 +380,7 @@ async fn set(settings: &Settings, args: &SetArgs) -> anyhow::Result<()> {
     } = args;
     let pool = store::connect(&settings.database).await?;
     let registry_keyring = Keyring::load(&settings.crypto)?;
-    let registry = Registry {
-        pool: &pool,
-        keyring: &registry_keyring,
-        actor: cli_actor(),
-    };
+    let registry = cli_registry(&pool, &registry_keyring);
     let resources = match resources.as_deref() {
         None => None,
         Some("default") => Some(None),

@@ -44,9 +44,19 @@ pub struct CloudArgs {
     pub database_url: String,
 }
 
-/// CPU time of this process so far (user + system), from /proc/self/stat.
+/// CPU time of this process so far (user + system).
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu("/proc/self/stat")
+}
+
+/// CPU time (user + system) of process `pid`.
+fn process_cpu(pid: u32) -> Duration {
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime of a `/proc/…/stat` file (fields 14 and 15 of proc(5)).
+fn stat_cpu(path: &str) -> Duration {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which is in parentheses and may contain spaces).
     let rest = stat
         .rsplit_once(") ")
@@ -59,26 +69,8 @@ fn cpu_time() -> Duration {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
-    let total = ticks(11) + ticks(12);
-    // USER_HZ is 100 on Linux for every architecture this runs on.
-    Duration::from_millis(total * 10)
-}
-
-/// CPU time (user + system) of process `pid`.
-fn process_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest)
-        .unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    // Fields 14 and 15 are 12 and 13 after the name; USER_HZ is 100 on Linux for every
+    // architecture this runs on.
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
@@ -169,37 +161,10 @@ impl Drop for Simulator {
 }
 
 pub async fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
-    throwaway(&args.cloud.database_url, |database, work| {
+    crate::throwaway("bench", &args.cloud.database_url, |database, work| {
         run(args, database, work)
     })
     .await
-}
-
-/// Runs `bench` with a database and a working directory that are removed afterwards.
-async fn throwaway<F, Fut>(database_url: &str, bench: F) -> anyhow::Result<()>
-where
-    F: FnOnce(String, std::path::PathBuf) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let database = format!("kodo_access_bench_{}", std::process::id());
-    let admin = sqlx::PgPool::connect(database_url).await.map_err(|error| {
-        anyhow::anyhow!(
-            "the benchmark needs a PostgreSQL server where it may create a database ({error})"
-        )
-    })?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&admin)
-        .await?;
-    let work = tempfile::Builder::new()
-        .prefix("kodo-access-bench-")
-        .tempdir()?;
-    let result = bench(database.clone(), work.path().to_path_buf()).await;
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await;
-    result
 }
 
 /// The simulated cloud (its own process) and N registered organizations, each its own
@@ -503,7 +468,7 @@ pub struct RotateArgs {
 /// verify through the propagation delay, deliver to a file, activate, remove the old
 /// secret). Reports the wall time, the daemon's CPU and peak RSS, and checks the outcome.
 pub async fn rotate(args: &RotateArgs) -> anyhow::Result<()> {
-    throwaway(&args.cloud.database_url, |database, work| {
+    crate::throwaway("bench", &args.cloud.database_url, |database, work| {
         run_rotate(args, database, work)
     })
     .await

@@ -96,34 +96,25 @@ pub async fn run(
             }
         });
     }
-    let database = format!("kodo_access_demo_{}", std::process::id());
-    let admin = sqlx::PgPool::connect(admin_url).await.map_err(|error| {
-        anyhow::anyhow!(
-            "the demo needs a PostgreSQL server where it may create a database; none answered at {admin_url} ({error}). Start one (scripts/ensure-deps starts the local one) or pass --database-url / DATABASE_URL"
+    // Whether the demo ran at all (no database server: nothing was created to clean up).
+    let started = std::cell::Cell::new(false);
+    let started_ref = &started;
+    let result = crate::throwaway("demo", admin_url, |database, work| async move {
+        started_ref.set(true);
+        demo(
+            phase,
+            alertmanager,
+            admin_url,
+            &database,
+            &work,
+            &interrupted,
         )
-    })?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&admin)
-        .await?;
-    let work = tempfile::Builder::new()
-        .prefix("kodo-access-demo-")
-        .tempdir()?;
-    let result = demo(
-        phase,
-        alertmanager,
-        admin_url,
-        &database,
-        work.path(),
-        &interrupted,
-    )
+        .await
+    })
     .await;
-    // Leave nothing behind, whatever happened.
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await;
-    say("cleaned up: the demo database, key and simulated cloud are gone");
+    if started.get() {
+        say("cleaned up: the demo database, key and simulated cloud are gone");
+    }
     result
 }
 

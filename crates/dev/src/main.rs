@@ -82,6 +82,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `job` (the demo or a benchmark) with a database and a working directory that are
+/// removed afterwards, whatever happened.
+async fn throwaway<F, Fut>(what: &str, database_url: &str, job: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String, PathBuf) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let database = format!("kodo_access_{what}_{}", std::process::id());
+    let admin = sqlx::PgPool::connect(database_url).await.map_err(|error| {
+        // Never the password a URL may carry.
+        let shown = url::Url::parse(database_url)
+            .map(|url| kodo_access::config::redact_url(&url))
+            .unwrap_or_else(|_| "the given URL".into());
+        anyhow::anyhow!(
+            "the {what} needs a PostgreSQL server where it may create a database; none answered at {shown} ({error}). Start one (scripts/ensure-deps starts the local one) or pass --database-url / DATABASE_URL"
+        )
+    })?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&admin)
+        .await?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!("kodo-access-{what}-"))
+        .tempdir()?;
+    let result = job(database.clone(), work.path().to_path_buf()).await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await;
+    result
+}
+
 /// The permissions the daemon requires, by name, for the simulator's presets.
 fn presets() -> kodo_simulator::catalogue::PresetNames {
     kodo_simulator::catalogue::PresetNames::from_permissions_toml(
