@@ -836,6 +836,25 @@ impl Locked<'_> {
         Ok(true)
     }
 
+    /// A leftover's removal journaled by an earlier attempt whose answer was lost: Microsoft
+    /// may have removed it already, so a read no longer shows it and the sweep by name
+    /// would never record it. It is sent again (removePassword of a key already gone is
+    /// success) and recorded. The replaced secret (`old_key`) and the new one are not
+    /// leftovers: their removal is the finish step's own. False when the rotation moved on.
+    async fn complete_journaled_leftover(
+        &mut self,
+        rotation: &RotationRow,
+        token: &AccessToken,
+        old_key: Option<Uuid>,
+    ) -> anyhow::Result<bool> {
+        match rotation.removing_key_id {
+            Some(key_id) if Some(key_id) != old_key && Some(key_id) != rotation.new_key_id => {
+                self.remove_leftover(rotation, token, key_id).await
+            }
+            _ => Ok(true),
+        }
+    }
+
     /// The write-ahead record of a removal: journaled and audited before the call.
     async fn journal_removal(
         &self,
@@ -864,6 +883,12 @@ impl Locked<'_> {
         let token = self.graph_token(rotation, &current).await?;
         // A secret with this rotation's name was created by an attempt whose answer was lost
         // or that died before storing it: nobody can ever use it.
+        if !self
+            .complete_journaled_leftover(rotation, &token, old.key_id)
+            .await?
+        {
+            return Ok(Next::Again);
+        }
         let application = self.application(rotation, &token).await?;
         for key_id in named(&application, rotation.id) {
             if !self.remove_leftover(rotation, &token, key_id).await? {
@@ -1111,6 +1136,17 @@ impl Locked<'_> {
         }
         let secret = self.open_secret(&new)?;
         let token = self.graph_token(rotation, &secret).await?;
+        let old = match rotation.old_credential_id {
+            Some(id) => Some(self.credential(Some(id)).await?),
+            None => None,
+        };
+        let old_key = old.as_ref().and_then(|old| old.key_id);
+        if !self
+            .complete_journaled_leftover(rotation, &token, old_key)
+            .await?
+        {
+            return Ok(Next::Again);
+        }
         let application = self.application(rotation, &token).await?;
         for key_id in named(&application, rotation.id) {
             if Some(key_id) != rotation.new_key_id
@@ -1119,10 +1155,6 @@ impl Locked<'_> {
                 return Ok(Next::Again);
             }
         }
-        let old = match rotation.old_credential_id {
-            Some(id) => Some(self.credential(Some(id)).await?),
-            None => None,
-        };
         let mut removed = None;
         if let Some(old_key_id) = old.as_ref().and_then(|old| old.key_id) {
             let on_app = application
