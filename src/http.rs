@@ -106,9 +106,10 @@ async fn refresh_gauges(context: &Context) -> Option<String> {
         let count = statuses.iter().filter(|s| s.enabled == enabled).count();
         crate::telemetry::metrics::organizations(enabled, i64::try_from(count).unwrap_or(i64::MAX));
     }
-    let mut states: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    let mut states: std::collections::BTreeMap<crate::domain::State, i64> =
+        std::collections::BTreeMap::new();
     for status in statuses.iter().filter(|s| s.enabled) {
-        *states.entry(status.state.clone()).or_default() += 1;
+        *states.entry(status.state).or_default() += 1;
     }
     let mut pending: Vec<(String, i64)> = context
         .settings
@@ -127,7 +128,7 @@ async fn refresh_gauges(context: &Context) -> Option<String> {
         states: crate::checks::verdict::State::ALL
             .iter()
             .map(|state| {
-                let count = states.get(state.as_str()).copied().unwrap_or(0);
+                let count = states.get(state).copied().unwrap_or(0);
                 (state.as_str(), count)
             })
             .collect(),
@@ -139,7 +140,7 @@ async fn refresh_gauges(context: &Context) -> Option<String> {
         .filter(|status| status.enabled)
         .map(|status| crate::telemetry::metrics::OrganizationGauge {
             name: status.name.clone(),
-            state: status.state.clone(),
+            state: status.state,
             secret_expires: status.secret_expires_at.map(|t| t.timestamp() as f64),
             last_success: status.last_success_at.map(|t| t.timestamp() as f64),
             rotation_due: rotation_due(&context.settings.rotation, status)

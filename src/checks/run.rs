@@ -29,7 +29,7 @@ pub struct CheckOutcome {
     pub organization_id: crate::domain::OrganizationId,
     pub state: State,
     /// The state before this check.
-    pub previous_state: String,
+    pub previous_state: State,
     pub findings: Vec<Finding>,
     pub secret_expires_at: Option<DateTime<Utc>>,
     pub alerts_fired: Vec<String>,
@@ -282,7 +282,7 @@ async fn judge(
     policy: &CheckPolicy,
 ) -> anyhow::Result<Option<(Verdict, Observations)>> {
     let rotation = rotation_view(context, row);
-    let previous = State::parse(&row.state);
+    let previous = Some(row.state);
     let prepared = match prepare(context, row) {
         Err(reason) => return Ok(Some((cannot_check(reason), Observations::default()))),
         Ok(prepared) => prepared,
@@ -462,11 +462,11 @@ async fn store_result(
         now - since >= chrono::Duration::from_std(settings.failing_alert_after).unwrap_or_default()
     });
     let last_known = if failed {
-        row.last_known_state.clone().or_else(|| {
-            (row.state != "unknown" && row.state != "check_failed").then(|| row.state.clone())
+        row.last_known_state.or_else(|| {
+            (!matches!(row.state, State::Unknown | State::CheckFailed)).then_some(row.state)
         })
     } else {
-        Some(verdict.state.as_str().to_string())
+        Some(verdict.state)
     };
     let next_check_at = if failed {
         now + chrono::Duration::from_std(settings.retry_failed_after).unwrap_or_default()
@@ -496,13 +496,13 @@ async fn store_result(
             organization_id: row.id,
             started_at,
             finished_at: now,
-            state: verdict.state.as_str(),
+            state: verdict.state,
             findings,
             observations: observations.summary(),
         },
         store::checks::StatusUpdate {
             organization_id: row.id,
-            last_known_state: last_known.as_deref(),
+            last_known_state: last_known,
             checked_at: now,
             succeeded_at: (!failed).then_some(now),
             failing_since,
@@ -529,7 +529,7 @@ async fn store_result(
         organization: row.name.clone(),
         organization_id: row.id,
         state: verdict.state,
-        previous_state: row.state.clone(),
+        previous_state: row.state,
         findings: verdict.findings.clone(),
         secret_expires_at: verdict.secret_expires_at,
         alerts_fired: new_alerts.iter().map(|a| a.kind.clone()).collect(),

@@ -87,12 +87,12 @@ pub async fn status(settings: Settings, output: Output) -> anyhow::Result<()> {
     let mut connection = pool.acquire().await?;
     let statuses = store::checks::statuses(&mut connection).await?;
     let firing = store::alerts::firing_by_kind(&mut connection).await?;
-    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for status in &statuses {
         let key = if status.enabled {
-            status.state.clone()
+            status.state.as_str()
         } else {
-            "disabled".into()
+            "disabled"
         };
         *counts.entry(key).or_default() += 1;
     }
@@ -101,7 +101,7 @@ pub async fn status(settings: Settings, output: Output) -> anyhow::Result<()> {
             .map(|s| i32::from(s.badness()))
             .unwrap_or(-1)
     };
-    let mut by_state: Vec<(String, usize)> = counts.into_iter().collect();
+    let mut by_state: Vec<(&str, usize)> = counts.into_iter().collect();
     by_state.sort_by_key(|(state, _)| -badness(state));
     let mut expiring: Vec<&store::checks::StatusRow> = statuses
         .iter()
@@ -147,20 +147,19 @@ pub async fn status(settings: Settings, output: Output) -> anyhow::Result<()> {
                 "SILENCED UNTIL",
             ]);
             let mut sorted: Vec<&store::checks::StatusRow> = statuses.iter().collect();
-            sorted.sort_by_key(|s| (-badness(&s.state), s.name.clone()));
+            sorted.sort_by_key(|s| (-i32::from(s.state.badness()), s.name.clone()));
             for status in sorted {
                 table.add_row(vec![
                     status.name.clone(),
                     if status.enabled {
-                        status.state.clone()
+                        status.state.to_string()
                     } else {
                         format!("{} (disabled)", status.state)
                     },
                     super::format_time(Some(status.state_since)),
                     status
                         .last_known_state
-                        .clone()
-                        .unwrap_or_else(|| "-".into()),
+                        .map_or_else(|| "-".into(), |state| state.to_string()),
                     super::format_time(status.last_check_at),
                     super::format_time(status.silenced_until.filter(|t| *t > Utc::now())),
                 ]);
@@ -241,7 +240,8 @@ pub async fn rotate(settings: Settings, org: &str) -> anyhow::Result<()> {
         &deliverers,
         &rotation_settings,
     )
-    .await?;
+    .await
+    .map_err(crate::rotation::procedure::RotationError::into_anyhow)?;
     use crate::rotation::procedure::Reached;
     let rotation = report
         .rotation_id

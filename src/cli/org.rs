@@ -619,7 +619,7 @@ struct OrganizationView {
     sharepoint_host: Option<String>,
     labels: std::collections::BTreeMap<String, String>,
     enabled: bool,
-    state: Option<String>,
+    state: Option<crate::domain::State>,
     last_check_at: Option<chrono::DateTime<chrono::Utc>>,
     secret_hint: Option<String>,
     secret_expires_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -671,7 +671,8 @@ async fn list(pool: &PgPool, output: Output) -> anyhow::Result<()> {
                     } else {
                         "disabled".into()
                     },
-                    view.state.clone().unwrap_or_else(|| "-".into()),
+                    view.state
+                        .map_or_else(|| "-".into(), |state| state.to_string()),
                     super::format_time(view.secret_expires_at),
                     view.labels
                         .iter()
@@ -756,7 +757,7 @@ async fn show(
             })
         })
         .collect();
-    let state = target.as_ref().map(|row| row.state.clone());
+    let state = target.as_ref().map(|row| row.state);
     match output {
         Output::Json => {
             let view = serde_json::json!({
@@ -777,13 +778,7 @@ async fn show(
             println!("{}", serde_json::to_string_pretty(&view)?);
         }
         Output::Table => {
-            print_organization(
-                &organization,
-                state.as_deref(),
-                &rotation,
-                open.as_ref(),
-                &credentials,
-            );
+            print_organization(&organization, state, &rotation, open.as_ref(), &credentials);
         }
     }
     Ok(())
@@ -792,7 +787,7 @@ async fn show(
 /// `org show` for people.
 fn print_organization(
     organization: &store::organizations::OrganizationRow,
-    state: Option<&str>,
+    state: Option<crate::domain::State>,
     rotation: &serde_json::Value,
     open: Option<&store::rotations::HistoryRow>,
     credentials: &[store::credentials::CredentialRow],
@@ -828,7 +823,10 @@ fn print_organization(
             "disabled"
         }
     );
-    println!("state:            {}", state.unwrap_or("-"));
+    println!(
+        "state:            {}",
+        state.map_or("-", crate::domain::State::as_str)
+    );
     println!(
         "registered:       {}",
         super::format_time(Some(organization.created_at))

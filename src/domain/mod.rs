@@ -14,6 +14,7 @@ pub mod ids;
 pub mod plan;
 pub mod rotation;
 pub mod settings;
+pub mod state;
 
 pub use credential::{CredentialOrigin, CredentialStatus};
 pub use findings::{FindingKind, Severity};
@@ -25,6 +26,7 @@ pub fn millis(duration: std::time::Duration) -> u64 {
 }
 pub use rotation::RotationStep;
 pub use settings::{OrganizationSettings, SettingsPatch};
+pub use state::State;
 
 pub use kodo_microsoft::ids::{
     ClientId, ClientSecret, InputError, SecretKeyId, SharePointHost, TenantId, input_error,

@@ -225,10 +225,53 @@ fn named(application: &Application, rotation_id: Uuid) -> Vec<Uuid> {
 /// and adds again.
 const LOST_ANSWERS_PER_ATTEMPT: u32 = 3;
 
+/// How a call to `rotate`/`rotate_if_due` can fail, for callers that act on it (the job
+/// counts failures but not `Busy`; the CLI says what happens next).
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    /// Another kodo-access (or another command) holds this organization's rotation lock.
+    #[error("another kodo-access is rotating organization {0} right now")]
+    Busy(crate::domain::OrganizationId),
+    /// An attempt failed and the failure is in the journal (its reason, the backoff, the
+    /// alert the next check raises); the message says which and when the next attempt is.
+    #[error("{0}")]
+    Recorded(String),
+    /// The database stayed away (or the lock went with its connection) longer than one
+    /// attempt waits, or the daemon shut down meanwhile: nothing was recorded, and the
+    /// rotation resumes at its recorded step.
+    #[error("{0:#}")]
+    DatabaseUnavailable(anyhow::Error),
+    /// Anything else (recording it failed too, or nothing had started to record it in).
+    #[error("{0:#}")]
+    Unexpected(anyhow::Error),
+}
+
+impl RotationError {
+    /// As an `anyhow::Error` whose chain still holds the cause's own types (the CLI's exit
+    /// status reads an `InputError` there).
+    pub fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            RotationError::DatabaseUnavailable(error) | RotationError::Unexpected(error) => error,
+            other => other.into(),
+        }
+    }
+
+    /// The one place the internal markers become the caller's variants.
+    fn classify(error: anyhow::Error) -> RotationError {
+        if let Some(RotationBusy(organization_id)) = error.downcast_ref::<RotationBusy>() {
+            return RotationError::Busy(*organization_id);
+        }
+        match error.downcast::<RecordedFailure>() {
+            Ok(RecordedFailure(message)) => RotationError::Recorded(message),
+            Err(error) => RotationError::Unexpected(error),
+        }
+    }
+}
+
 /// Another kodo-access (or another command) is rotating this organization right now.
 #[derive(Debug, thiserror::Error)]
 #[error("another kodo-access is rotating organization {0} right now")]
-pub struct RotationBusy(pub crate::domain::OrganizationId);
+struct RotationBusy(crate::domain::OrganizationId);
 
 /// A failure already recorded in the rotation's journal.
 #[derive(Debug, thiserror::Error)]
@@ -298,7 +341,7 @@ pub async fn rotate(
     organization_id: crate::domain::OrganizationId,
     deliverers: &[Deliverer],
     settings: &RotationSettings,
-) -> anyhow::Result<Report> {
+) -> Result<Report, RotationError> {
     rotate_with(
         context,
         organization_id,
@@ -317,7 +360,7 @@ pub async fn rotate_if_due(
     organization_id: crate::domain::OrganizationId,
     deliverers: &[Deliverer],
     settings: &RotationSettings,
-) -> anyhow::Result<Report> {
+) -> Result<Report, RotationError> {
     rotate_with(context, organization_id, deliverers, settings, Trigger::Due).await
 }
 
@@ -335,7 +378,7 @@ async fn rotate_with(
     deliverers: &[Deliverer],
     settings: &RotationSettings,
     trigger: Trigger,
-) -> anyhow::Result<Report> {
+) -> Result<Report, RotationError> {
     let mut trigger = trigger;
     // The rotation this call works on, once known: after any interruption it goes on with
     // that one only.
@@ -365,7 +408,7 @@ async fn rotate_with(
             Ok(Some(report)) => return Ok(report),
             Ok(None) => continue, // verified: on to delivery
             Err(error) if error.is::<RotationBusy>() || error.is::<RecordedFailure>() => {
-                return Err(error);
+                return Err(RotationError::classify(error));
             }
             Err(error) if is_database_trouble(&error) || error.is::<LockLost>() => {
                 match outage.next_wait() {
@@ -373,22 +416,24 @@ async fn rotate_with(
                         outage.log_once(organization_id, &error, wait);
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
-                            _ = context.shutdown.cancelled() => return Err(error),
+                            _ = context.shutdown.cancelled() => return Err(RotationError::DatabaseUnavailable(error)),
                         }
                     }
                     // Nothing recorded: the journal is where it was, and the next pass
                     // resumes it there.
                     None => {
-                        return Err(error.context(
+                        return Err(RotationError::DatabaseUnavailable(error.context(
                             "the database stayed unavailable: the rotation resumes at its recorded step when it is back",
-                        ));
+                        )));
                     }
                 }
             }
             // A secret that does not open, a broken row: recorded like any failure
             // (backoff, alert) when a rotation is under way.
             Err(error) => {
-                return Err(record_unexpected(context, organization_id, rotation_id, error).await);
+                return Err(RotationError::classify(
+                    record_unexpected(context, organization_id, rotation_id, error).await,
+                ));
             }
         }
     }
@@ -1447,7 +1492,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
                 tracing::info!(rotation = ?report.rotation_id, step = %report.step, "rotation advanced");
                 advanced += 1;
             }
-            Ok(Err(error)) if error.is::<RotationBusy>() => tracing::info!("{error}"),
+            Ok(Err(error @ RotationError::Busy(_))) => tracing::info!("{error}"),
             Ok(Err(error)) => {
                 tracing::warn!("rotation failed: {error:#}");
                 failed += 1;

@@ -28,8 +28,8 @@ pub struct TargetRow {
     pub secret_sealed: Option<Vec<u8>>,
     pub secret_key_id: Option<String>,
     pub known_key_ids: Vec<Uuid>,
-    pub state: String,
-    pub last_known_state: Option<String>,
+    pub state: crate::domain::State,
+    pub last_known_state: Option<crate::domain::State>,
     pub failing_since: Option<DateTime<Utc>>,
     /// The longest secret lifetime the tenant's policy accepted, when it refused longer.
     pub secret_lifetime_limit_days: Option<i32>,
@@ -101,18 +101,18 @@ pub async fn enabled_ids(
         .await
 }
 
-pub struct CheckRecord<'a> {
+pub struct CheckRecord {
     pub organization_id: crate::domain::OrganizationId,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
-    pub state: &'a str,
+    pub state: crate::domain::State,
     pub findings: serde_json::Value,
     pub observations: serde_json::Value,
 }
 
-pub struct StatusUpdate<'a> {
+pub struct StatusUpdate {
     pub organization_id: crate::domain::OrganizationId,
-    pub last_known_state: Option<&'a str>,
+    pub last_known_state: Option<crate::domain::State>,
     pub checked_at: DateTime<Utc>,
     /// `None` when the check failed to complete.
     pub succeeded_at: Option<DateTime<Utc>>,
@@ -134,8 +134,8 @@ pub struct LearnedSecret {
 /// these commits need not wait for the disk.
 pub async fn record(
     connection: &mut PgConnection,
-    check: CheckRecord<'_>,
-    status: StatusUpdate<'_>,
+    check: CheckRecord,
+    status: StatusUpdate,
     learned: Option<LearnedSecret>,
 ) -> Result<Vec<super::alerts::FiringRow>, sqlx::Error> {
     super::count_statements(1);
@@ -190,9 +190,9 @@ pub async fn record(
 pub struct StatusRow {
     pub name: String,
     pub enabled: bool,
-    pub state: String,
+    pub state: crate::domain::State,
     pub state_since: DateTime<Utc>,
-    pub last_known_state: Option<String>,
+    pub last_known_state: Option<crate::domain::State>,
     pub last_check_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub secret_expires_at: Option<DateTime<Utc>>,
@@ -220,7 +220,7 @@ pub async fn statuses(connection: &mut PgConnection) -> Result<Vec<StatusRow>, s
 pub struct GaugeRow {
     pub name: String,
     pub enabled: bool,
-    pub state: String,
+    pub state: crate::domain::State,
     pub secret_expires_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub settings: Json<crate::domain::OrganizationSettings>,

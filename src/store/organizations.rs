@@ -25,7 +25,7 @@ pub struct OrganizationRow {
 pub struct OrganizationSummary {
     #[sqlx(flatten)]
     pub organization: OrganizationRow,
-    pub state: Option<String>,
+    pub state: Option<crate::domain::State>,
     pub last_check_at: Option<DateTime<Utc>>,
     pub secret_hint: Option<String>,
     pub secret_end_at: Option<DateTime<Utc>>,

@@ -185,7 +185,7 @@ pub struct FleetSnapshot {
 /// One enabled organization's per-organization series.
 pub struct OrganizationGauge {
     pub name: String,
-    pub state: String,
+    pub state: crate::domain::State,
     pub secret_expires: Option<f64>,
     pub last_success: Option<f64>,
     pub rotation_due: Option<f64>,
@@ -231,7 +231,7 @@ pub fn render_organizations(organizations: &[OrganizationGauge]) -> String {
             out,
             "{ORGANIZATION_STATE}{{organization=\"{}\",state=\"{}\"}} 1",
             escape_label(&organization.name),
-            escape_label(&organization.state)
+            organization.state.as_str()
         );
     }
     type Family = (
@@ -292,14 +292,14 @@ mod tests {
         let text = render_organizations(&[
             OrganizationGauge {
                 name: "contoso".into(),
-                state: "healthy".into(),
+                state: crate::domain::State::Healthy,
                 secret_expires: Some(1_800_000_000.0),
                 last_success: None,
                 rotation_due: Some(1_790_000_000.0),
             },
             OrganizationGauge {
                 name: "odd\"name".into(),
-                state: "consent_revoked".into(),
+                state: crate::domain::State::ConsentRevoked,
                 secret_expires: None,
                 last_success: Some(1_700_000_000.0),
                 rotation_due: None,

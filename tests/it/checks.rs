@@ -521,6 +521,8 @@ async fn the_daemon_checks_on_its_own_and_its_metrics_pass_promtool(pool: PgPool
     for expected in [
         "kodo_access_organization_state{organization=\"contoso\",state=\"permissions_missing\"} 1",
         "kodo_access_organizations_by_state{state=\"permissions_missing\"} 1",
+        // Every state is named, `unknown` (never checked yet) too.
+        "kodo_access_organizations_by_state{state=\"unknown\"} 0",
         "kodo_access_alerts_firing{kind=\"permissions_missing\"} 1",
         "kodo_access_secret_expiry_timestamp_seconds{organization=\"contoso\"}",
         "kodo_access_last_successful_check_timestamp_seconds{organization=\"contoso\"}",

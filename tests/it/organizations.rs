@@ -513,3 +513,21 @@ async fn names_are_unique_ignoring_case_and_migrate_names_old_clashes(pool: PgPo
     env.add_org("Adatum", TENANT_B, CLIENT_B, "Abc8Q~secret")
         .fails_with(2, "names may not differ only by case");
 }
+
+#[sqlx::test]
+async fn a_state_written_by_a_newer_version_reads_as_unknown(pool: PgPool) {
+    let env = TestEnv::new(&pool);
+    env.add_org("contoso", TENANT_A, CLIENT_A, "Abc8Q~secret")
+        .success();
+    sqlx::query("UPDATE organization_status SET state = 'from_a_newer_version'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let status = env.exec(&["status", "--output", "json"]).await;
+    status.success();
+    let view: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(view["statuses"][0]["state"], "unknown", "{}", status.stdout);
+    let list = env.exec(&["org", "list", "--output", "json"]).await;
+    let rows: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(rows[0]["state"], "unknown", "{}", list.stdout);
+}
