@@ -60,3 +60,8 @@ row_id!(
     /// `credentials.id`.
     CredentialId
 );
+row_id!(
+    /// `rotations.id`: also in the display name of the secret a rotation adds, which is how a
+    /// lost addPassword answer is found again.
+    RotationId
+);

@@ -18,7 +18,7 @@ pub mod state;
 
 pub use credential::{CredentialOrigin, CredentialStatus};
 pub use findings::{FindingKind, Severity};
-pub use ids::{CredentialId, OrganizationId};
+pub use ids::{CredentialId, OrganizationId, RotationId};
 
 /// A duration in whole milliseconds, for log fields (saturating, never wrapping).
 pub fn millis(duration: std::time::Duration) -> u64 {

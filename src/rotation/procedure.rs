@@ -56,7 +56,7 @@ pub struct RotationSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     /// The rotation worked on; none when there was nothing to rotate.
-    pub rotation_id: Option<Uuid>,
+    pub rotation_id: Option<crate::domain::RotationId>,
     pub step: Reached,
     pub new_key_id: Option<Uuid>,
 }
@@ -206,12 +206,12 @@ fn propagating_graph(error: &GraphError) -> bool {
 
 const ACTOR: &str = "rotation";
 
-fn display_name(rotation_id: Uuid) -> String {
+fn display_name(rotation_id: crate::domain::RotationId) -> String {
     format!("kodo-access rotation {rotation_id}")
 }
 
 /// The secrets on the application that carry this rotation's name.
-fn named(application: &Application, rotation_id: Uuid) -> Vec<Uuid> {
+fn named(application: &Application, rotation_id: crate::domain::RotationId) -> Vec<Uuid> {
     let name = display_name(rotation_id);
     application
         .password_credentials
@@ -297,7 +297,7 @@ enum Trigger {
     /// `kodo-access rotate`: start a rotation if none is open, else resume the open one.
     OnDemand,
     /// Go on with this rotation, and only with it: nothing starts a new one.
-    Resume(Uuid),
+    Resume(crate::domain::RotationId),
 }
 
 /// What the journal, read under the lock, says to do.
@@ -368,7 +368,7 @@ pub async fn rotate_if_due(
 enum Progress {
     Done(Report),
     /// At `added`: verify without the lock, then go on with this rotation.
-    Verify(Uuid),
+    Verify(crate::domain::RotationId),
 }
 
 #[tracing::instrument(name = "rotation", skip_all, fields(organization = %organization_id))]
@@ -505,7 +505,7 @@ impl DatabaseOutage {
 async fn record_unexpected(
     context: &Context,
     organization_id: crate::domain::OrganizationId,
-    rotation_id: Option<Uuid>,
+    rotation_id: Option<crate::domain::RotationId>,
     error: anyhow::Error,
 ) -> anyhow::Error {
     let Some(rotation_id) = rotation_id else {
@@ -588,7 +588,7 @@ async fn drive(
     deliverers: &[Deliverer],
     settings: &RotationSettings,
     trigger: Trigger,
-    rotation_id: &mut Option<Uuid>,
+    rotation_id: &mut Option<crate::domain::RotationId>,
 ) -> anyhow::Result<Progress> {
     // Each locked stretch holds two connections (the lock's and the work's); the slots keep
     // the pool from running dry, whatever the number of rotations under way.
@@ -649,7 +649,7 @@ impl Locked<'_> {
     async fn steps(
         &mut self,
         mut trigger: Trigger,
-        rotation_id: &mut Option<Uuid>,
+        rotation_id: &mut Option<crate::domain::RotationId>,
     ) -> anyhow::Result<Progress> {
         loop {
             let rotation = match self.journal(trigger).await? {
@@ -714,14 +714,14 @@ impl Locked<'_> {
         }
     }
 
-    async fn reread(&self, rotation_id: Uuid) -> anyhow::Result<RotationRow> {
+    async fn reread(&self, rotation_id: crate::domain::RotationId) -> anyhow::Result<RotationRow> {
         let mut connection = self.context.pool.acquire().await?;
         Ok(store::rotations::by_id(&mut connection, rotation_id).await?)
     }
 
     fn audit<'e>(
         &'e self,
-        rotation_id: Uuid,
+        rotation_id: crate::domain::RotationId,
         action: &'static str,
         credential_id: Option<crate::domain::CredentialId>,
         key_id: Option<Uuid>,
@@ -821,7 +821,7 @@ impl Locked<'_> {
         let mut transaction = self.context.pool.begin().await?;
         let rotation = store::rotations::begin(
             &mut transaction,
-            Uuid::now_v7(),
+            crate::domain::RotationId::new(),
             self.organization_id,
             row.credential_id,
             "due",
@@ -1295,7 +1295,7 @@ fn open_credential(
 async fn verify(
     context: &Context,
     organization_id: crate::domain::OrganizationId,
-    rotation_id: Uuid,
+    rotation_id: crate::domain::RotationId,
     settings: &RotationSettings,
 ) -> anyhow::Result<Option<Report>> {
     let claim = settings.verify_timeout + Duration::from_secs(5);
@@ -1512,7 +1512,7 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
 mod tests {
     use super::*;
 
-    fn open(id: Uuid, next_attempt_in_secs: i64) -> RotationRow {
+    fn open(id: crate::domain::RotationId, next_attempt_in_secs: i64) -> RotationRow {
         let now = Utc::now();
         RotationRow {
             id,
@@ -1532,7 +1532,10 @@ mod tests {
     #[test]
     fn only_the_journal_and_the_plan_start_a_rotation() {
         let now = Utc::now();
-        let (mine, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let (mine, other) = (
+            crate::domain::RotationId::new(),
+            crate::domain::RotationId::new(),
+        );
         let waiting = open(mine, 60);
         let ready = open(mine, -1);
         let cases: &[(Trigger, Option<&RotationRow>, bool, bool, Start)] = &[

@@ -12,7 +12,7 @@ pub struct AuditEntry<'a> {
     pub organization_name: Option<&'a str>,
     pub credential_id: Option<crate::domain::CredentialId>,
     pub key_id: Option<Uuid>,
-    pub rotation_id: Option<Uuid>,
+    pub rotation_id: Option<crate::domain::RotationId>,
     pub details: serde_json::Value,
 }
 
@@ -52,7 +52,7 @@ pub struct AuditRow {
     pub organization_name: Option<String>,
     pub credential_id: Option<crate::domain::CredentialId>,
     pub key_id: Option<Uuid>,
-    pub rotation_id: Option<Uuid>,
+    pub rotation_id: Option<crate::domain::RotationId>,
     pub details: serde_json::Value,
 }
 

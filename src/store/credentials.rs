@@ -19,7 +19,7 @@ pub struct CredentialRow {
     pub origin: crate::domain::CredentialOrigin,
     #[sqlx(try_from = "String")]
     pub status: crate::domain::CredentialStatus,
-    pub rotation_id: Option<Uuid>,
+    pub rotation_id: Option<crate::domain::RotationId>,
     pub secret_key_id: String,
     pub created_at: DateTime<Utc>,
     pub activated_at: Option<DateTime<Utc>>,

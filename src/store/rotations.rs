@@ -10,7 +10,7 @@ use crate::domain::RotationStep;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RotationRow {
-    pub id: Uuid,
+    pub id: crate::domain::RotationId,
     pub organization_id: crate::domain::OrganizationId,
     #[sqlx(try_from = "String")]
     pub step: RotationStep,
@@ -43,7 +43,7 @@ pub async fn open(
 /// Records the intent to rotate, before anything is asked of Microsoft.
 pub async fn begin(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::RotationId,
     organization_id: crate::domain::OrganizationId,
     old_credential_id: Option<crate::domain::CredentialId>,
     reason: &str,
@@ -62,7 +62,7 @@ pub async fn begin(
 
 pub async fn set_step(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::RotationId,
     step: RotationStep,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -78,7 +78,10 @@ pub async fn set_step(
 }
 
 /// The rotation by id.
-pub async fn by_id(connection: &mut PgConnection, id: Uuid) -> Result<RotationRow, sqlx::Error> {
+pub async fn by_id(
+    connection: &mut PgConnection,
+    id: crate::domain::RotationId,
+) -> Result<RotationRow, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM rotations WHERE id = $1"
     )))
@@ -91,7 +94,7 @@ pub async fn by_id(connection: &mut PgConnection, id: Uuid) -> Result<RotationRo
 /// secret, so that other daemons leave it alone. False when the rotation moved on.
 pub async fn claim_for_verification(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::RotationId,
     claim: std::time::Duration,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query(
@@ -108,7 +111,7 @@ pub async fn claim_for_verification(
 /// Moves the rotation from step `from` to `to`; false when it was no longer at `from`.
 pub async fn advance(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::RotationId,
     from: RotationStep,
     to: RotationStep,
 ) -> Result<bool, sqlx::Error> {
@@ -129,7 +132,7 @@ pub async fn advance(
 /// With `at_step`, only while the rotation is still at that step.
 pub async fn failed(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::RotationId,
     at_step: Option<RotationStep>,
     reason: &str,
     error: &str,
@@ -154,7 +157,7 @@ pub async fn failed(
 /// Ends the rotation from step `from`; false when it was no longer there.
 pub async fn finish(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::RotationId,
     from: RotationStep,
     outcome: &str,
 ) -> Result<bool, sqlx::Error> {
@@ -172,7 +175,7 @@ pub async fn finish(
 }
 
 pub struct NewSecret<'a> {
-    pub rotation_id: Uuid,
+    pub rotation_id: crate::domain::RotationId,
     pub credential_id: crate::domain::CredentialId,
     pub organization_id: crate::domain::OrganizationId,
     pub key_id: Uuid,
@@ -222,12 +225,12 @@ pub async fn added(
 /// Only from step `delivered`; false (nothing changed) when the rotation is elsewhere.
 pub async fn activate(
     connection: &mut PgConnection,
-    rotation_id: Uuid,
+    rotation_id: crate::domain::RotationId,
     organization_id: crate::domain::OrganizationId,
     new_credential_id: crate::domain::CredentialId,
     grace: std::time::Duration,
 ) -> Result<bool, sqlx::Error> {
-    let at_delivered: Option<Uuid> = sqlx::query_scalar(
+    let at_delivered: Option<crate::domain::RotationId> = sqlx::query_scalar(
         "SELECT id FROM rotations WHERE id = $1 AND step = 'delivered' AND finished_at IS NULL FOR UPDATE",
     )
     .bind(rotation_id)
@@ -263,7 +266,7 @@ pub async fn activate(
 /// the rotation is still at `step`. False when it moved on.
 pub async fn removing(
     connection: &mut PgConnection,
-    id: Uuid,
+    id: crate::domain::RotationId,
     step: RotationStep,
     key_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
@@ -280,7 +283,10 @@ pub async fn removing(
 }
 
 /// The journaled removal is done (and recorded in the same transaction).
-pub async fn removed(connection: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn removed(
+    connection: &mut PgConnection,
+    id: crate::domain::RotationId,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE rotations SET removing_key_id = NULL, updated_at = now() WHERE id = $1")
         .bind(id)
         .execute(connection)
@@ -364,7 +370,7 @@ pub struct Candidate {
     pub settings: sqlx::types::Json<crate::domain::OrganizationSettings>,
     pub start_at: Option<DateTime<Utc>>,
     pub end_at: Option<DateTime<Utc>>,
-    pub open_rotation: Option<Uuid>,
+    pub open_rotation: Option<crate::domain::RotationId>,
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
@@ -384,7 +390,7 @@ pub async fn candidates(connection: &mut PgConnection) -> Result<Vec<Candidate>,
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct HistoryRow {
-    pub id: Uuid,
+    pub id: crate::domain::RotationId,
     pub organization: String,
     #[sqlx(try_from = "String")]
     pub step: RotationStep,

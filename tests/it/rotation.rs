@@ -270,7 +270,7 @@ async fn a_secret_created_by_a_rotation_that_died_before_storing_it_is_removed(p
             .unwrap();
     // The intent was recorded, Microsoft created the secret, and the daemon died before
     // storing it: the journal says "intent", the app holds a secret nobody knows.
-    let rotation_id = uuid::Uuid::now_v7();
+    let rotation_id = kodo_access::domain::RotationId::new();
     let mut connection = pool.acquire().await.unwrap();
     kodo_access::store::rotations::begin(
         &mut connection,
