@@ -336,7 +336,7 @@ pub enum LogFormat {
 }
 
 /// The effective, validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Settings {
     pub log: LogSettings,
     pub database: DatabaseSettings,
@@ -348,102 +348,116 @@ pub struct Settings {
     pub checks: CheckSettings,
     pub alerts: AlertSettings,
     pub rotation: RotationSettings,
+    #[serde(serialize_with = "show::clouds")]
     pub clouds: BTreeMap<String, CloudSettings>,
     /// The file that was read, if any (for `config check`).
+    #[serde(skip)]
     pub source_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct LogSettings {
     pub level: String,
     pub format: LogFormat,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DatabaseSettings {
+    #[serde(serialize_with = "show::database_url")]
     pub url: Url,
     pub password: Option<SecretSource>,
     pub max_connections: u32,
+    #[serde(serialize_with = "show::duration")]
     pub connect_timeout: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub health_interval: Duration,
     pub auto_migrate: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CryptoSettings {
     /// `None` when neither a file nor a credential is configured.
     pub master_key: Option<SecretSource>,
     pub previous_keys: Vec<SecretSource>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
     /// A client sends a request's headers within this, and is answered within it.
+    #[serde(serialize_with = "show::duration")]
     pub request_timeout: Duration,
     /// Connections served at once; more are closed at once.
     pub max_connections: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DaemonSettings {
+    #[serde(serialize_with = "show::duration")]
     pub shutdown_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JobSettings {
     pub housekeeping: HousekeepingSettings,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct HousekeepingSettings {
     pub schedule: String,
+    #[serde(serialize_with = "show::duration")]
     pub check_history_retention: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub delivered_alert_retention: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub job_run_retention: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CheckSettings {
+    #[serde(serialize_with = "show::duration")]
     pub interval: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub pickup_interval: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub warning_window: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub confirm_delay: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub retry_failed_after: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub failing_alert_after: Duration,
     pub max_concurrent_checks: usize,
     pub max_checks_per_tenant: usize,
     pub resources: Vec<crate::microsoft::Resource>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RotationSettings {
     pub enabled: bool,
+    #[serde(flatten, with = "show::PolicyShown")]
     pub policy: crate::domain::plan::RotationPolicy,
+    #[serde(serialize_with = "show::duration")]
     pub verify_timeout: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub grace: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub pickup_interval: Duration,
     pub deliverers: Vec<ScopedDeliverer>,
 }
 
 /// A deliverer and the organizations it serves (every one when the list is empty).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ScopedDeliverer {
+    #[serde(flatten)]
     pub deliverer: Deliverer,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub organizations: Vec<String>,
 }
 
 impl ScopedDeliverer {
     pub fn serves(&self, organization: &str) -> bool {
         self.organizations.is_empty() || self.organizations.iter().any(|name| name == organization)
-    }
-
-    pub fn redacted(&self) -> serde_json::Value {
-        let mut value = self.deliverer.redacted();
-        if !self.organizations.is_empty() {
-            value["organizations"] = serde_json::json!(self.organizations);
-        }
-        value
     }
 }
 
@@ -480,27 +494,34 @@ impl RotationSettings {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AlertSettings {
+    #[serde(serialize_with = "show::duration")]
     pub delivery_interval: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub resend_interval: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub max_delivery_backoff: Duration,
+    #[serde(rename = "alertmanager")]
     pub alertmanagers: Vec<AlertmanagerSink>,
+    #[serde(rename = "webhook")]
     pub webhooks: Vec<WebhookSink>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AlertmanagerSink {
     pub name: String,
+    #[serde(serialize_with = "show::url")]
     pub url: Url,
     /// Plain http to a host other than loopback, asked for by the operator.
     pub allow_insecure_http: bool,
     pub access: SinkAccess,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct WebhookSink {
     pub name: String,
+    #[serde(serialize_with = "show::url")]
     pub url: Url,
     pub secret: SecretSource,
     pub access: SinkAccess,
@@ -522,33 +543,42 @@ impl AlertSettings {
 }
 
 /// How kodo-access talks to Microsoft.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct MicrosoftSettings {
     /// What the Microsoft client itself needs: limits, timeouts, retries, trusted roots.
+    #[serde(flatten, with = "show::ClientShown")]
     pub client: kodo_microsoft::ClientSettings,
+    #[serde(skip)]
     pub manifest: Arc<crate::microsoft::permissions::Manifest>,
+    #[serde(serialize_with = "show::permissions_file")]
     pub permissions_file: Option<PathBuf>,
 }
 
 /// A rotation deliverer (`[[rotation.file]]`, `[[rotation.command]]`, `[[rotation.webhook]]`):
 /// where a new secret goes; `rotation::deliver` delivers it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
 pub enum Deliverer {
     /// `{directory}/{organization}.json`, written to a temporary file and renamed over.
     File {
+        #[serde(rename = "file")]
         directory: PathBuf,
+        #[serde(serialize_with = "show::mode")]
         mode: u32,
         group: Option<u32>,
     },
     /// A program run with the ids in its environment and the secret on standard input;
     /// success is exit status 0 within `timeout`.
     Command {
+        #[serde(rename = "command")]
         program: PathBuf,
         args: Vec<String>,
+        #[serde(serialize_with = "show::duration")]
         timeout: Duration,
     },
     /// A POST of the JSON document, signed like the alert webhook.
     Webhook {
+        #[serde(rename = "webhook", serialize_with = "show::url")]
         url: url::Url,
         key: SecretSource,
         access: Box<SinkAccess>,
@@ -556,13 +586,14 @@ pub enum Deliverer {
 }
 
 /// A sink's authentication and TLS settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SinkAccess {
     pub auth: Option<SinkAuth>,
     pub tls: Option<SinkTls>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SinkAuth {
     /// `Authorization: Basic` (Alertmanager's `basic_auth_users`, most reverse proxies).
     Basic {
@@ -573,7 +604,7 @@ pub enum SinkAuth {
     Bearer { token: SecretSource },
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SinkTls {
     /// Trust only the CAs in this PEM file (instead of the built-in roots).
     pub ca_file: Option<PathBuf>,
@@ -581,7 +612,7 @@ pub struct SinkTls {
     pub client_certificate: Option<ClientCertificate>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ClientCertificate {
     /// PEM: the certificate, then any intermediates.
     pub certificate_file: PathBuf,
@@ -602,6 +633,14 @@ pub enum SecretSource {
         name: String,
         directory: Option<PathBuf>,
     },
+}
+
+/// A secret is shown only as where it comes from: whatever holds a `SecretSource` can be
+/// printed by `config check` without a per-key rule.
+impl Serialize for SecretSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("<redacted: {self}>"))
+    }
 }
 
 impl fmt::Display for SecretSource {
@@ -799,93 +838,11 @@ impl Settings {
         })
     }
 
-    /// The effective configuration as TOML, every secret replaced by where it comes from.
+    /// The effective configuration as TOML, every secret replaced by where it comes from:
+    /// the settings' own `Serialize`, so a new key is shown without a rule of its own, and
+    /// a secret (a `SecretSource`, a URL's credentials or query) can only be shown redacted.
     pub fn redacted(&self) -> String {
-        let mut url = self.database.url.clone();
-        if url.password().is_some() {
-            let _ = url.set_password(Some("REDACTED"));
-        }
-        // A password may also come as ?password=…: query values are never printed.
-        let url = Url::parse(&redact_url_query(&url)).unwrap_or(url);
-        let describe = |source: &Option<SecretSource>| {
-            source
-                .as_ref()
-                .map(|source| format!("<redacted: {source}>"))
-        };
-        let document = serde_json::json!({
-            "log": { "level": self.log.level, "format": self.log.format },
-            "database": {
-                "url": url.as_str(),
-                "password": describe(&self.database.password).unwrap_or_else(|| "<none>".into()),
-                "max_connections": self.database.max_connections,
-                "connect_timeout": format_duration(self.database.connect_timeout),
-                "health_interval": format_duration(self.database.health_interval),
-                "auto_migrate": self.database.auto_migrate,
-            },
-            "crypto": {
-                "master_key": describe(&self.crypto.master_key).unwrap_or_else(|| "<not configured>".into()),
-                "previous_keys": self.crypto.previous_keys.iter().map(|source| format!("<redacted: {source}>")).collect::<Vec<_>>(),
-            },
-            "http": {
-                "listen": self.http.listen.to_string(),
-                "request_timeout": format_duration(self.http.request_timeout),
-                "max_connections": self.http.max_connections,
-            },
-            "daemon": { "shutdown_timeout": format_duration(self.daemon.shutdown_timeout) },
-            "jobs": { "housekeeping": {
-                "schedule": self.jobs.housekeeping.schedule,
-                "check_history_retention": format_duration(self.jobs.housekeeping.check_history_retention),
-                "delivered_alert_retention": format_duration(self.jobs.housekeeping.delivered_alert_retention),
-                "job_run_retention": format_duration(self.jobs.housekeeping.job_run_retention),
-            }},
-            "checks": {
-                "interval": format_duration(self.checks.interval),
-                "pickup_interval": format_duration(self.checks.pickup_interval),
-                "warning_window": format_duration(self.checks.warning_window),
-                "confirm_delay": format_duration(self.checks.confirm_delay),
-                "retry_failed_after": format_duration(self.checks.retry_failed_after),
-                "failing_alert_after": format_duration(self.checks.failing_alert_after),
-                "max_concurrent_checks": self.checks.max_concurrent_checks,
-                "max_checks_per_tenant": self.checks.max_checks_per_tenant,
-                "resources": self.checks.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-            },
-            "alerts": {
-                "delivery_interval": format_duration(self.alerts.delivery_interval),
-                "resend_interval": format_duration(self.alerts.resend_interval),
-                "max_delivery_backoff": format_duration(self.alerts.max_delivery_backoff),
-                "alertmanager": self.alerts.alertmanagers.iter().map(|sink| serde_json::json!({"name": sink.name, "url": redact_url(&sink.url), "allow_insecure_http": sink.allow_insecure_http, "access": sink.access.redacted()})).collect::<Vec<_>>(),
-                "webhook": self.alerts.webhooks.iter().map(|sink| serde_json::json!({"name": sink.name, "url": redact_url(&sink.url), "secret": format!("<redacted: {}>", sink.secret), "access": sink.access.redacted()})).collect::<Vec<_>>(),
-            },
-            "microsoft": {
-                "max_requests_in_flight": self.microsoft.client.max_requests_in_flight,
-                "connect_timeout": format_duration(self.microsoft.client.connect_timeout),
-                "request_timeout": format_duration(self.microsoft.client.request_timeout),
-                "retry_attempts": self.microsoft.client.retry.max_attempts,
-                "retry_max_elapsed": format_duration(self.microsoft.client.retry.max_elapsed),
-                "retry_min_delay": format_duration(self.microsoft.client.retry.min_delay),
-                "retry_max_delay": format_duration(self.microsoft.client.retry.max_delay),
-                "ca_file": self.microsoft.client.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<none>".into()),
-                "permissions_file": self.microsoft.permissions_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<built in>".into()),
-            },
-            "rotation": {
-                "enabled": self.rotation.enabled,
-                "lead_time": format_duration(self.rotation.policy.lead_time.to_std().unwrap_or_default()),
-                "lifetime": format_duration(self.rotation.policy.lifetime.to_std().unwrap_or_default()),
-                "verify_timeout": format_duration(self.rotation.verify_timeout),
-                "grace": format_duration(self.rotation.grace),
-                "pickup_interval": format_duration(self.rotation.pickup_interval),
-                "deliverers": self.rotation.deliverers.iter().map(|deliverer| deliverer.redacted()).collect::<Vec<_>>(),
-            },
-            "clouds": self.clouds.iter().map(|(name, cloud)| (name.clone(), serde_json::json!({
-                "authority": cloud.authority.as_str(),
-                "graph": cloud.graph.as_str(),
-                "exchange": cloud.exchange.as_str(),
-                "sharepoint_suffix": cloud.sharepoint_suffix,
-                "graph_resource": cloud.graph_resource.as_str(),
-                "exchange_resource": cloud.exchange_resource.as_str(),
-                "sharepoint": cloud.sharepoint.as_ref().map(|u| u.as_str().to_string()).unwrap_or_else(|| "https://{sharepoint_host}".into()),
-            }))).collect::<serde_json::Map<_, _>>(),
-        });
+        let document = serde_json::to_value(self).unwrap_or_default();
         let mut text = String::new();
         if let Some(path) = &self.source_file {
             text.push_str(&format!("# configuration file: {}\n", path.display()));
@@ -914,6 +871,130 @@ fn without_nulls(value: serde_json::Value) -> serde_json::Value {
             serde_json::Value::Array(items.into_iter().map(without_nulls).collect())
         }
         other => other,
+    }
+}
+
+/// How `config check` shows what is not shown as itself: durations as an operator writes
+/// them, URLs without their credentials or query values, file modes in octal, and the
+/// Microsoft client's and the rotation plan's settings under the configuration's keys
+/// (serde's remote derive: those types live in crates below this one).
+mod show {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use serde::{Serialize, Serializer};
+    use url::Url;
+
+    pub fn duration<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_duration(*value))
+    }
+
+    pub fn chrono_duration<S: Serializer>(
+        value: &chrono::Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        duration(&value.to_std().unwrap_or_default(), serializer)
+    }
+
+    /// A sink's or deliverer's URL: no user name, password or query value.
+    pub fn url<S: Serializer>(value: &Url, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::redact_url(value))
+    }
+
+    /// The database URL keeps its role (no secret) and loses any password.
+    pub fn database_url<S: Serializer>(value: &Url, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut url = value.clone();
+        if url.password().is_some() {
+            let _ = url.set_password(Some("REDACTED"));
+        }
+        serializer.serialize_str(&super::redact_url_query(&url))
+    }
+
+    pub fn permissions_file<S: Serializer>(
+        value: &Option<std::path::PathBuf>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(path) => serializer.collect_str(&path.display()),
+            None => serializer.serialize_str("<built in>"),
+        }
+    }
+
+    pub fn mode<S: Serializer>(value: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{value:04o}"))
+    }
+
+    fn plain_url<S: Serializer>(value: &Url, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(value.as_str())
+    }
+
+    #[derive(Serialize)]
+    #[serde(remote = "kodo_microsoft::ClientSettings")]
+    pub struct ClientShown {
+        max_requests_in_flight: usize,
+        #[serde(serialize_with = "duration")]
+        connect_timeout: Duration,
+        #[serde(serialize_with = "duration")]
+        request_timeout: Duration,
+        #[serde(flatten, with = "RetryShown")]
+        retry: kodo_microsoft::RetryPolicy,
+        ca_file: Option<std::path::PathBuf>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(remote = "kodo_microsoft::RetryPolicy")]
+    struct RetryShown {
+        #[serde(rename = "retry_attempts")]
+        max_attempts: u32,
+        #[serde(rename = "retry_max_elapsed", serialize_with = "duration")]
+        max_elapsed: Duration,
+        #[serde(rename = "retry_min_delay", serialize_with = "duration")]
+        min_delay: Duration,
+        #[serde(rename = "retry_max_delay", serialize_with = "duration")]
+        max_delay: Duration,
+    }
+
+    #[derive(Serialize)]
+    #[serde(remote = "crate::domain::plan::RotationPolicy")]
+    pub struct PolicyShown {
+        #[serde(serialize_with = "chrono_duration")]
+        lead_time: chrono::Duration,
+        #[serde(serialize_with = "chrono_duration")]
+        lifetime: chrono::Duration,
+    }
+
+    #[derive(Serialize)]
+    #[serde(remote = "kodo_microsoft::cloud::CloudSettings")]
+    struct CloudShown {
+        #[serde(serialize_with = "plain_url")]
+        authority: Url,
+        #[serde(serialize_with = "plain_url")]
+        graph: Url,
+        #[serde(serialize_with = "plain_url")]
+        exchange: Url,
+        sharepoint_suffix: String,
+        #[serde(serialize_with = "plain_url")]
+        graph_resource: Url,
+        #[serde(serialize_with = "plain_url")]
+        exchange_resource: Url,
+        #[serde(serialize_with = "sharepoint")]
+        sharepoint: Option<Url>,
+    }
+
+    fn sharepoint<S: Serializer>(value: &Option<Url>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(url) => plain_url(url, serializer),
+            None => serializer.serialize_str("https://{sharepoint_host}"),
+        }
+    }
+
+    pub fn clouds<S: Serializer>(
+        value: &BTreeMap<String, kodo_microsoft::cloud::CloudSettings>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Cloud<'a>(#[serde(with = "CloudShown")] &'a kodo_microsoft::cloud::CloudSettings);
+        serializer.collect_map(value.iter().map(|(name, cloud)| (name, Cloud(cloud))))
     }
 }
 
@@ -1768,7 +1849,7 @@ mod tests {
         let access = &settings.alerts.alertmanagers[0].access;
         assert!(matches!(&access.auth, Some(SinkAuth::Basic { username, .. }) if username == "u"));
         assert_eq!(
-            access.redacted()["tls"]["key"],
+            serde_json::to_value(access).unwrap()["tls"]["client_certificate"]["key"],
             "<redacted: file /k>",
             "config check shows where the key is, never what"
         );
@@ -1926,5 +2007,64 @@ mod tests {
         let text = settings.redacted();
         assert!(!text.contains("s3cr3t-pw"), "{text}");
         assert!(text.contains("REDACTED"), "{text}");
+    }
+
+    #[test]
+    fn config_check_shows_every_section_and_no_url_credential_or_query_value() {
+        let directory = tempfile::tempdir().unwrap();
+        let key = directory.path().join("key");
+        std::fs::write(&key, "k".repeat(40)).unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let key = key.display();
+        let settings = load(
+            &format!(
+                "[database]\nurl = \"postgres://kodo:pw-db@db.example/kodo?password=q-db\"\n\n\
+                 [[alerts.alertmanager]]\nname = \"am\"\nurl = \"https://u-am:pw-am@am.example/?token=q-am\"\n\n\
+                 [[alerts.webhook]]\nname = \"hook\"\nurl = \"https://u-wh:pw-wh@hook.example/?token=q-wh\"\nsecret_file = \"{key}\"\n\n\
+                 [[rotation.webhook]]\nname = \"backup\"\nurl = \"https://u-rw:pw-rw@backup.example/?token=q-rw\"\nsecret_file = \"{key}\"\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        let text = settings.redacted();
+        for leak in [
+            "pw-db", "q-db", "u-am", "pw-am", "q-am", "u-wh", "pw-wh", "q-wh", "u-rw", "pw-rw",
+            "q-rw", "kkkk",
+        ] {
+            assert!(!text.contains(leak), "{leak} in\n{text}");
+        }
+        let shown: toml::Table = toml::from_str(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .as_str(),
+        )
+        .unwrap();
+        let sections: Vec<&str> = shown.keys().map(String::as_str).collect();
+        assert_eq!(
+            sections,
+            [
+                "alerts",
+                "checks",
+                "clouds",
+                "crypto",
+                "daemon",
+                "database",
+                "http",
+                "jobs",
+                "log",
+                "microsoft",
+                "rotation"
+            ],
+            "every section of the file, [rotation] included"
+        );
+        assert_eq!(
+            shown["rotation"]["deliverers"][0]["key"].as_str(),
+            Some(format!("<redacted: file {key}>").as_str())
+        );
+        assert_eq!(shown["microsoft"]["retry_attempts"].as_integer(), Some(4));
+        assert_eq!(shown["rotation"]["lead_time"].as_str(), Some("30d"));
     }
 }

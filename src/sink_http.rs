@@ -67,27 +67,6 @@ impl SinkAccess {
         }
         Ok(())
     }
-
-    /// What `config check` shows: where each secret comes from, never its value.
-    pub fn redacted(&self) -> serde_json::Value {
-        let auth = match &self.auth {
-            None => serde_json::Value::Null,
-            Some(SinkAuth::Basic { username, password }) => serde_json::json!({
-                "basic": { "username": username, "password": format!("<redacted: {password}>") }
-            }),
-            Some(SinkAuth::Bearer { token }) => {
-                serde_json::json!({ "bearer": format!("<redacted: {token}>") })
-            }
-        };
-        let tls = self.tls.as_ref().map(|tls| {
-            serde_json::json!({
-                "ca_file": tls.ca_file.as_ref().map(|path| path.display().to_string()),
-                "certificate_file": tls.client_certificate.as_ref().map(|client| client.certificate_file.display().to_string()),
-                "key": tls.client_certificate.as_ref().map(|client| format!("<redacted: {}>", client.key)),
-            })
-        });
-        serde_json::json!({ "auth": auth, "tls": tls })
-    }
 }
 
 impl SinkTls {

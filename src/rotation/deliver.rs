@@ -52,29 +52,6 @@ struct Document<'a> {
 pub use crate::config::Deliverer;
 
 impl Deliverer {
-    /// What `config check` shows: everything but the webhook's key.
-    pub fn redacted(&self) -> serde_json::Value {
-        match self {
-            Deliverer::File {
-                directory,
-                mode,
-                group,
-            } => {
-                serde_json::json!({"file": directory.display().to_string(), "mode": format!("{mode:04o}"), "group": group})
-            }
-            Deliverer::Command {
-                program,
-                args,
-                timeout,
-            } => {
-                serde_json::json!({"command": program.display().to_string(), "args": args, "timeout": crate::config::format_duration(*timeout)})
-            }
-            Deliverer::Webhook { url, key, access } => {
-                serde_json::json!({"webhook": crate::config::redact_url(url), "key": format!("<redacted: {key}>"), "access": access.redacted()})
-            }
-        }
-    }
-
     pub fn describe(&self) -> String {
         match self {
             Deliverer::File { directory, .. } => format!("file in {}", directory.display()),
