@@ -29,6 +29,29 @@ pub struct Context {
 }
 
 impl Context {
+    /// Opens a stored secret of an organization (the seal binds it to organization and
+    /// credential), for the check and the rotation alike.
+    pub fn open_secret(
+        &self,
+        organization_id: crate::domain::OrganizationId,
+        credential_id: crate::domain::CredentialId,
+        seal_key_id: &str,
+        sealed: &[u8],
+    ) -> Result<secrecy::SecretString, String> {
+        self.keyring
+            .open(
+                &crate::crypto::Sealed {
+                    key_id: seal_key_id.to_string(),
+                    blob: sealed.to_vec(),
+                },
+                crate::crypto::SealContext {
+                    organization_id,
+                    credential_id,
+                },
+            )
+            .map_err(|error| format!("the stored secret {error}"))
+    }
+
     pub fn new(
         settings: Arc<Settings>,
         pool: PgPool,

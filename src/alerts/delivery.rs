@@ -146,24 +146,3 @@ pub async fn resend_active(context: &Context) -> anyhow::Result<usize> {
     }
     Ok(alerts.len())
 }
-
-/// The notification payload stored in the outbox (and sent as is to webhooks).
-pub fn payload(
-    status: &str,
-    alert_id: uuid::Uuid,
-    kind: &str,
-    labels: &serde_json::Value,
-    annotations: &serde_json::Value,
-    starts_at: chrono::DateTime<Utc>,
-    ends_at: Option<chrono::DateTime<Utc>>,
-) -> serde_json::Value {
-    serde_json::json!({
-        "status": status,
-        "alert_id": alert_id,
-        "kind": kind,
-        "labels": labels,
-        "annotations": annotations,
-        "starts_at": starts_at.to_rfc3339(),
-        "ends_at": ends_at.map(|t| t.to_rfc3339()),
-    })
-}

@@ -16,9 +16,8 @@ use super::verdict::{
     CheckPolicy, Finding, FindingKind, Observations, OurSecret, RotationFailure, RotationView,
     State, Verdict, decide,
 };
-use crate::alerts::lifecycle::{self, Subject};
+use crate::checks::alerting::{self as lifecycle, Subject};
 use crate::context::Context;
-use crate::crypto::{SealContext, Sealed};
 use crate::store::{self, checks::TargetRow};
 use crate::target::{endpoints, resources};
 
@@ -208,30 +207,6 @@ fn rotation_view(context: &Context, row: &TargetRow) -> RotationView {
     }
 }
 
-/// Opens a stored secret of an organization (the seal binds it to organization and
-/// credential), for the check and the rotation alike.
-pub fn open_sealed(
-    context: &Context,
-    organization_id: crate::domain::OrganizationId,
-    credential_id: crate::domain::CredentialId,
-    seal_key_id: &str,
-    sealed: &[u8],
-) -> Result<SecretString, String> {
-    context
-        .keyring
-        .open(
-            &Sealed {
-                key_id: seal_key_id.to_string(),
-                blob: sealed.to_vec(),
-            },
-            SealContext {
-                organization_id,
-                credential_id,
-            },
-        )
-        .map_err(|error| format!("the stored secret {error}"))
-}
-
 fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
     let endpoints = endpoints(context, row)?;
     let (Some(credential_id), Some(sealed), Some(seal_key)) = (
@@ -241,7 +216,7 @@ fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
     ) else {
         return Err("no current client secret is stored (kodo-access org set-secret)".into());
     };
-    let secret: SecretString = open_sealed(context, row.id, credential_id, &seal_key, &sealed)?;
+    let secret: SecretString = context.open_secret(row.id, credential_id, &seal_key, &sealed)?;
     let resources = resources(context, row);
     Ok(Prepared {
         target: Target {
@@ -578,7 +553,7 @@ async fn store_alerts(
     for alert in &new_alerts {
         notifications.push((
             alert.id,
-            crate::alerts::delivery::payload(
+            store::alerts::payload(
                 "firing",
                 alert.id,
                 &alert.kind,
@@ -592,7 +567,7 @@ async fn store_alerts(
     for alert in &plan.resolve {
         notifications.push((
             alert.id,
-            crate::alerts::delivery::payload(
+            store::alerts::payload(
                 "resolved",
                 alert.id,
                 &alert.kind,

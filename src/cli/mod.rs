@@ -174,7 +174,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 sinks.push((format!("alertmanager {}", sink.name), &sink.access));
             }
             for sink in &settings.alerts.webhooks {
-                crate::alerts::sinks::signing_key(&sink.secret)
+                crate::sink_http::signing_key(&sink.secret)
                     .map_err(|error| anyhow::anyhow!("webhook {}: {error}", sink.name))?;
                 sinks.push((format!("webhook {}", sink.name), &sink.access));
             }
@@ -183,7 +183,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                     &scoped.deliverer
                 {
                     let name = scoped.deliverer.describe();
-                    crate::alerts::sinks::signing_key(key)
+                    crate::sink_http::signing_key(key)
                         .map_err(|error| anyhow::anyhow!("{name}: {error}"))?;
                     sinks.push((name, access));
                 }

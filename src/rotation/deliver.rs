@@ -96,15 +96,15 @@ pub async fn deliver(
             timeout,
         } => run_command(program, args, *timeout, delivery).await,
         Deliverer::Webhook { url, key, access } => {
-            let key = crate::alerts::sinks::signing_key(key)?;
+            let key = crate::sink_http::signing_key(key)?;
             let request = access
                 .post(http, url.clone())
                 .map_err(|error| format!("{}: {error}", deliverer.describe()))?;
             let body = crate::secret_buf::json(&delivery.document()).map_err(|e| e.to_string())?;
-            let response = crate::alerts::sinks::signed(
+            let response = crate::sink_http::signed(
                 request,
                 &key,
-                crate::alerts::sinks::Purpose::Credential,
+                crate::sink_http::Purpose::Credential,
                 body.as_bytes(),
             )
             .body(body.into_body())

@@ -1276,14 +1276,14 @@ fn open_credential(
     organization_id: crate::domain::OrganizationId,
     credential: &store::rotations::CredentialRef,
 ) -> anyhow::Result<SecretString> {
-    crate::checks::run::open_sealed(
-        context,
-        organization_id,
-        credential.id,
-        &credential.secret_key_id,
-        &credential.secret_sealed,
-    )
-    .map_err(anyhow::Error::msg)
+    context
+        .open_secret(
+            organization_id,
+            credential.id,
+            &credential.secret_key_id,
+            &credential.secret_sealed,
+        )
+        .map_err(anyhow::Error::msg)
 }
 
 /// The `verified` step: the new secret gets a token for every resource the organization is

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use crate::checks::verdict::{State, Verdict};
+use super::verdict::{State, Verdict};
 use crate::domain::FindingKind;
 use crate::store::alerts::FiringRow;
 
