@@ -59,6 +59,21 @@ pub struct SecretInput {
     pub expires: Option<DateTime<Utc>>,
 }
 
+/// A certificate and its private key, checked to belong together.
+#[derive(Debug)]
+pub struct CertificateInput {
+    pub certificate: std::sync::Arc<crate::microsoft::ClientCertificate>,
+    /// The private key as given (PEM): what is sealed.
+    pub private_key: SecretString,
+}
+
+/// The credential an organization is registered with.
+#[derive(Debug)]
+pub enum CredentialInput {
+    Secret(SecretInput),
+    Certificate(CertificateInput),
+}
+
 #[derive(Debug)]
 pub struct NewOrganizationInput {
     pub name: OrgName,
@@ -67,7 +82,7 @@ pub struct NewOrganizationInput {
     pub cloud: CloudName,
     pub sharepoint_host: Option<SharePointHost>,
     pub labels: Labels,
-    pub secret: SecretInput,
+    pub credential: CredentialInput,
 }
 
 /// A validation failure that names the field it concerns.
@@ -150,11 +165,11 @@ impl RawOrganization {
             cloud,
             sharepoint_host,
             labels,
-            secret: SecretInput {
+            credential: CredentialInput::Secret(SecretInput {
                 secret,
                 key_id,
                 expires,
-            },
+            }),
         })
     }
 }
@@ -312,19 +327,19 @@ impl Registry<'_> {
             },
         )
         .await?;
-        self.store_secret(connection, id, input.name.as_str(), &input.secret)
+        self.store_credential(connection, id, input.name.as_str(), &input.credential)
             .await?;
         Ok(id)
     }
 
     /// Seals and stores `secret` as the organization's current credential, retiring the
     /// one it replaces (which stays on record as `previous`).
-    async fn store_secret(
+    async fn store_credential(
         &self,
         connection: &mut PgConnection,
         organization_id: crate::domain::OrganizationId,
         organization_name: &str,
-        secret: &SecretInput,
+        credential: &CredentialInput,
     ) -> anyhow::Result<crate::domain::CredentialId> {
         let retired = store::credentials::retire_current(connection, organization_id).await?;
         if let Some(retired) = &retired {
@@ -344,36 +359,62 @@ impl Registry<'_> {
             .await?;
         }
         let credential_id = crate::domain::CredentialId::new();
-        let sealed = self.keyring.seal(
-            secret.secret.secret(),
-            SealContext {
-                organization_id,
-                credential_id,
-            },
-        );
-        let hint = secret.secret.hint();
-        let inserted = store::credentials::insert(
-            connection,
-            store::credentials::NewCredential {
-                id: credential_id,
-                organization_id,
-                key_id: secret.key_id.map(|key_id| key_id.as_uuid()),
-                hint: &hint,
-                end_at: secret.expires,
-                origin: crate::domain::CredentialOrigin::Operator,
-                status: crate::domain::CredentialStatus::Current,
-                sealed: &sealed,
-            },
-        )
-        .await;
+        let seal = |plaintext: &SecretString| {
+            self.keyring.seal(
+                plaintext,
+                SealContext {
+                    organization_id,
+                    credential_id,
+                },
+            )
+        };
+        let (sealed, hint, key_id, expires, thumbprint) = match credential {
+            CredentialInput::Secret(secret) => (
+                seal(secret.secret.secret()),
+                Some(secret.secret.hint()),
+                secret.key_id.map(|key_id| key_id.as_uuid()),
+                secret.expires,
+                None,
+            ),
+            CredentialInput::Certificate(input) => (
+                seal(&input.private_key),
+                None,
+                None,
+                Some(input.certificate.not_after()),
+                Some(input.certificate.thumbprint_sha1_hex()),
+            ),
+        };
+        let certificate = match credential {
+            CredentialInput::Certificate(input) => Some(input),
+            CredentialInput::Secret(_) => None,
+        };
+        let inserted =
+            store::credentials::insert(
+                connection,
+                store::credentials::NewCredential {
+                    id: credential_id,
+                    organization_id,
+                    key_id,
+                    hint: hint.as_deref(),
+                    end_at: expires,
+                    origin: crate::domain::CredentialOrigin::Operator,
+                    status: crate::domain::CredentialStatus::Current,
+                    sealed: &sealed,
+                    certificate: certificate.zip(thumbprint.as_deref()).map(
+                        |(input, thumbprint)| store::credentials::CertificateColumns {
+                            der: input.certificate.der(),
+                            thumbprint,
+                            start_at: input.certificate.not_before(),
+                        },
+                    ),
+                },
+            )
+            .await;
         if let Err(error) = inserted {
             return Err(match store::unique_violation(&error).as_deref() {
                 Some("credentials_key_id") => input_error(format!(
                     "organization {organization_name} already has a secret with id {}",
-                    secret
-                        .key_id
-                        .map(|key_id| key_id.to_string())
-                        .unwrap_or_default()
+                    key_id.map(|key_id| key_id.to_string()).unwrap_or_default()
                 ))
                 .into(),
                 _ => error.into(),
@@ -387,10 +428,12 @@ impl Registry<'_> {
                 organization_id: Some(organization_id),
                 organization_name: Some(organization_name),
                 credential_id: Some(credential_id),
-                key_id: secret.key_id.map(|key_id| key_id.as_uuid()),
+                key_id,
                 details: serde_json::json!({
+                    "kind": if thumbprint.is_some() { "certificate" } else { "secret" },
                     "hint": hint,
-                    "expires": secret.expires,
+                    "thumbprint": thumbprint,
+                    "expires": expires,
                     "origin": "operator",
                     "replaces": retired.as_ref().map(|row| row.id),
                 }),
@@ -405,16 +448,16 @@ impl Registry<'_> {
     pub async fn set_secret(
         &self,
         reference: &OrgRef,
-        secret: SecretInput,
+        credential: CredentialInput,
     ) -> anyhow::Result<crate::domain::CredentialId> {
         let mut transaction = self.pool.begin().await?;
         let organization = locked(&mut transaction, reference).await?;
         let credential_id = self
-            .store_secret(
+            .store_credential(
                 &mut transaction,
                 organization.id,
                 &organization.name,
-                &secret,
+                &credential,
             )
             .await?;
         transaction.commit().await?;

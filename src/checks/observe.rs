@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::verdict::{
@@ -25,7 +24,8 @@ pub struct Target {
     pub endpoints: Endpoints,
     /// The resources to check (Graph is always asked, it is how the rest is read).
     pub resources: Vec<Resource>,
-    pub secret: SecretString,
+    /// The current credential: a client secret or a certificate.
+    pub credential: crate::microsoft::Credential,
     pub our_secret: OurSecret,
 }
 
@@ -73,12 +73,12 @@ pub async fn observe(
     let wants = |resource| target.resources.contains(&resource);
     let sharepoint_possible = endpoints.sharepoint_host.is_some();
     let (graph, exchange, sharepoint) = tokio::join!(
-        client.token(endpoints, &target.secret, Resource::Graph),
+        client.token(endpoints, &target.credential, Resource::Graph),
         async {
             if wants(Resource::Exchange) {
                 Some(
                     client
-                        .token(endpoints, &target.secret, Resource::Exchange)
+                        .token(endpoints, &target.credential, Resource::Exchange)
                         .await,
                 )
             } else {
@@ -89,7 +89,7 @@ pub async fn observe(
             if wants(Resource::SharePoint) && sharepoint_possible {
                 Some(
                     client
-                        .token(endpoints, &target.secret, Resource::SharePoint)
+                        .token(endpoints, &target.credential, Resource::SharePoint)
                         .await,
                 )
             } else {

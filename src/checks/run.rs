@@ -217,6 +217,17 @@ fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
         return Err("no current client secret is stored (kodo-access org set-secret)".into());
     };
     let secret: SecretString = context.open_secret(row.id, credential_id, &seal_key, &sealed)?;
+    let credential = match (row.credential_kind, &row.certificate) {
+        (Some(crate::domain::CredentialKind::Certificate), Some(der)) => {
+            let certificate = crate::microsoft::ClientCertificate::stored(
+                der,
+                secrecy::ExposeSecret::expose_secret(&secret).as_bytes(),
+            )
+            .map_err(|error| format!("the stored certificate cannot be used: {error}"))?;
+            crate::microsoft::Credential::Certificate(std::sync::Arc::new(certificate))
+        }
+        _ => crate::microsoft::Credential::Secret(secret),
+    };
     let resources = resources(context, row);
     Ok(Prepared {
         target: Target {
@@ -224,7 +235,7 @@ fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
             name: row.name.clone(),
             endpoints,
             resources,
-            secret,
+            credential,
             our_secret: OurSecret {
                 key_id: row.key_id,
                 hint: row.hint.clone(),

@@ -327,6 +327,13 @@ fn access_gone(observations: &Observations) -> Option<Verdict> {
             State::SecretInvalid,
             K::SecretInvalid,
         ),
+        // The certificate's counterpart of an invalid secret (one AADSTS code for "not
+        // registered", "expired there" and "wrong key").
+        (
+            TokenFailure::CertificateRejected,
+            State::SecretInvalid,
+            K::SecretInvalid,
+        ),
         (
             TokenFailure::BlockedByPolicy,
             State::BlockedByPolicy,
@@ -344,13 +351,16 @@ fn access_gone(observations: &Observations) -> Option<Verdict> {
                 _ => None,
             });
         if let Some((resource, detail)) = refused {
-            let message = match state {
+            let message = match (failure_kind, state) {
+                (TokenFailure::CertificateRejected, _) => "Entra ID refuses the certificate (AADSTS700027: not registered on the app, expired there, or not the key of the registered certificate)".to_string(),
+                (_, state) => match state {
                 State::TenantNotFound => "the tenant was not found in this cloud (deleted, or the tenant id or cloud is wrong)".to_string(),
                 State::AppMissing => "the app registration or its service principal is not in the tenant (deleted, or consent was never granted)".to_string(),
                 State::AppDisabled => "the app's service principal is disabled in the tenant".to_string(),
                 State::SecretExpired => "the client secret has expired".to_string(),
                 State::SecretInvalid => "Entra ID refuses the client secret (removed from the app, or the wrong value)".to_string(),
                 _ => "a tenant policy (Conditional Access, security defaults or tenant restrictions) blocks the app".to_string(),
+                },
             };
             let findings = vec![Finding::new(
                 finding_kind,

@@ -35,6 +35,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only move the bytes"
+)]
 pub enum Command {
     /// Run the daemon in the foreground (as systemd expects).
     Run,

@@ -13,7 +13,10 @@ use super::Output;
 use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::domain::{ClientSecret, InputError, OrgRef, SecretKeyId, input_error};
-use crate::registry::{RawLabels, RawOrganization, Registry, SecretInput, cli_actor, parse_expiry};
+use crate::registry::{
+    CertificateInput, CredentialInput, RawLabels, RawOrganization, Registry, SecretInput,
+    cli_actor, parse_expiry,
+};
 use crate::store;
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +138,14 @@ pub struct SecretArgs {
     /// When the secret expires (2027-05-31 or an RFC 3339 time), if known.
     #[arg(long, value_name = "DATE")]
     secret_expires: Option<String>,
+    /// Use a certificate instead of a client secret: the certificate (PEM or DER) as
+    /// registered on the app. Needs --private-key-file.
+    #[arg(long, value_name = "PATH", requires = "private_key_file", conflicts_with_all = ["secret_file", "secret_id", "secret_expires"])]
+    certificate_file: Option<PathBuf>,
+    /// The certificate's RSA private key, unencrypted PEM (PKCS#1 or PKCS#8), readable
+    /// only by its owner like a secret file.
+    #[arg(long, value_name = "PATH", requires = "certificate_file")]
+    private_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -164,6 +175,40 @@ fn read_secret(args: &SecretArgs) -> anyhow::Result<SecretString> {
         }
     }
     Ok(SecretString::from(text))
+}
+
+/// The certificate and key of `--certificate-file`/`--private-key-file`, checked to
+/// belong together (RSA, 2048 bits or more); `None` without them.
+fn certificate_input(args: &SecretArgs) -> anyhow::Result<Option<CertificateInput>> {
+    let (Some(certificate_file), Some(key_file)) = (&args.certificate_file, &args.private_key_file)
+    else {
+        return Ok(None);
+    };
+    let certificate = std::fs::read(certificate_file).map_err(|error| {
+        input_error(format!(
+            "--certificate-file: cannot read {}: {error}",
+            certificate_file.display()
+        ))
+    })?;
+    let private_key = crate::config::read_secret_file(key_file)
+        .map_err(|message| input_error(format!("--private-key-file: {message}")))?;
+    let parsed = crate::microsoft::ClientCertificate::new(
+        &certificate,
+        secrecy::ExposeSecret::expose_secret(&private_key).as_bytes(),
+    )
+    .map_err(|error| input_error(format!("--certificate-file/--private-key-file: {error}")))?;
+    Ok(Some(CertificateInput {
+        certificate: std::sync::Arc::new(parsed),
+        private_key,
+    }))
+}
+
+/// The credential the flags name: a certificate and key, or a secret.
+fn credential_input(args: &SecretArgs) -> anyhow::Result<CredentialInput> {
+    match certificate_input(args)? {
+        Some(certificate) => Ok(CredentialInput::Certificate(certificate)),
+        None => Ok(CredentialInput::Secret(secret_input(args)?)),
+    }
 }
 
 fn secret_input(args: &SecretArgs) -> anyhow::Result<SecretInput> {
@@ -244,10 +289,16 @@ async fn set_secret(settings: &Settings, org: &str, secret: &SecretArgs) -> anyh
     {
         return Err(input_error(format!("no organization {reference}")).into());
     }
-    let secret_input = secret_input(secret)?;
+    let credential = credential_input(secret)?;
     let registry = cli_registry(&pool, &keyring);
-    let credential_id = registry.set_secret(&reference, secret_input).await?;
-    println!("stored a new secret for {reference} (credential {credential_id})");
+    let kind = match &credential {
+        CredentialInput::Secret(_) => "secret".to_string(),
+        CredentialInput::Certificate(input) => {
+            format!("certificate {}", input.certificate.thumbprint_sha1_hex())
+        }
+    };
+    let credential_id = registry.set_secret(&reference, credential).await?;
+    println!("stored a new {kind} for {reference} (credential {credential_id})");
     Ok(())
 }
 
@@ -301,7 +352,7 @@ async fn add(settings: &Settings, clouds: &[String], args: &AddArgs) -> anyhow::
         secret,
     } = args;
     let keyring = Keyring::load(&settings.crypto)?;
-    let secret_input = secret_input(secret)?;
+    let credential = credential_input(secret)?;
     let raw = RawOrganization {
         name: name.clone(),
         tenant_id: tenant_id.clone(),
@@ -321,7 +372,7 @@ async fn add(settings: &Settings, clouds: &[String], args: &AddArgs) -> anyhow::
             error.error.0
         ))
     })?;
-    input.secret = secret_input;
+    input.credential = credential;
     let pool = store::connect(&settings.database).await?;
     let registry = cli_registry(&pool, &keyring);
     let name = input.name.clone();

@@ -28,6 +28,26 @@ macro_rules! text_enum {
             }
         }
 
+        /// Read from its text column directly (so `Option<Self>` reads a nullable one).
+        impl sqlx::Type<sqlx::Postgres> for $name {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $name {
+            fn decode(
+                value: sqlx::postgres::PgValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <String as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+                Ok($name::try_from(text)?)
+            }
+        }
+
         /// A row's column read into the type (`#[sqlx(try_from = "String")]`).
         impl TryFrom<String> for $name {
             type Error = String;
@@ -100,3 +120,13 @@ mod tests {
         assert!(CredentialStatus::try_from("gone".to_string()).is_err());
     }
 }
+
+text_enum!(
+    /// What the credential is.
+    CredentialKind {
+        /// A client secret (a password credential).
+        Secret => "secret",
+        /// A certificate and its private key (a key credential): client assertions.
+        Certificate => "certificate",
+    }
+);

@@ -16,7 +16,7 @@ pub mod rotation;
 pub mod settings;
 pub mod state;
 
-pub use credential::{CredentialOrigin, CredentialStatus};
+pub use credential::{CredentialKind, CredentialOrigin, CredentialStatus};
 pub use findings::{FindingKind, Severity};
 pub use ids::{CredentialId, OrganizationId, RotationId};
 

@@ -688,7 +688,8 @@ impl Locked<'_> {
             trigger,
             open.as_ref(),
             due_by_plan,
-            row.credential_id.is_some(),
+            row.credential_id.is_some()
+                && row.credential_kind == Some(crate::domain::CredentialKind::Secret),
             Utc::now(),
         ) {
             Start::Continue => Ok(Ok(open.expect("an open rotation"))),
@@ -706,6 +707,15 @@ impl Locked<'_> {
                 },
             })),
             // Nothing to rotate, and a rotation started from nothing could never finish.
+            Start::NoSecret
+                if row.credential_kind == Some(crate::domain::CredentialKind::Certificate) =>
+            {
+                Err(crate::domain::input_error(format!(
+                    "{} uses a certificate, and kodo-access does not rotate certificates yet: replace it with kodo-access org set-secret {} --certificate-file … --private-key-file …",
+                    row.name, row.name
+                ))
+                .into())
+            }
             Start::NoSecret => Err(crate::domain::input_error(format!(
                 "{} has no current secret to rotate: store one with kodo-access org set-secret",
                 row.name

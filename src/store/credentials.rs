@@ -25,19 +25,31 @@ pub struct CredentialRow {
     pub activated_at: Option<DateTime<Utc>>,
     pub retired_at: Option<DateTime<Utc>>,
     pub removed_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "String")]
+    pub kind: crate::domain::CredentialKind,
+    /// A certificate's SHA-1 thumbprint (upper-case hex).
+    pub thumbprint: Option<String>,
 }
 
-const COLUMNS: &str = "id, organization_id, key_id, hint, display_name, start_at, end_at, origin, status, rotation_id, secret_key_id, created_at, activated_at, retired_at, removed_at";
+const COLUMNS: &str = "id, organization_id, key_id, hint, display_name, start_at, end_at, origin, status, rotation_id, secret_key_id, created_at, activated_at, retired_at, removed_at, kind, thumbprint";
 
 pub struct NewCredential<'a> {
     pub id: crate::domain::CredentialId,
     pub organization_id: crate::domain::OrganizationId,
     pub key_id: Option<Uuid>,
-    pub hint: &'a str,
+    pub hint: Option<&'a str>,
     pub end_at: Option<DateTime<Utc>>,
     pub origin: crate::domain::CredentialOrigin,
     pub status: crate::domain::CredentialStatus,
     pub sealed: &'a Sealed,
+    /// For a certificate: its DER, thumbprint and start (the key is what `sealed` holds).
+    pub certificate: Option<CertificateColumns<'a>>,
+}
+
+pub struct CertificateColumns<'a> {
+    pub der: &'a [u8],
+    pub thumbprint: &'a str,
+    pub start_at: DateTime<Utc>,
 }
 
 pub async fn insert(
@@ -46,8 +58,10 @@ pub async fn insert(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO credentials (id, organization_id, key_id, hint, end_at, origin, status,
-                                  secret_sealed, secret_key_id, activated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $7 = 'current' THEN now() END)",
+                                  secret_sealed, secret_key_id, activated_at,
+                                  kind, certificate, thumbprint, start_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $7 = 'current' THEN now() END,
+                 $10, $11, $12, $13)",
     )
     .bind(credential.id)
     .bind(credential.organization_id)
@@ -58,6 +72,14 @@ pub async fn insert(
     .bind(credential.status.as_str())
     .bind(&credential.sealed.blob)
     .bind(&credential.sealed.key_id)
+    .bind(if credential.certificate.is_some() {
+        "certificate"
+    } else {
+        "secret"
+    })
+    .bind(credential.certificate.as_ref().map(|c| c.der))
+    .bind(credential.certificate.as_ref().map(|c| c.thumbprint))
+    .bind(credential.certificate.as_ref().map(|c| c.start_at))
     .execute(connection)
     .await
     .map(|_| ())

@@ -381,6 +381,7 @@ pub async fn candidates(connection: &mut PgConnection) -> Result<Vec<Candidate>,
                 r.id AS open_rotation, r.next_attempt_at
          FROM organizations o
          LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'
+                                    AND c.kind = 'secret'
          LEFT JOIN rotations r ON r.organization_id = o.id AND r.finished_at IS NULL
          WHERE o.enabled",
     )

@@ -16,6 +16,7 @@
 )]
 
 mod alertmanager;
+mod certificates;
 mod checks;
 mod config;
 mod daemon;

@@ -18,6 +18,13 @@ pub enum TokenFailure {
     SecretInvalid,
     /// The secret has expired (AADSTS7000222).
     SecretExpired,
+    /// The certificate that signed the client assertion is not (or no longer) accepted:
+    /// not registered on the application, expired there, or the signature does not verify
+    /// (AADSTS700027, one code for all three; the caller knows the certificate's dates).
+    CertificateRejected,
+    /// The client assertion is outside its valid time range (AADSTS700024): this host's
+    /// clock is off, or the assertion took too long to arrive.
+    AssertionTime,
     /// The application is not in the tenant: not consented, wrong id, deleted (700016, 700011).
     AppNotFound,
     /// The application has no service principal in the tenant (7000229).
@@ -47,6 +54,8 @@ impl TokenFailure {
         match self {
             TokenFailure::SecretInvalid => "secret_invalid",
             TokenFailure::SecretExpired => "secret_expired",
+            TokenFailure::CertificateRejected => "certificate_rejected",
+            TokenFailure::AssertionTime => "assertion_time",
             TokenFailure::AppNotFound => "app_not_found",
             TokenFailure::ServicePrincipalMissing => "service_principal_missing",
             TokenFailure::AppDisabled => "app_disabled",
@@ -73,6 +82,8 @@ fn classify_code(code: u64) -> Option<TokenFailure> {
     Some(match code {
         7000215 | 70002 => SecretInvalid,
         7000222 => SecretExpired,
+        700027 => CertificateRejected,
+        700024 => AssertionTime,
         700016 | 700011 => AppNotFound,
         7000229 => ServicePrincipalMissing,
         7000112 | 70001 => AppDisabled,
@@ -464,6 +475,8 @@ mod tests {
             (401, "invalid_client", 7000215, SecretInvalid),
             (401, "invalid_client", 70002, SecretInvalid),
             (401, "invalid_client", 7000222, SecretExpired),
+            (401, "invalid_client", 700027, CertificateRejected),
+            (401, "invalid_client", 700024, AssertionTime),
             (400, "unauthorized_client", 700016, AppNotFound),
             (400, "unauthorized_client", 700011, AppNotFound),
             (400, "invalid_client", 7000229, ServicePrincipalMissing),

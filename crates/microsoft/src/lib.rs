@@ -5,6 +5,7 @@
 //! except for loopback (the simulator). One shared `reqwest` client with timeouts and a
 //! user agent. This module must never log a secret or a token.
 
+pub mod certificate;
 pub mod claims;
 pub mod cloud;
 pub mod errors;
@@ -18,6 +19,7 @@ pub mod token;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use certificate::{CertificateError, ClientCertificate, Credential};
 pub use cloud::{Endpoints, Resource};
 pub use errors::{GraphError, GraphFailure, TokenError, TokenFailure};
 pub use graph::Removal;

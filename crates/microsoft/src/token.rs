@@ -5,9 +5,30 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::MicrosoftClient;
+use super::certificate::Credential;
 use super::claims::Claims;
 use super::cloud::{Endpoints, Resource};
 use super::errors::{TokenError, TokenFailure, classify_token_error, retry_after};
+
+/// What `token` takes: a `Credential`, or a bare client secret.
+pub trait AsCredential {
+    fn as_credential(&self) -> std::borrow::Cow<'_, Credential>;
+}
+
+impl AsCredential for Credential {
+    fn as_credential(&self) -> std::borrow::Cow<'_, Credential> {
+        std::borrow::Cow::Borrowed(self)
+    }
+}
+
+impl AsCredential for SecretString {
+    fn as_credential(&self) -> std::borrow::Cow<'_, Credential> {
+        std::borrow::Cow::Owned(Credential::Secret(self.clone()))
+    }
+}
+
+/// RFC 7523's client assertion type, the one Entra takes.
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A token for one resource. The token itself stays secret; its claims are not.
 pub struct AccessToken {
@@ -42,16 +63,19 @@ struct TokenResponse {
 }
 
 impl MicrosoftClient {
-    /// Requests an app-only token for `resource` with the client secret, retrying what
-    /// is transient within the client's retry policy.
-    pub async fn token(
+    /// Requests an app-only token for `resource` with the credential (a client secret or
+    /// a certificate's client assertion), retrying what is transient within the client's
+    /// retry policy.
+    pub async fn token<C: AsCredential + ?Sized>(
         &self,
         endpoints: &Endpoints,
-        secret: &SecretString,
+        credential: &C,
         resource: Resource,
     ) -> Result<AccessToken, TokenError> {
+        let credential = credential.as_credential();
+        let credential = credential.as_ref();
         self.retry
-            .run(|| self.token_once(endpoints, secret, resource))
+            .run(|| self.token_once(endpoints, credential, resource))
             .await
     }
 
@@ -59,7 +83,7 @@ impl MicrosoftClient {
     pub async fn token_once(
         &self,
         endpoints: &Endpoints,
-        secret: &SecretString,
+        credential: &Credential,
         resource: Resource,
     ) -> Result<AccessToken, TokenError> {
         let scope = endpoints.scope(resource).ok_or_else(|| TokenError {
@@ -73,17 +97,42 @@ impl MicrosoftClient {
             retry_after: None,
         })?;
         let client_id = endpoints.client_id.to_string();
-        // The form carries the secret: built in a buffer that is wiped when sent.
-        let form = crate::secret_buf::form(&[
-            ("client_id", client_id.as_str()),
-            ("scope", scope.as_str()),
-            ("client_secret", secret.expose_secret()),
-            ("grant_type", "client_credentials"),
-        ]);
+        let token_url = endpoints.token_url();
+        // The form carries the secret or the assertion: built in a buffer that is wiped
+        // when sent.
+        let form = match credential {
+            Credential::Secret(secret) => crate::secret_buf::form(&[
+                ("client_id", client_id.as_str()),
+                ("scope", scope.as_str()),
+                ("client_secret", secret.expose_secret()),
+                ("grant_type", "client_credentials"),
+            ]),
+            Credential::Certificate(certificate) => {
+                let assertion = certificate
+                    .assertion(&client_id, token_url.as_str())
+                    .map_err(|error| TokenError {
+                        kind: TokenFailure::Configuration,
+                        http_status: None,
+                        error: None,
+                        codes: Vec::new(),
+                        description: Some(error.to_string()),
+                        trace_id: None,
+                        correlation_id: None,
+                        retry_after: None,
+                    })?;
+                crate::secret_buf::form(&[
+                    ("client_id", client_id.as_str()),
+                    ("scope", scope.as_str()),
+                    ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                    ("client_assertion", assertion.expose_secret()),
+                    ("grant_type", "client_credentials"),
+                ])
+            }
+        };
         let response = self
             .send(
                 self.http
-                    .post(endpoints.token_url())
+                    .post(token_url)
                     .header(
                         reqwest::header::CONTENT_TYPE,
                         "application/x-www-form-urlencoded",

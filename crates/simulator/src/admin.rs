@@ -92,6 +92,14 @@ pub fn router() -> Router<Arc<SimulatorState>> {
             delete(remove_secret),
         )
         .route(
+            "/_sim/tenants/{tenant}/apps/{app}/certificates",
+            post(add_certificate),
+        )
+        .route(
+            "/_sim/tenants/{tenant}/apps/{app}/certificates/{key}",
+            delete(remove_certificate),
+        )
+        .route(
             "/_sim/tenants/{tenant}/apps/{app}/secrets/{key}/expire",
             post(expire_secret),
         )
@@ -132,6 +140,10 @@ async fn state(State(state): Shared) -> Reply {
             "owns_itself": app.owns_itself,
             "secrets": app.credentials.iter().map(|c| serde_json::json!({
                 "key_id": c.key_id, "display_name": c.display_name, "hint": c.hint(),
+                "start": c.start, "end": c.end, "usable_from": c.usable_from,
+            })).collect::<Vec<_>>(),
+            "certificates": app.key_credentials.iter().map(|c| serde_json::json!({
+                "key_id": c.key_id, "display_name": c.display_name, "thumbprint": c.thumbprint(),
                 "start": c.start, "end": c.end, "usable_from": c.usable_from,
             })).collect::<Vec<_>>(),
             "service_principal": app.service_principal.as_ref().map(|sp| serde_json::json!({
@@ -241,12 +253,19 @@ async fn add_app(State(state): Shared, Path(tenant): Path<String>, body: Bytes) 
         .map(|s| s.build(now))
         .collect::<Result<Vec<_>, _>>()
         .map_err(bad)?;
+    let key_credentials = spec
+        .certificates
+        .iter()
+        .map(model::CertificateSpec::build)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
     tenant.applications.push(model::Application {
         object_id: Uuid::new_v4(),
         app_id: spec.app_id,
         display_name: spec.display_name,
         owns_itself: spec.owns_itself,
         credentials,
+        key_credentials,
         service_principal: Some(model::ServicePrincipal {
             object_id: Uuid::new_v4(),
             account_enabled: spec.enabled,
@@ -463,6 +482,52 @@ async fn add_secret(
         axum::Json(serde_json::json!({ "key_id": key_id, "hint": hint })),
     )
         .into_response())
+}
+
+/// Registers a certificate on the app (`{"pem": …, "display_name"?, "key_id"?}`), as an
+/// administrator does in the portal.
+async fn add_certificate(
+    State(state): Shared,
+    Path((tenant, app)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    let spec: model::CertificateSpec = parse(&body)?;
+    let credential = spec.build().map_err(bad)?;
+    let (key_id, thumbprint) = (credential.key_id, credential.thumbprint());
+    let mut world = state.world.lock().expect("world lock");
+    with_app(&mut world, &tenant, &app, |app, _| {
+        if app
+            .key_credentials
+            .iter()
+            .any(|c| c.key_id == key_id || c.sha1 == credential.sha1)
+        {
+            return Err(bad("the app already has this certificate".to_string()));
+        }
+        app.key_credentials.push(credential);
+        Ok(())
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "key_id": key_id, "thumbprint": thumbprint })),
+    )
+        .into_response())
+}
+
+async fn remove_certificate(
+    State(state): Shared,
+    Path((tenant, app, key)): Path<(String, String, String)>,
+) -> Reply {
+    let key_id = uuid("key id", &key)?;
+    let mut world = state.world.lock().expect("world lock");
+    with_app(&mut world, &tenant, &app, |app, _| {
+        let before = app.key_credentials.len();
+        app.key_credentials.retain(|c| c.key_id != key_id);
+        if before == app.key_credentials.len() {
+            return Err(missing(format!("no certificate {key_id}")));
+        }
+        Ok(())
+    })?;
+    ok(serde_json::json!({ "removed": key_id }))
 }
 
 async fn remove_secret(

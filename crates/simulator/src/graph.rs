@@ -112,6 +112,23 @@ fn credential_json(credential: &Credential, secret_text: Option<&str>) -> serde_
     })
 }
 
+/// A key credential as Graph lists it: `key` is null except when a single object is read
+/// with `$select=keyCredentials`; `customKeyIdentifier` is the SHA-1 thumbprint (binary,
+/// so base64 in JSON).
+fn key_credential_json(credential: &super::model::KeyCredential) -> serde_json::Value {
+    use base64::Engine as _;
+    serde_json::json!({
+        "customKeyIdentifier": base64::engine::general_purpose::STANDARD.encode(credential.sha1),
+        "displayName": credential.display_name,
+        "endDateTime": credential.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "key": null,
+        "keyId": credential.key_id,
+        "startDateTime": credential.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "type": "AsymmetricX509Cert",
+        "usage": "Verify",
+    })
+}
+
 /// `applications(appId='…')` → the appId.
 fn app_id_key(segment: &str, entity: &str) -> Option<Result<Uuid, String>> {
     let inner = segment
@@ -358,6 +375,7 @@ fn get_application(
             "appId": app.app_id,
             "displayName": app.display_name,
             "passwordCredentials": app.credentials.iter().map(|c| credential_json(c, None)).collect::<Vec<_>>(),
+            "keyCredentials": app.key_credentials.iter().map(key_credential_json).collect::<Vec<_>>(),
         }),
     )
 }

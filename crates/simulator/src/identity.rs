@@ -124,8 +124,13 @@ pub struct TokenForm {
     pub grant_type: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
     pub scope: Option<String>,
 }
+
+/// RFC 7523's client assertion type.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Which resource a scope names, and the audience its tokens carry.
 fn resolve_scope(world: &World, tenant: Uuid, scope: &str) -> Option<(Resource, String)> {
@@ -244,8 +249,27 @@ pub fn token(
             ),
         ));
     }
-    if let Err(response) = check_secret(tenant, application, &client_id, secret) {
-        return reply(response);
+    // A client assertion (certificate) if one is sent, else the secret.
+    let appidacr = if form.client_assertion.is_some() || form.client_assertion_type.is_some() {
+        if let Err(response) =
+            check_assertion(tenant, tenant_name, headers, application, &client_id, &form)
+        {
+            return reply(response);
+        }
+        "2"
+    } else {
+        if let Err(response) = check_secret(tenant, application, &client_id, secret) {
+            return reply(response);
+        }
+        "1"
+    };
+    if tenant.policy.conditional_access_blocks {
+        return reply(entra_error(
+            S::BAD_REQUEST,
+            "invalid_grant",
+            53003,
+            "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+        ));
     }
     let roles: Vec<String> = principal
         .assignments
@@ -263,7 +287,7 @@ pub fn token(
         nbf: issued,
         exp: issued + 3599,
         appid: application.app_id.to_string(),
-        appidacr: "1".into(),
+        appidacr: appidacr.into(),
         idp: issuer,
         idtyp: "app".into(),
         oid: principal.object_id.to_string(),
@@ -330,15 +354,198 @@ fn check_secret(
         // Not replicated yet: Entra does not know this secret in this region.
         return Err(invalid());
     }
-    if tenant.policy.conditional_access_blocks {
+    Ok(())
+}
+
+/// How far Entra lets an assertion's `nbf`/`exp` miss its own clock.
+const CLOCK_SKEW_SECS: i64 = 300;
+
+/// The client assertion (RFC 7523, Microsoft's certificate credentials) against the
+/// application's registered certificates: the type, a certificate found by `x5t#S256` or
+/// `x5t` that is registered, replicated and not expired, its signature (RS256 or PS256),
+/// `aud` this tenant's token endpoint, `iss` = `sub` = the client id, and the time range.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer, built once for a refused request"
+)]
+fn check_assertion(
+    tenant: &super::model::Tenant,
+    tenant_name: &str,
+    headers: &HeaderMap,
+    application: &super::model::Application,
+    client_id: &str,
+    form: &TokenForm,
+) -> Result<(), Response> {
+    use StatusCode as S;
+    let malformed = |what: &str| {
+        entra_error(
+            S::BAD_REQUEST,
+            "invalid_request",
+            50027,
+            &format!("JWT token is invalid or malformed. {what}"),
+        )
+    };
+    if form.client_assertion_type.as_deref() != Some(JWT_BEARER) {
         return Err(entra_error(
             S::BAD_REQUEST,
-            "invalid_grant",
-            53003,
-            "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+            "invalid_request",
+            7000219,
+            "'client_assertion_type' must be 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.",
+        ));
+    }
+    let assertion = form.client_assertion.as_deref().unwrap_or_default();
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|_| malformed("The assertion is not a JWT."))?;
+    let see_keys = format!(
+        "Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{client_id}'. Review the documentation at https://docs.microsoft.com/en-us/graph/deployments to determine the corresponding service endpoint and https://docs.microsoft.com/en-us/graph/api/application-get?view=graph-rest-1.0&tabs=http to build a query request URL, such as 'https://graph.microsoft.com/beta/applications/{client_id}']."
+    );
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // base64url, with or without padding (MSAL for Python pads).
+    let thumbprint = |t: &str| b64.decode(t.trim_end_matches('=')).ok();
+    let sha256 = header.x5t_s256.as_deref().and_then(thumbprint);
+    let sha1 = header.x5t.as_deref().and_then(thumbprint);
+    let used = sha1
+        .as_ref()
+        .map(|bytes| bytes.iter().map(|b| format!("{b:02X}")).collect::<String>())
+        .or_else(|| {
+            sha256
+                .as_ref()
+                .map(|bytes| bytes.iter().map(|b| format!("{b:02X}")).collect())
+        })
+        .unwrap_or_default();
+    let now = tenant.now();
+    let key = application.key_credentials.iter().find(|key| {
+        sha256.as_deref() == Some(&key.sha256[..]) || sha1.as_deref() == Some(&key.sha1[..])
+    });
+    let not_registered = || {
+        entra_error(
+            S::UNAUTHORIZED,
+            "invalid_client",
+            700027,
+            &format!(
+                "The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{used}', {see_keys}"
+            ),
+        )
+    };
+    // Not replicated yet: Entra does not know this certificate in this region.
+    let Some(key) = key.filter(|key| key.usable_from <= Utc::now()) else {
+        return Err(not_registered());
+    };
+    let invalid_signature = |reason: &str| {
+        entra_error(
+            S::UNAUTHORIZED,
+            "invalid_client",
+            700027,
+            &format!(
+                "Client assertion contains an invalid signature. [Reason - {reason}, Thumbprint of key used by client: '{used}', Found key 'Start={}, End={}', {see_keys}",
+                key.start.format("%m/%d/%Y %H:%M:%S"),
+                key.end.format("%m/%d/%Y %H:%M:%S"),
+            ),
+        )
+    };
+    if key.end <= now {
+        return Err(invalid_signature("The key used is expired."));
+    }
+    if !matches!(
+        header.alg,
+        jsonwebtoken::Algorithm::RS256 | jsonwebtoken::Algorithm::PS256
+    ) {
+        return Err(invalid_signature(
+            "The key used is not supported for this algorithm.",
+        ));
+    }
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_der(&key.public_key);
+    let claims = jsonwebtoken::decode::<AssertionClaims>(assertion, &decoding, &validation)
+        .map_err(|error| match error.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid_signature(
+                "The provided signature value did not match the expected signature value.",
+            ),
+            _ => malformed("The assertion's claims cannot be read."),
+        })?
+        .claims;
+    if claims.iss.as_deref() != Some(client_id) || claims.sub.as_deref() != Some(client_id) {
+        return Err(entra_error(
+            S::UNAUTHORIZED,
+            "invalid_client",
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
+        ));
+    }
+    if !audience_is_token_endpoint(
+        claims.aud.as_deref().unwrap_or_default(),
+        tenant_name,
+        headers,
+    ) {
+        return Err(entra_error(
+            S::UNAUTHORIZED,
+            "invalid_client",
+            700016,
+            "The client assertion's audience is not this token endpoint. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
+        ));
+    }
+    let current = now.timestamp();
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a NumericDate out of i64's range saturates, which no skew window reaches"
+    )]
+    let seconds = |value: Option<f64>| value.map_or(0, |v| v.floor() as i64);
+    let exp = seconds(claims.exp);
+    let nbf = seconds(claims.nbf);
+    if exp + CLOCK_SKEW_SECS < current || nbf - CLOCK_SKEW_SECS > current {
+        let time = |secs: i64| {
+            chrono::DateTime::from_timestamp(secs, 0)
+                .unwrap_or_default()
+                .format("%Y-%m-%dT%H:%M:%S%.7fZ")
+                .to_string()
+        };
+        return Err(entra_error(
+            S::UNAUTHORIZED,
+            "invalid_client",
+            700024,
+            &format!(
+                "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
+                now.format("%Y-%m-%dT%H:%M:%S%.7fZ"),
+                time(nbf),
+                time(exp),
+            ),
         ));
     }
     Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct AssertionClaims {
+    aud: Option<String>,
+    iss: Option<String>,
+    sub: Option<String>,
+    /// NumericDate: a number, not always an integer (MSAL for Python sends fractions).
+    exp: Option<f64>,
+    nbf: Option<f64>,
+}
+
+/// `https://{host}/{tenant}/oauth2/v2.0/token` (or the v1 `/oauth2/token`) on this host,
+/// for the tenant named in the request's path.
+fn audience_is_token_endpoint(audience: &str, tenant_name: &str, headers: &HeaderMap) -> bool {
+    let Ok(url) = url::Url::parse(audience) else {
+        return false;
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let authority = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    };
+    let path = url.path().trim_end_matches('/');
+    authority.eq_ignore_ascii_case(host)
+        && (path.eq_ignore_ascii_case(&format!("/{tenant_name}/oauth2/v2.0/token"))
+            || path.eq_ignore_ascii_case(&format!("/{tenant_name}/oauth2/token")))
 }
 
 /// The grant's parts: the client id and secret (from the form or HTTP basic auth) and the

@@ -489,6 +489,8 @@ fn serde_urlencoded_form(body: &[u8]) -> identity::TokenForm {
             "grant_type" => form.grant_type = value,
             "client_id" => form.client_id = value,
             "client_secret" => form.client_secret = value,
+            "client_assertion_type" => form.client_assertion_type = value,
+            "client_assertion" => form.client_assertion = value,
             "scope" => form.scope = value,
             _ => {}
         }

@@ -31,6 +31,75 @@ impl Credential {
     }
 }
 
+/// A certificate registered on an application (`keyCredentials`, type
+/// `AsymmetricX509Cert`, usage `Verify`): what a client assertion is checked against.
+#[derive(Debug, Clone)]
+pub struct KeyCredential {
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// SHA-1 of the DER: the `customKeyIdentifier` and the `x5t` header.
+    pub sha1: [u8; 20],
+    /// SHA-256 of the DER: the `x5t#S256` header.
+    pub sha256: [u8; 32],
+    /// The RSA public key (PKCS#1 DER) the assertion's signature is verified with.
+    pub public_key: Vec<u8>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Before this (real) time the certificate is unknown: Microsoft's propagation delay.
+    pub usable_from: DateTime<Utc>,
+}
+
+impl KeyCredential {
+    /// Reads a certificate (PEM or DER) as Entra does when it is added: its dates are the
+    /// certificate's unless given.
+    pub fn from_certificate(
+        certificate: &[u8],
+        display_name: Option<String>,
+        key_id: Option<Uuid>,
+    ) -> Result<KeyCredential, String> {
+        use sha1::Digest as _;
+        let der = if certificate.starts_with(b"-----BEGIN") {
+            let (_, pem) = x509_parser::pem::parse_x509_pem(certificate)
+                .map_err(|error| format!("not a PEM certificate: {error}"))?;
+            pem.contents
+        } else {
+            certificate.to_vec()
+        };
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|error| format!("not an X.509 certificate: {error}"))?;
+        if !matches!(
+            parsed.public_key().parsed(),
+            Ok(x509_parser::public_key::PublicKey::RSA(_))
+        ) {
+            return Err("only RSA certificates are accepted for keyCredentials".into());
+        }
+        let time = |t: x509_parser::time::ASN1Time| {
+            DateTime::from_timestamp(t.timestamp(), 0).unwrap_or_default()
+        };
+        let start = time(parsed.validity().not_before);
+        let end = time(parsed.validity().not_after);
+        let public_key = parsed.public_key().subject_public_key.data.to_vec();
+        Ok(KeyCredential {
+            key_id: key_id.unwrap_or_else(Uuid::new_v4),
+            display_name,
+            sha1: sha1::Sha1::digest(&der).into(),
+            sha256: sha2::Sha256::digest(&der).into(),
+            der,
+            public_key,
+            start,
+            end,
+            usable_from: Utc::now(),
+        })
+    }
+
+    /// The thumbprint as Entra prints it (upper-case hex of SHA-1).
+    pub fn thumbprint(&self) -> String {
+        self.sha1.iter().map(|b| format!("{b:02X}")).collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Assignment {
     pub id: String,
@@ -55,6 +124,7 @@ pub struct Application {
     /// `Application.ReadWrite.OwnedBy` needs for the app to manage its own secrets.
     pub owns_itself: bool,
     pub credentials: Vec<Credential>,
+    pub key_credentials: Vec<KeyCredential>,
     pub service_principal: Option<ServicePrincipal>,
 }
 
@@ -368,6 +438,23 @@ pub struct AppSpec {
     pub missing: Vec<String>,
     #[serde(default)]
     pub secrets: Vec<SecretSpec>,
+    /// Certificates registered on the app (PEM).
+    #[serde(default)]
+    pub certificates: Vec<CertificateSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSpec {
+    pub pem: String,
+    pub display_name: Option<String>,
+    pub key_id: Option<Uuid>,
+}
+
+impl CertificateSpec {
+    pub fn build(&self) -> Result<KeyCredential, String> {
+        KeyCredential::from_certificate(self.pem.as_bytes(), self.display_name.clone(), self.key_id)
+    }
 }
 
 fn default_display_name() -> String {
@@ -474,12 +561,19 @@ impl TenantSpec {
                 .map(|secret| secret.build(now))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(context)?;
+            let key_credentials = app
+                .certificates
+                .iter()
+                .map(CertificateSpec::build)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(context)?;
             applications.push(Application {
                 object_id: Uuid::new_v4(),
                 app_id: app.app_id,
                 display_name: app.display_name,
                 owns_itself: app.owns_itself,
                 credentials,
+                key_credentials,
                 service_principal: Some(ServicePrincipal {
                     object_id: Uuid::new_v4(),
                     account_enabled: app.enabled,

@@ -107,6 +107,95 @@ fn msal_for_python_agrees_with_the_simulator_over_https() {
     );
 }
 
+fn certificate_pair(dir: &std::path::Path, name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let certificate = rcgen::CertificateParams::new(vec![format!("{name}.kodo-access.test")])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert_path, certificate.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (
+        cert_path.to_string_lossy().into_owned(),
+        key_path.to_string_lossy().into_owned(),
+    )
+}
+
+#[test]
+fn msal_for_python_gets_a_token_with_a_certificate_and_is_refused_an_unregistered_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let sim = simulate(&[
+        "--scenario",
+        SCENARIO,
+        "--listen",
+        "127.0.0.1:0",
+        "--tls",
+        "--ca-out",
+        ca.to_str().unwrap(),
+    ]);
+    let (cert, key) = certificate_pair(dir.path(), "registered");
+    let (other_cert, other_key) = certificate_pair(dir.path(), "other");
+    let output = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/msal_certificate_check.py"
+        ))
+        .args([&sim.url, ca.to_str().unwrap(), TENANT, APP])
+        .args([&cert, &key, &other_cert, &other_key])
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
+        .output()
+        .expect("python3 runs (scripts/ensure-deps installs msal)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "msal_certificate_check.py failed:\n{stderr}"
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // The simulator's thumbprint is what MSAL (the cryptography library) computes.
+    assert_eq!(seen["thumbprint"], seen["sha1_thumbprint"], "{seen}");
+    for mode in ["ps256", "rs256"] {
+        let attempt = &seen[mode];
+        assert_eq!(attempt["ok"], true, "{mode}: {attempt}");
+        assert_eq!(attempt["appid"], APP);
+        assert_eq!(attempt["tid"], TENANT);
+        // A certificate-based token: what SharePoint REST requires.
+        assert_eq!(attempt["appidacr"], "2", "{mode}: {attempt}");
+        assert_eq!(attempt["roles"], 40, "{mode}: {attempt}");
+    }
+    for (mode, words) in [
+        (
+            "unregistered",
+            "is not registered on application. [Reason - The key was not found.",
+        ),
+        (
+            "wrong_key",
+            "Client assertion contains an invalid signature.",
+        ),
+    ] {
+        let attempt = &seen[mode];
+        assert_eq!(attempt["ok"], false, "{mode}: {attempt}");
+        assert_eq!(attempt["error"], "invalid_client", "{mode}: {attempt}");
+        assert_eq!(
+            attempt["error_codes"],
+            serde_json::json!([700027]),
+            "{mode}: {attempt}"
+        );
+        assert!(
+            attempt["error_description"]
+                .as_str()
+                .unwrap()
+                .contains(words),
+            "{mode}: {attempt}"
+        );
+    }
+}
+
 #[test]
 fn a_bad_scenario_file_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

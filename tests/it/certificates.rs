@@ -1,0 +1,208 @@
+//! Certificate credentials end to end: an organization moved from a secret to a
+//! certificate gets SharePoint REST (refused to secret-based tokens) as well as Graph and
+//! Exchange; a certificate Entra does not know is reported; bad pairs are refused and
+//! change nothing; the private key is never stored or printed in the clear.
+
+use sqlx::PgPool;
+
+use crate::sim_support::*;
+use crate::support::*;
+
+/// A self-signed RSA certificate and its key, written as an operator would hold them.
+fn certificate(env: &TestEnv, name: &str) -> (String, String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let certificate = rcgen::CertificateParams::new(vec![format!("{name}.kodo-access.test")])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cert_path = env.path(&format!("{name}.crt"));
+    let key_path = env.path(&format!("{name}.key"));
+    write_file(&cert_path, &certificate.pem(), 0o644);
+    write_file(&key_path, &key.serialize_pem(), 0o600);
+    (
+        cert_path.to_string_lossy().into_owned(),
+        key_path.to_string_lossy().into_owned(),
+        certificate.pem(),
+    )
+}
+
+async fn check(env: &TestEnv) -> serde_json::Value {
+    let outcome = env.exec(&["check", "contoso", "--output", "json"]).await;
+    let results: Vec<serde_json::Value> = serde_json::from_str(&outcome.stdout)
+        .unwrap_or_else(|_| panic!("check output: {outcome:?}"));
+    results[0].clone()
+}
+
+fn kinds(result: &serde_json::Value) -> Vec<String> {
+    result["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|finding| finding["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[sqlx::test]
+async fn moving_to_a_certificate_rescues_sharepoint_and_an_unknown_certificate_is_reported(
+    pool: PgPool,
+) {
+    let sim = Sim::start(&default_scenario()).await;
+    let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            APP,
+            "--cloud",
+            "sim",
+            "--sharepoint-host",
+            "contoso.sharepoint.com",
+        ],
+        SECRET,
+    )
+    .await
+    .success();
+    env.exec(&[
+        "org",
+        "set",
+        "contoso",
+        "--resources",
+        "graph,exchange,sharepoint",
+    ])
+    .await
+    .success();
+    // With a secret, SharePoint REST refuses the app-only token.
+    let with_secret = check(&env).await;
+    assert_eq!(with_secret["state"], "degraded", "{with_secret}");
+    assert!(kinds(&with_secret).contains(&"sharepoint_certificate_required".to_string()));
+
+    // The administrator registers a certificate on the app; the operator hands it over.
+    let (cert_file, key_file, cert_pem) = certificate(&env, "contoso");
+    let registered = sim
+        .post(
+            &format!("/_sim/tenants/{TENANT}/apps/{APP}/certificates"),
+            serde_json::json!({ "pem": cert_pem, "display_name": "kodo-access" }),
+        )
+        .await;
+    let stored = env
+        .exec(&[
+            "org",
+            "set-secret",
+            "contoso",
+            "--certificate-file",
+            &cert_file,
+            "--private-key-file",
+            &key_file,
+        ])
+        .await;
+    stored.success();
+    let thumbprint = registered["thumbprint"].as_str().unwrap();
+    assert!(stored.stdout.contains(thumbprint), "{stored:?}");
+
+    let with_certificate = check(&env).await;
+    assert_eq!(with_certificate["state"], "healthy", "{with_certificate}");
+    assert!(
+        !kinds(&with_certificate).contains(&"sharepoint_certificate_required".to_string()),
+        "{with_certificate}"
+    );
+    assert_eq!(
+        with_certificate["alerts_resolved"],
+        serde_json::json!(["sharepoint_certificate_required"]),
+        "{with_certificate}"
+    );
+
+    // The row says what it is; the private key is sealed, never in the clear.
+    let (kind, stored_thumbprint, sealed): (String, String, Vec<u8>) = sqlx::query_as(
+        "SELECT kind, thumbprint, secret_sealed FROM credentials WHERE status = 'current'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (kind.as_str(), stored_thumbprint.as_str()),
+        ("certificate", thumbprint)
+    );
+    let key_text = std::fs::read_to_string(&key_file).unwrap();
+    let key_body = key_text.lines().nth(1).unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains("PRIVATE KEY"));
+    assert!(!String::from_utf8_lossy(&sealed).contains(key_body));
+    let show = env
+        .exec(&["org", "show", "contoso", "--output", "json"])
+        .await;
+    assert!(!show.stdout.contains(key_body) && !show.stderr.contains(key_body));
+
+    // Certificates are not rotated yet: the command says so instead of adding a secret.
+    env.exec(&["rotate", "contoso"])
+        .await
+        .fails_with(2, "contoso uses a certificate");
+
+    // The administrator removes the certificate from the app: Entra answers AADSTS700027.
+    let key_id = registered["key_id"].as_str().unwrap();
+    sim.delete(&format!(
+        "/_sim/tenants/{TENANT}/apps/{APP}/certificates/{key_id}"
+    ))
+    .await;
+    let unknown = check(&env).await;
+    assert_eq!(unknown["state"], "secret_invalid", "{unknown}");
+    let message = unknown["findings"][0]["message"].as_str().unwrap();
+    assert!(message.contains("refuses the certificate"), "{unknown}");
+    assert!(
+        unknown["findings"][0]["details"]["codes"]
+            .to_string()
+            .contains("700027"),
+        "{unknown}"
+    );
+    sim.running.stop().await;
+}
+
+#[sqlx::test]
+async fn a_key_that_does_not_match_the_certificate_is_refused_and_nothing_is_written(pool: PgPool) {
+    let env = TestEnv::new(&pool);
+    let (cert_file, _, _) = certificate(&env, "one");
+    let (_, other_key, _) = certificate(&env, "two");
+    let add = |cert: &str, key: &str| {
+        let args: Vec<String> = [
+            "org",
+            "add",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            APP,
+            "--certificate-file",
+            cert,
+            "--private-key-file",
+            key,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args
+    };
+    let args = add(&cert_file, &other_key);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.exec(&refs)
+        .await
+        .fails_with(2, "the private key does not belong to the certificate");
+    // A key readable by others is refused like a secret file.
+    let (cert_file, key_file, _) = certificate(&env, "three");
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let args = add(&cert_file, &key_file);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.exec(&refs).await.fails_with(2, "--private-key-file");
+    let organizations: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(organizations, 0);
+}
