@@ -150,7 +150,20 @@ pub async fn observe(
                     display_name: c.display_name,
                     hint: c.hint,
                     end: c.end_date_time,
+                    thumbprint: None,
                 })
+                .chain(
+                    application
+                        .key_credentials
+                        .into_iter()
+                        .map(|c| CredentialSeen {
+                            thumbprint: c.thumbprint(),
+                            key_id: c.key_id,
+                            display_name: c.display_name,
+                            hint: None,
+                            end: c.end_date_time,
+                        }),
+                )
                 .collect(),
         },
         Err(error) => GraphObservation::Failed {

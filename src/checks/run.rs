@@ -241,6 +241,7 @@ fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
                 hint: row.hint.clone(),
                 end: row.end_at,
                 known_key_ids: row.known_key_ids.clone(),
+                thumbprint: row.thumbprint.clone(),
             },
         },
     })

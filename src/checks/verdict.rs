@@ -75,6 +75,9 @@ pub struct CredentialSeen {
     pub display_name: Option<String>,
     pub hint: Option<String>,
     pub end: Option<DateTime<Utc>>,
+    /// A key credential's SHA-1 thumbprint (`None` for a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +128,9 @@ impl From<SharePointProbe> for ProbeObservation {
 pub struct OurSecret {
     pub key_id: Option<Uuid>,
     pub hint: Option<String>,
+    /// For a certificate, its SHA-1 thumbprint: how it is found among keyCredentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbprint: Option<String>,
     pub end: Option<DateTime<Utc>>,
     /// Every keyId kodo-access created or holds (current, previous, pending).
     pub known_key_ids: Vec<Uuid>,
@@ -439,8 +445,8 @@ fn application(
             if !unknown.is_empty() {
                 findings.push(Finding::new(
                     FindingKind::UnknownCredential,
-                    format!("the app has {} client secret(s) kodo-access did not create or receive; check who added them", unknown.len()),
-                    serde_json::json!(unknown.iter().map(|c| serde_json::json!({"key_id": c.key_id, "display_name": c.display_name, "hint": c.hint, "expires": c.end})).collect::<Vec<_>>()),
+                    format!("the app has {} credential(s) (client secrets or certificates) kodo-access did not create or receive; check who added them", unknown.len()),
+                    serde_json::json!(unknown.iter().map(|c| serde_json::json!({"key_id": c.key_id, "display_name": c.display_name, "hint": c.hint, "thumbprint": c.thumbprint, "expires": c.end})).collect::<Vec<_>>()),
                 ));
             }
         }
@@ -791,6 +797,11 @@ fn secret_on_app<'a>(
             .iter()
             .find(|credential| credential.key_id == key_id);
     }
+    if let Some(thumbprint) = ours.thumbprint.as_deref() {
+        return credentials
+            .iter()
+            .find(|credential| credential.thumbprint.as_deref() == Some(thumbprint));
+    }
     let hint = ours.hint.as_deref()?;
     let mut matching = credentials
         .iter()
@@ -855,6 +866,7 @@ mod tests {
                     display_name: None,
                     hint: Some("Abc".into()),
                     end: Some(now() + chrono::Duration::days(200)),
+                    thumbprint: None,
                 }],
             }),
             assignments: Some(GraphObservation::Seen { value: granted }),
@@ -864,6 +876,7 @@ mod tests {
                 hint: Some("Abc".into()),
                 end: None,
                 known_key_ids: vec![OUR_KEY.parse().unwrap()],
+                thumbprint: None,
             },
             not_configured: vec![],
             rotation: RotationView::default(),
@@ -1085,6 +1098,7 @@ mod tests {
                 display_name: None,
                 hint: Some("Abc".into()),
                 end: Some(now() + chrono::Duration::days(days)),
+                thumbprint: None,
             }],
         });
         observations
@@ -1187,6 +1201,7 @@ mod tests {
                 display_name: None,
                 hint: Some("Abc".into()),
                 end: Some(now() + chrono::Duration::days(5)),
+                thumbprint: None,
             }],
         });
         let verdict = check(&observations);
@@ -1200,6 +1215,44 @@ mod tests {
     }
 
     #[test]
+    fn our_certificate_is_found_by_thumbprint_and_a_planted_one_is_unknown() {
+        let mut observations = healthy();
+        let ours = Uuid::new_v4();
+        observations.our_secret = OurSecret {
+            key_id: None,
+            hint: None,
+            thumbprint: Some("AB".repeat(20)),
+            end: None,
+            known_key_ids: vec![],
+        };
+        if let Some(GraphObservation::Seen { value }) = &mut observations.application {
+            value.clear();
+            value.push(CredentialSeen {
+                key_id: ours,
+                display_name: Some("kodo-access".into()),
+                hint: None,
+                end: Some(now() + chrono::Duration::days(300)),
+                thumbprint: Some("AB".repeat(20)),
+            });
+        }
+        let verdict = check(&observations);
+        assert_eq!(verdict.state, State::Healthy, "{verdict:?}");
+        assert_eq!(verdict.learned_key_id, Some(ours));
+        if let Some(GraphObservation::Seen { value }) = &mut observations.application {
+            value.push(CredentialSeen {
+                key_id: Uuid::new_v4(),
+                display_name: Some("planted".into()),
+                hint: None,
+                end: None,
+                thumbprint: Some("CD".repeat(20)),
+            });
+        }
+        let verdict = check(&observations);
+        assert_eq!(verdict.state, State::Degraded);
+        assert!(kinds(&verdict).contains(&"unknown_credential"));
+    }
+
+    #[test]
     fn unknown_credentials_and_sharepoint_certificate_degrade() {
         let mut observations = healthy();
         if let Some(GraphObservation::Seen { value }) = &mut observations.application {
@@ -1208,6 +1261,7 @@ mod tests {
                 display_name: Some("backdoor".into()),
                 hint: Some("Zzz".into()),
                 end: None,
+                thumbprint: None,
             });
         }
         let verdict = check(&observations);
@@ -1239,6 +1293,7 @@ mod tests {
             hint: Some("Abc".into()),
             end: None,
             known_key_ids: vec![],
+            thumbprint: None,
         };
         let verdict = check(&observations);
         assert_eq!(verdict.state, State::Healthy, "{:?}", verdict.findings);

@@ -30,6 +30,7 @@ pub struct TargetRow {
     /// The current credential's kind, and for a certificate its DER.
     pub credential_kind: Option<crate::domain::CredentialKind>,
     pub certificate: Option<Vec<u8>>,
+    pub thumbprint: Option<String>,
     pub known_key_ids: Vec<Uuid>,
     pub state: crate::domain::State,
     pub last_known_state: Option<crate::domain::State>,
@@ -45,7 +46,7 @@ pub struct TargetRow {
 
 const TARGET_SELECT: &str = "SELECT o.id, o.name, o.tenant_id, o.client_id, o.cloud, o.sharepoint_host, o.labels, o.settings,
         c.id AS credential_id, c.key_id, c.hint, c.end_at, c.start_at, c.secret_sealed, c.secret_key_id,
-        c.kind AS credential_kind, c.certificate,
+        c.kind AS credential_kind, c.certificate, c.thumbprint,
         COALESCE((SELECT array_agg(k.key_id) FROM credentials k
                   WHERE k.organization_id = o.id AND k.key_id IS NOT NULL AND k.status <> 'removed'), '{}') AS known_key_ids,
         s.state, s.last_known_state, s.failing_since, o.secret_lifetime_limit_days,

@@ -136,6 +136,39 @@ async fn moving_to_a_certificate_rescues_sharepoint_and_an_unknown_certificate_i
         .await;
     assert!(!show.stdout.contains(key_body) && !show.stderr.contains(key_body));
 
+    // Microsoft's keyId of the certificate is learned by thumbprint.
+    let learned: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT key_id FROM credentials WHERE status = 'current'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        learned.map(|id| id.to_string()).as_deref(),
+        registered["key_id"].as_str()
+    );
+    // A certificate someone else plants on the app is reported.
+    let (_, _, planted_pem) = certificate(&env, "planted");
+    let planted = sim
+        .post(
+            &format!("/_sim/tenants/{TENANT}/apps/{APP}/certificates"),
+            serde_json::json!({ "pem": planted_pem, "display_name": "not ours" }),
+        )
+        .await;
+    let with_planted = check(&env).await;
+    assert_eq!(with_planted["state"], "degraded", "{with_planted}");
+    let finding = with_planted["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "unknown_credential")
+        .unwrap_or_else(|| panic!("{with_planted}"));
+    assert_eq!(finding["details"][0]["thumbprint"], planted["thumbprint"]);
+    sim.delete(&format!(
+        "/_sim/tenants/{TENANT}/apps/{APP}/certificates/{}",
+        planted["key_id"].as_str().unwrap()
+    ))
+    .await;
+
     // Certificates are not rotated yet: the command says so instead of adding a secret.
     env.exec(&["rotate", "contoso"])
         .await

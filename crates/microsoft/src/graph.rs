@@ -28,6 +28,33 @@ pub struct PasswordCredential {
     pub end_date_time: Option<DateTime<Utc>>,
 }
 
+/// A certificate (or other key) on the application, as Graph lists it (`key` is left out:
+/// Graph returns it only on request).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyCredential {
+    pub key_id: Uuid,
+    pub display_name: Option<String>,
+    /// For a certificate, its SHA-1 thumbprint (binary: base64 in JSON).
+    pub custom_key_identifier: Option<String>,
+    #[serde(rename = "type")]
+    pub key_type: Option<String>,
+    pub usage: Option<String>,
+    pub start_date_time: Option<DateTime<Utc>>,
+    pub end_date_time: Option<DateTime<Utc>>,
+}
+
+impl KeyCredential {
+    /// The SHA-1 thumbprint in upper-case hex, when `customKeyIdentifier` holds one.
+    pub fn thumbprint(&self) -> Option<String> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.custom_key_identifier.as_deref()?)
+            .ok()?;
+        (bytes.len() == 20).then(|| crate::certificate::hex_upper(&bytes))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Application {
@@ -36,6 +63,8 @@ pub struct Application {
     pub display_name: Option<String>,
     #[serde(default)]
     pub password_credentials: Vec<PasswordCredential>,
+    #[serde(default)]
+    pub key_credentials: Vec<KeyCredential>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,7 +304,7 @@ impl MicrosoftClient {
         token: &AccessToken,
     ) -> Result<Application, GraphError> {
         let url = endpoints.graph_url(&format!(
-            "applications{}?$select=id,appId,displayName,passwordCredentials",
+            "applications{}?$select=id,appId,displayName,passwordCredentials,keyCredentials",
             app_id_key(&endpoints.client_id.to_string())
         ));
         self.graph_get("get application", token, url).await
