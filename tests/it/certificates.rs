@@ -239,3 +239,142 @@ async fn a_key_that_does_not_match_the_certificate_is_refused_and_nothing_is_wri
         .unwrap();
     assert_eq!(organizations, 0);
 }
+
+fn generated() -> std::sync::Arc<kodo_access::microsoft::ClientCertificate> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["kodo-access.test".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::sync::Arc::new(
+        kodo_access::microsoft::ClientCertificate::new(
+            certificate.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+        )
+        .unwrap(),
+    )
+}
+
+fn thumbprints(application: &kodo_access::microsoft::graph::Application) -> Vec<String> {
+    application
+        .key_credentials
+        .iter()
+        .filter_map(|credential| credential.thumbprint())
+        .collect()
+}
+
+#[tokio::test]
+async fn certificates_are_rolled_with_add_key_and_remove_key_and_added_by_update() {
+    use kodo_access::microsoft::{Credential, GraphFailure, Removal, Resource, RetryPolicy};
+    let sim = Sim::start(&default_scenario()).await;
+    let client = crate::sim_support::client(RetryPolicy::NONE);
+    let endpoints = sim.endpoints(TENANT, APP);
+    let secret = secrecy::SecretString::from(SECRET.to_string());
+    let graph = client
+        .token(&endpoints, &secret, Resource::Graph)
+        .await
+        .unwrap();
+    let application = client.get_application(&endpoints, &graph).await.unwrap();
+    let object_id = application.id.clone();
+    let (first, second, third, stranger) = (generated(), generated(), generated(), generated());
+
+    // addKey cannot add the first certificate: no valid one to prove possession with.
+    let refused = client
+        .add_key(
+            &endpoints,
+            &graph,
+            &object_id,
+            &first,
+            "kodo-access",
+            &first,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, GraphFailure::Unauthorized, "{refused}");
+    // An update of the whole list can (with the rights addPassword needs), once.
+    for _ in 0..2 {
+        client
+            .add_key_by_update(&endpoints, &graph, &first, "kodo-access first")
+            .await
+            .unwrap();
+    }
+    let application = client.get_application(&endpoints, &graph).await.unwrap();
+    assert_eq!(thumbprints(&application), [first.thumbprint_sha1_hex()]);
+    assert_eq!(sim.counters().await["patch_keys"][APP].as_u64(), Some(1));
+
+    // The first certificate proves possession for the second; a stranger's cannot.
+    let stranger_refused = client
+        .add_key(
+            &endpoints,
+            &graph,
+            &object_id,
+            &second,
+            "kodo-access",
+            &stranger,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(stranger_refused.kind, GraphFailure::Unauthorized);
+    let added = client
+        .add_key(
+            &endpoints,
+            &graph,
+            &object_id,
+            &second,
+            "kodo-access second",
+            &first,
+        )
+        .await
+        .unwrap();
+    assert_eq!(added.thumbprint(), Some(second.thumbprint_sha1_hex()));
+    // The new certificate gets tokens, certificate-based ones.
+    let with_second = client
+        .token(
+            &endpoints,
+            &Credential::Certificate(second.clone()),
+            Resource::Graph,
+        )
+        .await
+        .unwrap();
+    assert!(with_second.claims.authenticated_with_certificate());
+
+    // The second removes the first; removing it again is success.
+    let first_key = client
+        .get_application(&endpoints, &graph)
+        .await
+        .unwrap()
+        .key_credentials
+        .iter()
+        .find(|credential| credential.thumbprint() == Some(first.thumbprint_sha1_hex()))
+        .unwrap()
+        .key_id;
+    for expected in [Removal::Removed, Removal::AlreadyGone] {
+        let removal = client
+            .remove_key(&endpoints, &graph, &object_id, first_key, &second)
+            .await
+            .unwrap();
+        assert_eq!(removal, expected);
+    }
+    assert!(
+        client
+            .token(
+                &endpoints,
+                &Credential::Certificate(first.clone()),
+                Resource::Graph
+            )
+            .await
+            .is_err()
+    );
+    // An update keeps what is there (its keyId too) and adds the new one.
+    client
+        .add_key_by_update(&endpoints, &graph, &third, "kodo-access third")
+        .await
+        .unwrap();
+    let application = client.get_application(&endpoints, &graph).await.unwrap();
+    assert_eq!(
+        thumbprints(&application),
+        [second.thumbprint_sha1_hex(), third.thumbprint_sha1_hex()]
+    );
+    assert_eq!(application.key_credentials[0].key_id, added.key_id);
+    sim.running.stop().await;
+}

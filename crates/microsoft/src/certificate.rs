@@ -240,6 +240,27 @@ impl ClientCertificate {
         Ok(jwt)
     }
 
+    /// The proof of possession addKey and removeKey ask for: a JWT signed by this (valid,
+    /// registered) certificate, `aud` 00000002-0000-0000-c000-000000000000, `iss` the
+    /// application's object id, `exp` 10 minutes after `nbf`. RS256 with `x5t` (and
+    /// `x5t#S256`), as Microsoft's own sample signs it.
+    pub fn proof(&self, application_object_id: &str) -> Result<SecretString, CertificateError> {
+        let now = Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "aud": "00000002-0000-0000-c000-000000000000",
+            "iss": application_object_id,
+            "nbf": now,
+            "exp": now + 600,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.x5t = Some(URL_SAFE_NO_PAD.encode(self.sha1));
+        header.x5t_s256 = Some(self.x5t_s256());
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map(SecretString::from)
+            .map_err(|_| CertificateError::Signing)
+    }
+
     fn sign(&self, client_id: &str, audience: &str) -> Result<SecretString, CertificateError> {
         let now = Utc::now().timestamp();
         let lifetime = i64::try_from(ASSERTION_LIFETIME.as_secs()).unwrap_or(600);

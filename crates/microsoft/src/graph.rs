@@ -440,6 +440,200 @@ impl MicrosoftClient {
         })
     }
 
+    /// Adds a certificate to the organization's own application with addKey, proving
+    /// possession of `signer`, a certificate already valid on it (no permission needed
+    /// to roll its own keys). Not idempotent, like addPassword: only answers that prove
+    /// nothing was done are retried; after any other failure the caller looks for the
+    /// certificate by thumbprint.
+    pub async fn add_key(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+        application_object_id: &str,
+        certificate: &crate::certificate::ClientCertificate,
+        display_name: &str,
+        signer: &crate::certificate::ClientCertificate,
+    ) -> Result<KeyCredential, GraphError> {
+        use base64::Engine as _;
+        const OPERATION: &str = "addKey";
+        let proof = signer
+            .proof(application_object_id)
+            .map_err(|error| GraphError::unexpected(OPERATION, error.to_string()))?;
+        let url = endpoints.graph_url(&format!(
+            "applications{}/addKey",
+            app_id_key(&endpoints.client_id.to_string())
+        ));
+        let body = serde_json::json!({
+            "keyCredential": {
+                "type": "AsymmetricX509Cert",
+                "usage": "Verify",
+                "key": base64::engine::general_purpose::STANDARD.encode(certificate.der()),
+                "displayName": display_name,
+            },
+            "passwordCredential": null,
+            "proof": secrecy::ExposeSecret::expose_secret(&proof),
+        });
+        self.graph_send(OPERATION, Repeat::OnlyIfRefused, || {
+            self.http
+                .post(url.clone())
+                .bearer_auth(token.bearer())
+                .json(&body)
+        })
+        .await?
+        .ok_or_else(|| GraphError::unexpected(OPERATION, "empty answer".into()))
+    }
+
+    /// Removes a certificate from the organization's own application with removeKey,
+    /// proving possession of `signer` (another valid certificate of the app). Safe to
+    /// repeat, like `remove_password`.
+    pub async fn remove_key(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+        application_object_id: &str,
+        key_id: Uuid,
+        signer: &crate::certificate::ClientCertificate,
+    ) -> Result<Removal, GraphError> {
+        let proof = signer
+            .proof(application_object_id)
+            .map_err(|error| GraphError::unexpected("removeKey", error.to_string()))?;
+        let url = endpoints.graph_url(&format!(
+            "applications{}/removeKey",
+            app_id_key(&endpoints.client_id.to_string())
+        ));
+        let body = serde_json::json!({
+            "keyId": key_id,
+            "proof": secrecy::ExposeSecret::expose_secret(&proof),
+        });
+        let removed: Result<Option<serde_json::Value>, GraphError> = self
+            .graph_send("removeKey", Repeat::Safe, || {
+                self.http
+                    .post(url.clone())
+                    .bearer_auth(token.bearer())
+                    .json(&body)
+            })
+            .await;
+        match removed {
+            Ok(_) => Ok(Removal::Removed),
+            Err(error)
+                if matches!(
+                    error.kind,
+                    GraphFailure::BadRequest | GraphFailure::NotFound
+                ) =>
+            {
+                let application = self.get_application(endpoints, token).await?;
+                if application
+                    .key_credentials
+                    .iter()
+                    .any(|credential| credential.key_id == key_id)
+                {
+                    Err(error)
+                } else {
+                    Ok(Removal::AlreadyGone)
+                }
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The application's key credentials with their `key` (the certificate, DER), which
+    /// Graph returns only when a single application is read with `$select=keyCredentials`.
+    pub async fn key_credentials_with_keys(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+    ) -> Result<Vec<(KeyCredential, Vec<u8>)>, GraphError> {
+        use base64::Engine as _;
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct WithKey {
+            #[serde(flatten)]
+            credential: KeyCredential,
+            key: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Keys {
+            #[serde(default)]
+            key_credentials: Vec<WithKey>,
+        }
+        let url = endpoints.graph_url(&format!(
+            "applications{}?$select=keyCredentials",
+            app_id_key(&endpoints.client_id.to_string())
+        ));
+        let keys: Keys = self.graph_get("get key credentials", token, url).await?;
+        let mut read = Vec::with_capacity(keys.key_credentials.len());
+        for entry in keys.key_credentials {
+            let Some(der) = entry
+                .key
+                .as_deref()
+                .and_then(|key| base64::engine::general_purpose::STANDARD.decode(key).ok())
+            else {
+                return Err(GraphError::unexpected(
+                    "get key credentials",
+                    "a key credential without its key".into(),
+                ));
+            };
+            read.push((entry.credential, der));
+        }
+        Ok(read)
+    }
+
+    /// Adds a certificate by writing the application's whole `keyCredentials` list (the
+    /// ones there, read with their keys, plus the new one): the way to add the first
+    /// certificate, which addKey cannot; needs the rights addPassword needs. Idempotent:
+    /// a certificate already on the app is not added twice.
+    pub async fn add_key_by_update(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+        certificate: &crate::certificate::ClientCertificate,
+        display_name: &str,
+    ) -> Result<(), GraphError> {
+        use base64::Engine as _;
+        let existing = self.key_credentials_with_keys(endpoints, token).await?;
+        let thumbprint = certificate.thumbprint_sha1_hex();
+        if existing
+            .iter()
+            .any(|(credential, _)| credential.thumbprint().as_deref() == Some(thumbprint.as_str()))
+        {
+            return Ok(());
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut list: Vec<serde_json::Value> = existing
+            .iter()
+            .map(|(credential, der)| {
+                serde_json::json!({
+                    "keyId": credential.key_id,
+                    "type": credential.key_type.as_deref().unwrap_or("AsymmetricX509Cert"),
+                    "usage": credential.usage.as_deref().unwrap_or("Verify"),
+                    "key": b64.encode(der),
+                    "displayName": credential.display_name,
+                })
+            })
+            .collect();
+        list.push(serde_json::json!({
+            "type": "AsymmetricX509Cert",
+            "usage": "Verify",
+            "key": b64.encode(certificate.der()),
+            "displayName": display_name,
+        }));
+        let url = endpoints.graph_url(&format!(
+            "applications{}",
+            app_id_key(&endpoints.client_id.to_string())
+        ));
+        let body = serde_json::json!({ "keyCredentials": list });
+        let _: Option<serde_json::Value> = self
+            .graph_send("update keyCredentials", Repeat::Safe, || {
+                self.http
+                    .patch(url.clone())
+                    .bearer_auth(token.bearer())
+                    .json(&body)
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Removes one client secret from the organization's own application by its keyId.
     /// Safe to repeat: a key that is already gone (a 400 or 404, after which a read of the
     /// application no longer shows it; e.g. the answer to an earlier request was lost) is

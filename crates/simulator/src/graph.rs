@@ -244,6 +244,7 @@ fn route(
                     claims,
                     caller,
                     app_id,
+                    selects_key_credentials(request.query),
                 ),
                 Some(Err(bad)) => graph_error(
                     StatusCode::BAD_REQUEST,
@@ -261,7 +262,13 @@ fn route(
                 .ok()
                 .and_then(|id| tenant.applications.iter().find(|app| app.object_id == id));
             let response = match found {
-                Some(app) => get_application(tenant, claims, caller, app.app_id),
+                Some(app) => get_application(
+                    tenant,
+                    claims,
+                    caller,
+                    app.app_id,
+                    selects_key_credentials(request.query),
+                ),
                 None => not_found(object_id),
             };
             (response, "graph get application")
@@ -278,6 +285,14 @@ fn route(
                 );
             };
             match *action {
+                "addKey" => (
+                    add_key(world, tenant_id, claims, caller, app_id, request.body),
+                    "graph addKey",
+                ),
+                "removeKey" => (
+                    remove_key(world, tenant_id, claims, caller, app_id, request.body),
+                    "graph removeKey",
+                ),
                 "addPassword" => (
                     add_password(world, tenant_id, claims, caller, app_id, request.body),
                     "graph addPassword",
@@ -295,6 +310,19 @@ fn route(
                     "graph",
                 ),
             }
+        }
+        [first] if *method == Method::PATCH && first.starts_with("applications(") => {
+            let response = match app_id_key(first, "applications") {
+                Some(Ok(app_id)) => {
+                    patch_application(world, tenant_id, claims, caller, app_id, request.body)
+                }
+                _ => graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    "Invalid object identifier.",
+                ),
+            };
+            (response, "graph patch application")
         }
         [first] if *method == Method::GET && first.starts_with("servicePrincipals(") => {
             let response = match app_id_key(first, "servicePrincipals") {
@@ -355,11 +383,23 @@ fn list_users(tenant_id: Uuid, claims: &AccessClaims) -> Response {
     }
 }
 
+/// `$select=…keyCredentials…` on a single application: Graph then returns each key
+/// credential's `key` (the certificate), which it leaves out otherwise.
+fn selects_key_credentials(query: &str) -> bool {
+    url::form_urlencoded::parse(query.as_bytes()).any(|(name, value)| {
+        name == "$select"
+            && value
+                .split(',')
+                .any(|field| field.trim() == "keyCredentials")
+    })
+}
+
 fn get_application(
     tenant: &Tenant,
     claims: &AccessClaims,
     caller: &Application,
     app_id: Uuid,
+    with_keys: bool,
 ) -> Response {
     let Some(app) = tenant.application(app_id) else {
         return not_found(&app_id.to_string());
@@ -375,7 +415,14 @@ fn get_application(
             "appId": app.app_id,
             "displayName": app.display_name,
             "passwordCredentials": app.credentials.iter().map(|c| credential_json(c, None)).collect::<Vec<_>>(),
-            "keyCredentials": app.key_credentials.iter().map(key_credential_json).collect::<Vec<_>>(),
+            "keyCredentials": app.key_credentials.iter().map(|key| {
+                let mut shown = key_credential_json(key);
+                if with_keys {
+                    use base64::Engine as _;
+                    shown["key"] = serde_json::json!(base64::engine::general_purpose::STANDARD.encode(&key.der));
+                }
+                shown
+            }).collect::<Vec<_>>(),
         }),
     )
 }
@@ -688,6 +735,347 @@ fn remove_password(
         );
     }
     *world.counters.remove_password.entry(app_id).or_default() += 1;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The addKey/removeKey `proof`: a JWT signed by one of the application's valid
+/// certificates (found by `x5t`, `x5t#S256` or a thumbprint `kid`), `aud`
+/// 00000002-0000-0000-c000-000000000000, `iss` the application's object id, and at most
+/// 10 minutes between `nbf` and `exp`, now within them. A bad proof is answered as
+/// Microsoft does, 401 Authentication_MissingOrMalformed.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer, built once for a refused request"
+)]
+fn check_proof(app: &Application, proof: &str, now: DateTime<Utc>) -> Result<(), Response> {
+    use base64::Engine as _;
+    let refused = || {
+        graph_error(
+            StatusCode::UNAUTHORIZED,
+            "Authentication_MissingOrMalformed",
+            "Access Token missing or malformed.",
+        )
+    };
+    let header = jsonwebtoken::decode_header(proof).map_err(|_| refused())?;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let digest = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| b64.decode(t.trim_end_matches('=')).ok())
+    };
+    let (sha1, sha256) = (digest(&header.x5t), digest(&header.x5t_s256));
+    let kid = header.kid.as_deref().map(str::to_ascii_uppercase);
+    let key = app
+        .key_credentials
+        .iter()
+        .filter(|key| key.start <= now && now < key.end && key.usable_from <= Utc::now())
+        .find(|key| {
+            sha1.as_deref() == Some(&key.sha1[..])
+                || sha256.as_deref() == Some(&key.sha256[..])
+                || kid.as_deref() == Some(key.thumbprint().as_str())
+        })
+        .ok_or_else(refused)?;
+    if !matches!(
+        header.alg,
+        jsonwebtoken::Algorithm::RS256 | jsonwebtoken::Algorithm::PS256
+    ) {
+        return Err(refused());
+    }
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&["00000002-0000-0000-c000-000000000000"]);
+    validation.set_issuer(&[app.object_id.to_string()]);
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    #[derive(serde::Deserialize)]
+    struct Times {
+        nbf: Option<f64>,
+        exp: Option<f64>,
+    }
+    let times = jsonwebtoken::decode::<Times>(
+        proof,
+        &jsonwebtoken::DecodingKey::from_rsa_der(&key.public_key),
+        &validation,
+    )
+    .map_err(|_| refused())?
+    .claims;
+    let (Some(nbf), Some(exp)) = (times.nbf, times.exp) else {
+        return Err(refused());
+    };
+    let current = now.timestamp() as f64;
+    if exp - nbf > 600.0 || current < nbf - 300.0 || current > exp + 300.0 {
+        return Err(refused());
+    }
+    Ok(())
+}
+
+/// Who may call addKey/removeKey on an application: the application itself (rolling its
+/// own keys needs no permission), or a caller that may manage its credentials.
+fn may_roll_keys(claims: &AccessClaims, caller: &Application, app_id: Uuid) -> bool {
+    caller.app_id == app_id || may_manage_credentials(claims, caller, app_id)
+}
+
+fn add_key(
+    world: &mut World,
+    tenant_id: Uuid,
+    claims: &AccessClaims,
+    caller: &Application,
+    app_id: Uuid,
+    body: &[u8],
+) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct NewKey {
+        #[serde(rename = "type")]
+        key_type: String,
+        usage: String,
+        key: String,
+        display_name: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body {
+        key_credential: NewKey,
+        proof: String,
+    }
+    let tenant = world.tenants.get(&tenant_id).expect("tenant");
+    let Some(app) = tenant.application(app_id) else {
+        return not_found(&app_id.to_string());
+    };
+    if !may_roll_keys(claims, caller, app_id) {
+        return denied();
+    }
+    let Ok(parsed) = serde_json::from_slice::<Body>(body) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Unable to read JSON request payload: keyCredential (type, usage, key) and proof are required.",
+        );
+    };
+    if let Err(refused) = check_proof(app, &parsed.proof, tenant.now()) {
+        return refused;
+    }
+    if parsed.key_credential.key_type != "AsymmetricX509Cert"
+        || parsed.key_credential.usage != "Verify"
+    {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Key credential type AsymmetricX509Cert requires usage Verify.",
+        );
+    }
+    let credential = match new_key_credential(
+        world,
+        tenant_id,
+        &parsed.key_credential.key,
+        parsed.key_credential.display_name,
+    ) {
+        Ok(credential) => credential,
+        Err(response) => return response,
+    };
+    let app = world
+        .tenants
+        .get_mut(&tenant_id)
+        .expect("tenant")
+        .application_mut(app_id)
+        .expect("checked");
+    if app
+        .key_credentials
+        .iter()
+        .any(|key| key.sha1 == credential.sha1)
+    {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "The key credential is already registered on the application.",
+        );
+    }
+    let mut answer = key_credential_json(&credential);
+    app.key_credentials.push(credential);
+    *world.counters.add_key.entry(app_id).or_default() += 1;
+    answer["@odata.context"] = serde_json::json!(
+        "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.keyCredential"
+    );
+    json(StatusCode::OK, answer)
+}
+
+/// A key credential from a base64 certificate, usable after the tenant's propagation delay.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer, built once for a refused request"
+)]
+fn new_key_credential(
+    world: &World,
+    tenant_id: Uuid,
+    key: &str,
+    display_name: Option<String>,
+) -> Result<super::model::KeyCredential, Response> {
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .map_err(|_| {
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                "Invalid value specified for property 'key' of resource 'KeyCredential'.",
+            )
+        })?;
+    let mut credential = super::model::KeyCredential::from_certificate(&der, display_name, None)
+        .map_err(|_| {
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                "Invalid value specified for property 'key' of resource 'KeyCredential'.",
+            )
+        })?;
+    let tenant = world.tenants.get(&tenant_id).expect("tenant");
+    let propagation = tenant
+        .faults
+        .propagation_delay_secs
+        .max(world.faults.propagation_delay_secs);
+    credential.usable_from = Utc::now()
+        + chrono::Duration::try_seconds(i64::try_from(propagation).unwrap_or(i64::MAX))
+            .unwrap_or(chrono::Duration::MAX);
+    Ok(credential)
+}
+
+fn remove_key(
+    world: &mut World,
+    tenant_id: Uuid,
+    claims: &AccessClaims,
+    caller: &Application,
+    app_id: Uuid,
+    body: &[u8],
+) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body {
+        key_id: Uuid,
+        proof: String,
+    }
+    let tenant = world.tenants.get(&tenant_id).expect("tenant");
+    let Some(app) = tenant.application(app_id) else {
+        return not_found(&app_id.to_string());
+    };
+    if !may_roll_keys(claims, caller, app_id) {
+        return denied();
+    }
+    let Ok(parsed) = serde_json::from_slice::<Body>(body) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Unable to read JSON request payload: keyId and proof are required.",
+        );
+    };
+    if let Err(refused) = check_proof(app, &parsed.proof, tenant.now()) {
+        return refused;
+    }
+    let app = world
+        .tenants
+        .get_mut(&tenant_id)
+        .expect("tenant")
+        .application_mut(app_id)
+        .expect("checked");
+    let before = app.key_credentials.len();
+    app.key_credentials
+        .retain(|key| key.key_id != parsed.key_id);
+    if app.key_credentials.len() == before {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            &format!("No key credential found with keyId '{}'.", parsed.key_id),
+        );
+    }
+    *world.counters.remove_key.entry(app_id).or_default() += 1;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `PATCH /applications(appId='…')` with `keyCredentials`: the whole list replaces the
+/// app's (each entry with its `key`, which is why a caller first reads them with
+/// `$select=keyCredentials`). The way to add the first certificate; needs the rights of
+/// addPassword.
+fn patch_application(
+    world: &mut World,
+    tenant_id: Uuid,
+    claims: &AccessClaims,
+    caller: &Application,
+    app_id: Uuid,
+    body: &[u8],
+) -> Response {
+    if let Some(refusal) = credential_refusal(world, tenant_id, claims, caller, app_id) {
+        return refusal;
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Entry {
+        key_id: Option<Uuid>,
+        #[serde(rename = "type")]
+        key_type: Option<String>,
+        usage: Option<String>,
+        key: Option<String>,
+        display_name: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Body {
+        key_credentials: Vec<Entry>,
+    }
+    let Ok(parsed) = serde_json::from_slice::<Body>(body) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Unable to read JSON request payload (this simulator patches keyCredentials only).",
+        );
+    };
+    let existing = world
+        .tenants
+        .get(&tenant_id)
+        .expect("tenant")
+        .application(app_id)
+        .expect("checked")
+        .key_credentials
+        .clone();
+    let mut next = Vec::new();
+    for entry in parsed.key_credentials {
+        let Some(key) = entry.key.as_deref() else {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                "Invalid value specified for property 'key' of resource 'KeyCredential'.",
+            );
+        };
+        if entry
+            .key_type
+            .as_deref()
+            .is_some_and(|t| t != "AsymmetricX509Cert")
+            || entry.usage.as_deref().is_some_and(|u| u != "Verify")
+        {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                "Key credential type AsymmetricX509Cert requires usage Verify.",
+            );
+        }
+        let mut credential = match new_key_credential(world, tenant_id, key, entry.display_name) {
+            Ok(credential) => credential,
+            Err(response) => return response,
+        };
+        // An entry already on the app keeps its id and replication.
+        if let Some(kept) = existing.iter().find(|old| old.sha1 == credential.sha1) {
+            credential.key_id = kept.key_id;
+            credential.usable_from = kept.usable_from;
+            credential.display_name = credential.display_name.or(kept.display_name.clone());
+        } else if let Some(key_id) = entry.key_id {
+            credential.key_id = key_id;
+        }
+        next.push(credential);
+    }
+    let app = world
+        .tenants
+        .get_mut(&tenant_id)
+        .expect("tenant")
+        .application_mut(app_id)
+        .expect("checked");
+    app.key_credentials = next;
+    *world.counters.patch_keys.entry(app_id).or_default() += 1;
     StatusCode::NO_CONTENT.into_response()
 }
 

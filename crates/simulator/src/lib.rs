@@ -277,7 +277,8 @@ async fn microsoft(State(state): State<Arc<SimulatorState>>, request: Request) -
             }
         };
         // Act, then lose the answer: only writes that succeeded, so the caller cannot know.
-        let write = parts.method == Method::POST && endpoint_kind == "graph";
+        let write = (parts.method == Method::POST || parts.method == Method::PATCH)
+            && endpoint_kind == "graph";
         let lost = record_reply(
             world,
             endpoint,

@@ -302,6 +302,10 @@ pub struct Counters {
     /// application appId -> count.
     pub add_password: BTreeMap<Uuid, u64>,
     pub remove_password: BTreeMap<Uuid, u64>,
+    /// Key credentials changed by addKey, removeKey or PATCH keyCredentials.
+    pub add_key: BTreeMap<Uuid, u64>,
+    pub remove_key: BTreeMap<Uuid, u64>,
+    pub patch_keys: BTreeMap<Uuid, u64>,
     pub total: u64,
     /// The latest requests, oldest first (bounded).
     pub recent: VecDeque<RequestRecord>,
