@@ -19,33 +19,73 @@ pub struct Delivery<'a> {
     pub client_id: Uuid,
     pub key_id: Option<Uuid>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// A client secret, or for a certificate its private key (PEM).
     pub secret: &'a SecretString,
+    /// For a certificate: the certificate (PEM) and its SHA-1 thumbprint.
+    pub certificate: Option<(&'a str, &'a str)>,
 }
 
 impl Delivery<'_> {
-    /// The JSON document the file and webhook deliverers send.
+    /// The JSON document the file and webhook deliverers send (and a command deliverer
+    /// reads on standard input for a certificate).
     fn document(&self) -> Document<'_> {
+        let (client_secret, certificate, private_key, thumbprint) = match self.certificate {
+            None => (Some(self.secret.expose_secret()), None, None, None),
+            Some((pem, thumbprint)) => (
+                None,
+                Some(pem),
+                Some(self.secret.expose_secret()),
+                Some(thumbprint),
+            ),
+        };
         Document {
+            version: DOCUMENT_VERSION,
             organization: self.organization,
             tenant_id: self.tenant_id,
             client_id: self.client_id,
+            credential_type: if self.certificate.is_some() {
+                "certificate"
+            } else {
+                "secret"
+            },
             secret_id: self.key_id,
             expires_at: self.expires_at,
-            client_secret: self.secret.expose_secret(),
+            client_secret,
+            certificate,
+            private_key,
+            thumbprint,
         }
     }
 }
+
+/// The delivery document's format: 2 added `version`, `credential_type` and the
+/// certificate fields to version 1 (a secret's document is otherwise unchanged).
+pub const DOCUMENT_VERSION: u32 = 2;
 
 /// What the file and webhook deliverers send. Serialized straight into a buffer that is
 /// wiped when dropped (no intermediate `serde_json::Value` holding a copy of the secret).
 #[derive(serde::Serialize)]
 struct Document<'a> {
+    version: u32,
     organization: &'a str,
     tenant_id: Uuid,
     client_id: Uuid,
+    /// `secret` or `certificate`.
+    credential_type: &'static str,
+    /// Microsoft's keyId of the secret or certificate.
     secret_id: Option<Uuid>,
     expires_at: Option<DateTime<Utc>>,
-    client_secret: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<&'a str>,
+    /// The certificate, PEM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate: Option<&'a str>,
+    /// Its private key, PEM (PKCS#8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    private_key: Option<&'a str>,
+    /// Its SHA-1 thumbprint, upper-case hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thumbprint: Option<&'a str>,
 }
 
 /// The deliverers are configuration data (`[[rotation.*]]`); this module delivers.
@@ -290,6 +330,14 @@ async fn run_command(
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_default(),
         )
+        .env(
+            "KODO_ACCESS_CREDENTIAL_TYPE",
+            if delivery.certificate.is_some() {
+                "certificate"
+            } else {
+                "secret"
+            },
+        )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -301,10 +349,19 @@ async fn run_command(
         .id()
         .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?));
     let mut stdin = child.stdin.take().expect("piped");
-    let mut secret =
-        crate::secret_buf::SecretBuf::with_capacity(delivery.secret.expose_secret().len() + 1);
-    secret.extend(delivery.secret.expose_secret().as_bytes());
-    secret.extend(b"\n");
+    // A secret as one line; a certificate as the JSON document (certificate and key).
+    let secret = if delivery.certificate.is_some() {
+        let mut document =
+            crate::secret_buf::json(&delivery.document()).map_err(|e| e.to_string())?;
+        document.extend(b"\n");
+        document
+    } else {
+        let mut secret =
+            crate::secret_buf::SecretBuf::with_capacity(delivery.secret.expose_secret().len() + 1);
+        secret.extend(delivery.secret.expose_secret().as_bytes());
+        secret.extend(b"\n");
+        secret
+    };
     // A program that exits without reading is its own failure, reported by its status.
     let _ = stdin.write_all(secret.as_bytes()).await;
     drop(stdin);
@@ -391,6 +448,7 @@ mod tests {
             key_id: Some(Uuid::new_v4()),
             expires_at: Some(Utc::now()),
             secret,
+            certificate: None,
         }
     }
 

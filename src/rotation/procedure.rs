@@ -32,6 +32,8 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::deliver::{Deliverer, Delivery, deliver};
+
+mod certificate;
 use crate::context::Context;
 use crate::crypto::SealContext;
 use crate::domain::RotationStep;
@@ -197,7 +199,11 @@ fn graph_failure(error: GraphError, token: &AccessToken) -> Failure {
 
 /// Failures of the new secret that waiting for Microsoft's propagation may cure.
 fn propagating_token(error: &TokenError) -> bool {
-    error.kind.is_retryable() || error.kind == TokenFailure::SecretInvalid
+    error.kind.is_retryable()
+        || matches!(
+            error.kind,
+            TokenFailure::SecretInvalid | TokenFailure::CertificateRejected
+        )
 }
 
 fn propagating_graph(error: &GraphError) -> bool {
@@ -688,8 +694,7 @@ impl Locked<'_> {
             trigger,
             open.as_ref(),
             due_by_plan,
-            row.credential_id.is_some()
-                && row.credential_kind == Some(crate::domain::CredentialKind::Secret),
+            row.credential_id.is_some(),
             Utc::now(),
         ) {
             Start::Continue => Ok(Ok(open.expect("an open rotation"))),
@@ -707,15 +712,6 @@ impl Locked<'_> {
                 },
             })),
             // Nothing to rotate, and a rotation started from nothing could never finish.
-            Start::NoSecret
-                if row.credential_kind == Some(crate::domain::CredentialKind::Certificate) =>
-            {
-                Err(crate::domain::input_error(format!(
-                    "{} uses a certificate, and kodo-access does not rotate certificates yet: replace it with kodo-access org set-secret {} --certificate-file … --private-key-file …",
-                    row.name, row.name
-                ))
-                .into())
-            }
             Start::NoSecret => Err(crate::domain::input_error(format!(
                 "{} has no current secret to rotate: store one with kodo-access org set-secret",
                 row.name
@@ -792,10 +788,10 @@ impl Locked<'_> {
         Ok(store::rotations::credential(&mut connection, id).await?)
     }
 
-    async fn graph_token(
+    async fn graph_token<C: crate::microsoft::token::AsCredential + ?Sized>(
         &self,
         rotation: &RotationRow,
-        secret: &SecretString,
+        secret: &C,
     ) -> anyhow::Result<AccessToken> {
         match self
             .context
@@ -934,6 +930,9 @@ impl Locked<'_> {
     /// the application is read and what the lost answer created is removed first.
     async fn add(&mut self, rotation: &RotationRow) -> anyhow::Result<Next> {
         let old = self.credential(rotation.old_credential_id).await?;
+        if old.kind == crate::domain::CredentialKind::Certificate {
+            return self.add_certificate(rotation, &old).await;
+        }
         let current = self.open_secret(&old)?;
         let token = self.graph_token(rotation, &current).await?;
         // A secret with this rotation's name was created by an attempt whose answer was lost
@@ -1101,6 +1100,16 @@ impl Locked<'_> {
     async fn deliver(&mut self, rotation: &RotationRow) -> anyhow::Result<Next> {
         let new = self.credential(rotation.new_credential_id).await?;
         let secret = self.open_secret(&new)?;
+        let certificate_pem = match &new.certificate {
+            Some(der) => Some(
+                crate::microsoft::ClientCertificate::stored(
+                    der,
+                    secrecy::ExposeSecret::expose_secret(&secret).as_bytes(),
+                )?
+                .pem(),
+            ),
+            None => None,
+        };
         self.fence().await?;
         let delivery = Delivery {
             organization: &self.organization.name,
@@ -1109,6 +1118,7 @@ impl Locked<'_> {
             key_id: rotation.new_key_id,
             expires_at: new.end_at,
             secret: &secret,
+            certificate: certificate_pem.as_deref().zip(new.thumbprint.as_deref()),
         };
         failpoint::hit("rotation-before-delivered").await;
         for deliverer in self.deliverers {
@@ -1189,8 +1199,8 @@ impl Locked<'_> {
         if activated_at + grace > Utc::now() {
             return Ok(Next::Wait);
         }
-        let secret = self.open_secret(&new)?;
-        let token = self.graph_token(rotation, &secret).await?;
+        let new_credential = certificate::credential_of(self.context, self.organization_id, &new)?;
+        let token = self.graph_token(rotation, &new_credential).await?;
         let old = match rotation.old_credential_id {
             Some(id) => Some(self.credential(Some(id)).await?),
             None => None,
@@ -1211,11 +1221,21 @@ impl Locked<'_> {
             }
         }
         let mut removed = None;
+        let old_is_certificate = old
+            .as_ref()
+            .is_some_and(|old| old.kind == crate::domain::CredentialKind::Certificate);
         if let Some(old_key_id) = old.as_ref().and_then(|old| old.key_id) {
-            let on_app = application
-                .password_credentials
-                .iter()
-                .any(|credential| credential.key_id == old_key_id);
+            let on_app = if old_is_certificate {
+                application
+                    .key_credentials
+                    .iter()
+                    .any(|credential| credential.key_id == old_key_id)
+            } else {
+                application
+                    .password_credentials
+                    .iter()
+                    .any(|credential| credential.key_id == old_key_id)
+            };
             let mut gone = !on_app;
             if on_app {
                 if !self
@@ -1226,14 +1246,26 @@ impl Locked<'_> {
                 }
                 self.fence().await?;
                 failpoint::hit("rotation-before-removed").await;
-                match self
-                    .context
-                    .microsoft
-                    .remove_password(&self.endpoints, &token, old_key_id)
-                    .await
-                {
-                    Ok(removal) => gone = removal == Removal::AlreadyGone,
-                    Err(error) => return self.fail(rotation, graph_failure(error, &token)).await,
+                if old_is_certificate {
+                    match self
+                        .remove_certificate(&token, &application, &new_credential, old_key_id)
+                        .await?
+                    {
+                        Ok(already_gone) => gone = already_gone,
+                        Err(failure) => return self.fail(rotation, failure).await,
+                    }
+                } else {
+                    match self
+                        .context
+                        .microsoft
+                        .remove_password(&self.endpoints, &token, old_key_id)
+                        .await
+                    {
+                        Ok(removal) => gone = removal == Removal::AlreadyGone,
+                        Err(error) => {
+                            return self.fail(rotation, graph_failure(error, &token)).await;
+                        }
+                    }
                 }
                 failpoint::hit("rotation-after-removed").await;
             }
@@ -1328,7 +1360,7 @@ async fn verify(
         (rotation, row, credential)
     };
     let endpoints = crate::target::endpoints(context, &row).map_err(anyhow::Error::msg)?;
-    let new_secret = open_credential(context, organization_id, &new_credential)?;
+    let new_secret = certificate::credential_of(context, organization_id, &new_credential)?;
     failpoint::hit("rotation-before-verified").await;
     let resources = crate::target::resources_that_apply(context, &row, &endpoints);
     let started = tokio::time::Instant::now();

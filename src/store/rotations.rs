@@ -221,6 +221,79 @@ pub async fn added(
     .map(|done| done.rows_affected() == 1)
 }
 
+pub struct NewCertificate<'a> {
+    pub rotation_id: crate::domain::RotationId,
+    pub credential_id: crate::domain::CredentialId,
+    pub organization_id: crate::domain::OrganizationId,
+    pub display_name: &'a str,
+    pub der: &'a [u8],
+    pub thumbprint: &'a str,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+    /// The sealed private key.
+    pub sealed: &'a Sealed,
+}
+
+/// Stores the certificate a rotation generated (pending, its key sealed) as the rotation's
+/// new credential before anything is asked of Microsoft, so that whatever happens next it
+/// is found again by thumbprint. Only at `intent` and only once; false otherwise.
+pub async fn prepared(
+    connection: &mut PgConnection,
+    certificate: NewCertificate<'_>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "WITH moved AS (
+             UPDATE rotations SET new_credential_id = $2, updated_at = now()
+             WHERE id = $1 AND step = 'intent' AND finished_at IS NULL AND new_credential_id IS NULL
+             RETURNING id
+         )
+         INSERT INTO credentials (id, organization_id, display_name, start_at, end_at, origin,
+                                  status, rotation_id, secret_sealed, secret_key_id, kind,
+                                  certificate, thumbprint)
+         SELECT $2, $3, $4, $5, $6, 'rotation', 'pending', $1, $7, $8, 'certificate', $9, $10
+         FROM moved",
+    )
+    .bind(certificate.rotation_id)
+    .bind(certificate.credential_id)
+    .bind(certificate.organization_id)
+    .bind(certificate.display_name)
+    .bind(certificate.start_at)
+    .bind(certificate.end_at)
+    .bind(&certificate.sealed.blob)
+    .bind(&certificate.sealed.key_id)
+    .bind(certificate.der)
+    .bind(certificate.thumbprint)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected() == 1)
+}
+
+/// The prepared certificate is on the application (Microsoft's `keyId` known): the
+/// rotation moves to `added`. Only from `intent`; false when it moved on.
+pub async fn certificate_added(
+    connection: &mut PgConnection,
+    rotation_id: crate::domain::RotationId,
+    credential_id: crate::domain::CredentialId,
+    key_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "WITH moved AS (
+             UPDATE rotations SET step = 'added', new_key_id = $3, updated_at = now(),
+                                  next_attempt_at = now(), last_error = NULL, failure_reason = NULL,
+                                  failing_since = NULL
+             WHERE id = $1 AND step = 'intent' AND finished_at IS NULL AND new_credential_id = $2
+             RETURNING id
+         )
+         UPDATE credentials SET key_id = $3 WHERE id = $2 AND EXISTS (SELECT 1 FROM moved)",
+    )
+    .bind(rotation_id)
+    .bind(credential_id)
+    .bind(key_id)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected() == 1)
+}
+
 /// Makes the rotation's new secret the current one; the replaced one becomes previous.
 /// Only from step `delivered`; false (nothing changed) when the rotation is elsewhere.
 pub async fn activate(
@@ -349,13 +422,17 @@ pub struct CredentialRef {
     pub activated_at: Option<DateTime<Utc>>,
     pub secret_sealed: Vec<u8>,
     pub secret_key_id: String,
+    pub kind: crate::domain::CredentialKind,
+    /// A certificate's DER and SHA-1 thumbprint.
+    pub certificate: Option<Vec<u8>>,
+    pub thumbprint: Option<String>,
 }
 
 pub async fn credential(
     connection: &mut PgConnection,
     id: crate::domain::CredentialId,
 ) -> Result<CredentialRef, sqlx::Error> {
-    sqlx::query_as("SELECT id, key_id, end_at, activated_at, secret_sealed, secret_key_id FROM credentials WHERE id = $1")
+    sqlx::query_as("SELECT id, key_id, end_at, activated_at, secret_sealed, secret_key_id, kind, certificate, thumbprint FROM credentials WHERE id = $1")
         .bind(id)
         .fetch_one(connection)
         .await
@@ -381,7 +458,6 @@ pub async fn candidates(connection: &mut PgConnection) -> Result<Vec<Candidate>,
                 r.id AS open_rotation, r.next_attempt_at
          FROM organizations o
          LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'
-                                    AND c.kind = 'secret'
          LEFT JOIN rotations r ON r.organization_id = o.id AND r.finished_at IS NULL
          WHERE o.enabled",
     )

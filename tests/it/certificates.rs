@@ -169,11 +169,6 @@ async fn moving_to_a_certificate_rescues_sharepoint_and_an_unknown_certificate_i
     ))
     .await;
 
-    // Certificates are not rotated yet: the command says so instead of adding a secret.
-    env.exec(&["rotate", "contoso"])
-        .await
-        .fails_with(2, "contoso uses a certificate");
-
     // The administrator removes the certificate from the app: Entra answers AADSTS700027.
     let key_id = registered["key_id"].as_str().unwrap();
     sim.delete(&format!(
@@ -376,5 +371,169 @@ async fn certificates_are_rolled_with_add_key_and_remove_key_and_added_by_update
         [second.thumbprint_sha1_hex(), third.thumbprint_sha1_hex()]
     );
     assert_eq!(application.key_credentials[0].key_id, added.key_id);
+    sim.running.stop().await;
+}
+
+/// A certificate valid for `days` more days, and its key, as PEM.
+fn expiring(days: i64) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["contoso.kodo-access.test".into()]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days);
+    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+}
+
+#[sqlx::test]
+async fn a_certificate_is_rotated_verified_delivered_and_the_old_one_removed(pool: PgPool) {
+    let sim = Sim::start(&default_scenario()).await;
+    // Microsoft takes a few seconds to accept the new certificate.
+    sim.put(
+        &format!("/_sim/tenants/{TENANT}/faults"),
+        serde_json::json!({"propagation_delay_secs": 5}),
+    )
+    .await;
+    let backup = tempfile::tempdir().unwrap();
+    let env = TestEnv::with_extra(
+        &pool,
+        &crate::checks::config(
+            &sim,
+            &format!(
+                "[rotation]\ngrace = \"1h\"\nverify_timeout = \"30s\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
+                backup.path().display()
+            ),
+        ),
+    );
+    // This app signs in with certificates only: the scenario's secret goes.
+    let state = sim.state().await;
+    for secret in state["tenants"][0]["apps"][0]["secrets"].as_array().unwrap() {
+        sim.delete(&format!(
+            "/_sim/tenants/{TENANT}/apps/{APP}/secrets/{}",
+            secret["key_id"].as_str().unwrap()
+        ))
+        .await;
+    }
+    let (old_pem, old_key) = expiring(10);
+    let old = sim
+        .post(
+            &format!("/_sim/tenants/{TENANT}/apps/{APP}/certificates"),
+            serde_json::json!({ "pem": old_pem }),
+        )
+        .await;
+    write_file(&env.path("old.crt"), &old_pem, 0o644);
+    write_file(&env.path("old.key"), &old_key, 0o600);
+    env.exec(&[
+        "org",
+        "add",
+        "--name",
+        "contoso",
+        "--tenant-id",
+        TENANT,
+        "--client-id",
+        APP,
+        "--cloud",
+        "sim",
+        "--certificate-file",
+        env.path("old.crt").to_str().unwrap(),
+        "--private-key-file",
+        env.path("old.key").to_str().unwrap(),
+    ])
+    .await
+    .success();
+    // A check learns the certificate's keyId, which its removal needs; ten days left is a
+    // warning.
+    assert_eq!(check(&env).await["state"], "secret_expiring");
+
+    let rotated = env.exec(&["rotate", "contoso"]).await;
+    rotated.success();
+    assert!(rotated.stdout.contains("is activated"), "{rotated:?}");
+    let state = sim.state().await;
+    let certificates = state["tenants"][0]["apps"][0]["certificates"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        certificates.len(),
+        2,
+        "old and new during the grace period: {certificates:?}"
+    );
+    let counters = sim.counters().await;
+    assert_eq!(counters["add_key"][APP].as_u64(), Some(1));
+    assert!(
+        counters["add_password"][APP].is_null(),
+        "no secret was added: {counters}"
+    );
+
+    // The backup server received the certificate and its key, and they work.
+    let delivered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backup.path().join("contoso.json")).unwrap())
+            .unwrap();
+    assert_eq!(delivered["version"], 2);
+    assert_eq!(delivered["credential_type"], "certificate");
+    assert!(delivered.get("client_secret").is_none());
+    let new_thumbprint = delivered["thumbprint"].as_str().unwrap();
+    assert_ne!(new_thumbprint, old["thumbprint"].as_str().unwrap());
+    let received = kodo_access::microsoft::ClientCertificate::new(
+        delivered["certificate"].as_str().unwrap().as_bytes(),
+        delivered["private_key"].as_str().unwrap().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(received.thumbprint_sha1_hex(), new_thumbprint);
+    let client = crate::sim_support::client(kodo_access::microsoft::RetryPolicy::NONE);
+    let token = client
+        .token(
+            &sim.endpoints(TENANT, APP),
+            &kodo_access::microsoft::Credential::Certificate(std::sync::Arc::new(received)),
+            kodo_access::microsoft::Resource::Graph,
+        )
+        .await
+        .unwrap();
+    assert!(token.claims.authenticated_with_certificate());
+    // The new certificate is current, sealed; the daemon checks with it.
+    let (kind, thumbprint): (String, String) =
+        sqlx::query_as("SELECT kind, thumbprint FROM credentials WHERE status = 'current'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (kind.as_str(), thumbprint.as_str()),
+        ("certificate", new_thumbprint)
+    );
+    assert_eq!(check(&env).await["state"], "healthy");
+
+    // After the grace period the replaced certificate, and only it, is removed.
+    sqlx::query(
+        "UPDATE credentials SET activated_at = now() - interval '2 hours' WHERE status = 'current'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let finished = env.exec(&["rotate", "contoso"]).await;
+    finished.success();
+    assert!(finished.stdout.contains("is finished"), "{finished:?}");
+    let state = sim.state().await;
+    let certificates = state["tenants"][0]["apps"][0]["certificates"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(certificates.len(), 1, "{certificates:?}");
+    assert_eq!(certificates[0]["thumbprint"], new_thumbprint);
+    assert_eq!(sim.counters().await["remove_key"][APP].as_u64(), Some(1));
+    let audit = env.exec(&["audit", "contoso", "--output", "json"]).await;
+    for action in [
+        "credential.prepared",
+        "credential.added",
+        "credential.delivered",
+        "credential.activated",
+        "credential.removed",
+    ] {
+        assert!(
+            audit.stdout.contains(action),
+            "{action} missing: {}",
+            audit.stdout
+        );
+    }
+    assert!(!audit.stdout.contains("PRIVATE KEY"));
     sim.running.stop().await;
 }

@@ -1,0 +1,242 @@
+//! The certificate side of a rotation. A certificate, unlike a secret, is made here: its
+//! key pair and self-signed certificate are generated and stored (pending, the key sealed)
+//! before Microsoft is asked for anything, so whatever happens next the certificate is
+//! found again on the application by its thumbprint — a lost addKey answer leaves nothing
+//! nobody can use. It is added with addKey, proving possession of the current certificate
+//! (an application needs no permission to roll its own keys), verified like a secret,
+//! delivered with its private key, made current, and the replaced certificate is removed
+//! with removeKey after the grace period, proven by the new one.
+
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Failure, FailureReason, Locked, Next, display_name, graph_failure};
+use crate::crypto::SealContext;
+use crate::failpoint;
+use crate::microsoft::{ClientCertificate, Credential};
+use crate::store::{self, rotations::CredentialRef, rotations::RotationRow};
+
+/// A new RSA-2048 key pair and a self-signed certificate valid from five minutes ago for
+/// `lifetime` (the clocks of this host and Entra may differ a little).
+pub(super) fn generate(
+    subject: &str,
+    lifetime: chrono::Duration,
+) -> anyhow::Result<(ClientCertificate, SecretString)> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, subject);
+    let now = chrono::Utc::now();
+    let at = |time: chrono::DateTime<chrono::Utc>| {
+        time::OffsetDateTime::from_unix_timestamp(time.timestamp())
+    };
+    params.not_before = at(now - chrono::Duration::minutes(5))?;
+    params.not_after = at(now + lifetime)?;
+    let certificate = params.self_signed(&key)?;
+    let key_pem = SecretString::from(key.serialize_pem());
+    let parsed = ClientCertificate::new(certificate.der(), key_pem.expose_secret().as_bytes())?;
+    Ok((parsed, key_pem))
+}
+
+/// A stored credential as what signs in: its secret, or its certificate and key.
+pub(super) fn credential_of(
+    context: &crate::context::Context,
+    organization_id: crate::domain::OrganizationId,
+    credential: &CredentialRef,
+) -> anyhow::Result<Credential> {
+    let opened = super::open_credential(context, organization_id, credential)?;
+    match (credential.kind, &credential.certificate) {
+        (crate::domain::CredentialKind::Certificate, Some(der)) => {
+            Ok(Credential::Certificate(Arc::new(
+                ClientCertificate::stored(der, opened.expose_secret().as_bytes())?,
+            )))
+        }
+        (crate::domain::CredentialKind::Certificate, None) => Err(anyhow::anyhow!(
+            "credential {} is a certificate without its certificate",
+            credential.id
+        )),
+        (crate::domain::CredentialKind::Secret, _) => Ok(Credential::Secret(opened)),
+    }
+}
+
+impl Locked<'_> {
+    /// `intent` -> `added` for a certificate: generated and stored first (then the journal
+    /// is read again), then found on the application by thumbprint or added with addKey.
+    pub(super) async fn add_certificate(
+        &mut self,
+        rotation: &RotationRow,
+        old: &CredentialRef,
+    ) -> anyhow::Result<Next> {
+        let Some(new_id) = rotation.new_credential_id else {
+            self.prepare_certificate(rotation).await?;
+            return Ok(Next::Again);
+        };
+        let current = credential_of(self.context, self.organization_id, old)?;
+        let Credential::Certificate(signer) = &current else {
+            return Err(anyhow::anyhow!(
+                "rotation {} replaces a secret with a certificate, which this version does not do",
+                rotation.id
+            ));
+        };
+        let token = self.graph_token(rotation, &current).await?;
+        let new = self.credential(Some(new_id)).await?;
+        let Credential::Certificate(certificate) =
+            credential_of(self.context, self.organization_id, &new)?
+        else {
+            return Err(anyhow::anyhow!(
+                "rotation {}'s new credential is no certificate",
+                rotation.id
+            ));
+        };
+        let application = self.application(rotation, &token).await?;
+        let thumbprint = certificate.thumbprint_sha1_hex();
+        let on_app = |application: &crate::microsoft::graph::Application| {
+            application
+                .key_credentials
+                .iter()
+                .find(|key| key.thumbprint().as_deref() == Some(thumbprint.as_str()))
+                .map(|key| key.key_id)
+        };
+        // Added by an attempt whose answer was lost or that died before recording it.
+        if let Some(key_id) = on_app(&application) {
+            return self
+                .record_certificate_added(rotation, new.id, key_id)
+                .await;
+        }
+        let mut lost = 0;
+        loop {
+            self.fence().await?;
+            failpoint::hit("rotation-before-added").await;
+            match self
+                .context
+                .microsoft
+                .add_key(
+                    &self.endpoints,
+                    &token,
+                    &application.id,
+                    &certificate,
+                    &display_name(rotation.id),
+                    signer,
+                )
+                .await
+            {
+                Ok(created) => {
+                    failpoint::hit("rotation-after-added").await;
+                    return self
+                        .record_certificate_added(rotation, new.id, created.key_id)
+                        .await;
+                }
+                Err(error) if error.may_have_acted() && lost < super::LOST_ANSWERS_PER_ATTEMPT => {
+                    lost += 1;
+                    tracing::warn!(organization = %self.organization.name, rotation = %rotation.id, "addKey's answer was lost ({error}): looking for the certificate by its thumbprint");
+                    let application = self.application(rotation, &token).await?;
+                    if let Some(key_id) = on_app(&application) {
+                        return self
+                            .record_certificate_added(rotation, new.id, key_id)
+                            .await;
+                    }
+                }
+                Err(error) => return self.fail(rotation, graph_failure(error, &token)).await,
+            }
+        }
+    }
+
+    /// Generates the rotation's certificate and stores it, pending, its key sealed.
+    async fn prepare_certificate(&mut self, rotation: &RotationRow) -> anyhow::Result<()> {
+        let lifetime = self.settings.policy.lifetime;
+        let name = display_name(rotation.id);
+        let (certificate, key_pem) = tokio::task::spawn_blocking({
+            let name = name.clone();
+            move || generate(&name, lifetime)
+        })
+        .await??;
+        let credential_id = crate::domain::CredentialId::new();
+        let sealed = self.context.keyring.seal(
+            &key_pem,
+            SealContext {
+                organization_id: self.organization_id,
+                credential_id,
+            },
+        );
+        let thumbprint = certificate.thumbprint_sha1_hex();
+        let mut transaction = self.context.pool.begin().await?;
+        let prepared = store::rotations::prepared(
+            &mut transaction,
+            store::rotations::NewCertificate {
+                rotation_id: rotation.id,
+                credential_id,
+                organization_id: self.organization_id,
+                display_name: &name,
+                der: certificate.der(),
+                thumbprint: &thumbprint,
+                start_at: certificate.not_before(),
+                end_at: certificate.not_after(),
+                sealed: &sealed,
+            },
+        )
+        .await?;
+        if prepared {
+            let mut entry = self.audit(
+                rotation.id,
+                "credential.prepared",
+                Some(credential_id),
+                None,
+            );
+            entry.details = serde_json::json!({ "kind": "certificate", "thumbprint": thumbprint, "expires": certificate.not_after() });
+            store::audit::record(&mut transaction, entry).await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn record_certificate_added(
+        &mut self,
+        rotation: &RotationRow,
+        credential_id: crate::domain::CredentialId,
+        key_id: uuid::Uuid,
+    ) -> anyhow::Result<Next> {
+        let mut transaction = self.context.pool.begin().await?;
+        if store::rotations::certificate_added(&mut transaction, rotation.id, credential_id, key_id)
+            .await?
+        {
+            let entry = self.audit(
+                rotation.id,
+                "credential.added",
+                Some(credential_id),
+                Some(key_id),
+            );
+            store::audit::record(&mut transaction, entry).await?;
+            store::checks::check_soon(&mut transaction, self.organization_id).await?;
+        }
+        transaction.commit().await?;
+        Ok(Next::Again)
+    }
+
+    /// Removes the replaced certificate with removeKey, proven by the new one. `Ok(true)`
+    /// when it is gone (or already was).
+    pub(super) async fn remove_certificate(
+        &mut self,
+        token: &crate::microsoft::token::AccessToken,
+        application: &crate::microsoft::graph::Application,
+        new: &Credential,
+        old_key_id: uuid::Uuid,
+    ) -> anyhow::Result<Result<bool, Failure>> {
+        let Credential::Certificate(signer) = new else {
+            return Ok(Err(Failure {
+                reason: FailureReason::Failed,
+                message: "a certificate is removed with a proof the new certificate signs; the new credential is a secret".into(),
+            }));
+        };
+        match self
+            .context
+            .microsoft
+            .remove_key(&self.endpoints, token, &application.id, old_key_id, signer)
+            .await
+        {
+            Ok(removal) => Ok(Ok(removal == crate::microsoft::Removal::AlreadyGone)),
+            Err(error) => Ok(Err(graph_failure(error, token))),
+        }
+    }
+}
