@@ -407,7 +407,10 @@ async fn a_certificate_is_rotated_verified_delivered_and_the_old_one_removed(poo
     );
     // This app signs in with certificates only: the scenario's secret goes.
     let state = sim.state().await;
-    for secret in state["tenants"][0]["apps"][0]["secrets"].as_array().unwrap() {
+    for secret in state["tenants"][0]["apps"][0]["secrets"]
+        .as_array()
+        .unwrap()
+    {
         sim.delete(&format!(
             "/_sim/tenants/{TENANT}/apps/{APP}/secrets/{}",
             secret["key_id"].as_str().unwrap()

@@ -31,6 +31,7 @@ mod rotation;
 mod rotation_faults;
 mod rotation_fleet;
 mod rotation_kill;
+mod rotation_kill_certificate;
 mod rotation_refusals;
 mod rules;
 mod secrets;
