@@ -125,6 +125,25 @@ pub struct SetArgs {
     /// "default" for the configuration's rotation.lead_time.
     #[arg(long, value_name = "DURATION|default")]
     pub rotation_lead_time: Option<String>,
+    /// Move the organization to this kind of credential: `certificate` makes the rotations
+    /// job (or `kodo-access rotate ORG`, at once) add one through Microsoft Graph with the
+    /// current secret's rights, verify, deliver and activate it.
+    #[arg(long, value_name = "secret|certificate")]
+    pub credential: Option<String>,
+    /// Whether a secret replaced by a certificate is removed from the app after the grace
+    /// period (on, off; off by default: something else may still use it).
+    #[arg(long, value_name = "on|off")]
+    pub remove_secret_after_grace: Option<String>,
+}
+
+/// An `on`/`off` flag's value.
+fn on_off(flag: &str, value: Option<&str>) -> anyhow::Result<Option<bool>> {
+    match value {
+        None => Ok(None),
+        Some("on") => Ok(Some(true)),
+        Some("off") => Ok(Some(false)),
+        Some(other) => Err(input_error(format!("--{flag}: {other:?} (expected on or off)")).into()),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -428,7 +447,23 @@ async fn set(settings: &Settings, args: &SetArgs) -> anyhow::Result<()> {
         sharepoint_host,
         rotation,
         rotation_lead_time,
+        credential,
+        remove_secret_after_grace,
     } = args;
+    let credential = match credential.as_deref() {
+        None => None,
+        Some(text) => Some(
+            crate::domain::CredentialKind::try_from(text.to_string()).map_err(|_| {
+                input_error(format!(
+                    "--credential: {text:?} (expected secret or certificate)"
+                ))
+            })?,
+        ),
+    };
+    let remove_secret_after_grace = on_off(
+        "remove-secret-after-grace",
+        remove_secret_after_grace.as_deref(),
+    )?;
     let pool = store::connect(&settings.database).await?;
     let registry_keyring = Keyring::load(&settings.crypto)?;
     let registry = cli_registry(&pool, &registry_keyring);
@@ -458,14 +493,7 @@ async fn set(settings: &Settings, args: &SetArgs) -> anyhow::Result<()> {
         .map(crate::domain::SharePointHost::parse)
         .transpose()
         .map_err(|error| input_error(format!("--sharepoint-host: {}", error.0)))?;
-    let rotation = match rotation.as_deref() {
-        None => None,
-        Some("on") => Some(true),
-        Some("off") => Some(false),
-        Some(other) => {
-            return Err(input_error(format!("--rotation: {other:?} (expected on or off)")).into());
-        }
-    };
+    let rotation = on_off("rotation", rotation.as_deref())?;
     let lead_time = match rotation_lead_time.as_deref() {
         None => None,
         Some("default") => Some(None),
@@ -488,23 +516,26 @@ async fn set(settings: &Settings, args: &SetArgs) -> anyhow::Result<()> {
             Some(Some(lead_time))
         }
     };
-    if resources.is_none() && host.is_none() && rotation.is_none() && lead_time.is_none() {
+    let patch = crate::domain::SettingsPatch {
+        resources,
+        rotation,
+        rotation_lead_time: lead_time,
+        credential,
+        remove_secret_after_grace,
+    };
+    if patch.is_empty() && host.is_none() {
         return Err(input_error(
-            "nothing to change: pass --resources, --sharepoint-host, --rotation or --rotation-lead-time",
+            "nothing to change: pass --resources, --sharepoint-host, --rotation, --rotation-lead-time, --credential or --remove-secret-after-grace",
         )
         .into());
     }
-    registry
-        .configure(
-            &OrgRef::parse(org),
-            crate::domain::SettingsPatch {
-                resources,
-                rotation,
-                rotation_lead_time: lead_time,
-            },
-            host,
-        )
-        .await?;
+    let moving = patch.credential == Some(crate::domain::CredentialKind::Certificate);
+    registry.configure(&OrgRef::parse(org), patch, host).await?;
+    if moving && !settings.rotation.active() {
+        eprintln!(
+            "warning: rotation is off or has no [[rotation.*]] deliverer: {org} moves to a certificate only once it can be delivered"
+        );
+    }
     println!("{org} updated");
     Ok(())
 }

@@ -30,8 +30,33 @@ pub struct OrganizationSettings {
         deserialize_with = "lenient"
     )]
     pub rotation_lead_time_secs: Option<i64>,
+    /// The kind of credential it should have (`org set ORG --credential certificate`):
+    /// when the current one is another kind, the next rotation moves it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub credential: Option<super::CredentialKind>,
+    /// `true`: a secret replaced by a certificate is removed from the app after the grace
+    /// period (by default it is kept, for whatever else still uses it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub remove_secret_after_grace: Option<bool>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl OrganizationSettings {
+    /// Whether the next rotation moves the organization from its current credential (of
+    /// kind `current`) to a certificate (`org set ORG --credential certificate`).
+    pub fn moves_to_certificate(&self, current: Option<super::CredentialKind>) -> bool {
+        self.credential == Some(super::CredentialKind::Certificate)
+            && current == Some(super::CredentialKind::Secret)
+    }
 }
 
 /// A value of the right type, or none.
@@ -65,11 +90,17 @@ pub struct SettingsPatch {
     pub resources: Option<Option<Vec<Resource>>>,
     pub rotation: Option<bool>,
     pub rotation_lead_time: Option<Option<std::time::Duration>>,
+    pub credential: Option<super::CredentialKind>,
+    pub remove_secret_after_grace: Option<bool>,
 }
 
 impl SettingsPatch {
     pub fn is_empty(&self) -> bool {
-        self.resources.is_none() && self.rotation.is_none() && self.rotation_lead_time.is_none()
+        self.resources.is_none()
+            && self.rotation.is_none()
+            && self.rotation_lead_time.is_none()
+            && self.credential.is_none()
+            && self.remove_secret_after_grace.is_none()
     }
 
     /// Applies the change; returns what changed, by key, for the audit log (`null`: back to
@@ -94,6 +125,17 @@ impl SettingsPatch {
         if let Some(resources) = &self.resources {
             settings.resources = resources.clone();
             changed.insert("resources".into(), serde_json::json!(settings.resources));
+        }
+        if let Some(kind) = self.credential {
+            settings.credential = Some(kind);
+            changed.insert("credential".into(), serde_json::json!(kind));
+        }
+        if let Some(remove) = self.remove_secret_after_grace {
+            settings.remove_secret_after_grace = Some(remove);
+            changed.insert(
+                "remove_secret_after_grace".into(),
+                serde_json::json!(remove),
+            );
         }
         changed
     }
@@ -121,6 +163,7 @@ mod tests {
             resources: Some(None),
             rotation: Some(true),
             rotation_lead_time: Some(Some(std::time::Duration::from_secs(86_400))),
+            ..SettingsPatch::default()
         }
         .apply(&mut settings);
         assert_eq!(

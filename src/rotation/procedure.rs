@@ -686,10 +686,12 @@ impl Locked<'_> {
             store::rotations::open(&mut connection, self.organization_id).await?
         };
         let row = &self.organization;
-        let due_by_plan = row.end_at.is_some_and(|end| {
-            let policy = self.settings.policy.for_organization(&row.settings.0);
-            plan::decide(&policy, row.start_at, end, 0, None, Utc::now()) == plan::Decision::Rotate
-        });
+        let due_by_plan = row.settings.0.moves_to_certificate(row.credential_kind)
+            || row.end_at.is_some_and(|end| {
+                let policy = self.settings.policy.for_organization(&row.settings.0);
+                plan::decide(&policy, row.start_at, end, 0, None, Utc::now())
+                    == plan::Decision::Rotate
+            });
         match start(
             trigger,
             open.as_ref(),
@@ -930,7 +932,13 @@ impl Locked<'_> {
     /// the application is read and what the lost answer created is removed first.
     async fn add(&mut self, rotation: &RotationRow) -> anyhow::Result<Next> {
         let old = self.credential(rotation.old_credential_id).await?;
-        if old.kind == crate::domain::CredentialKind::Certificate {
+        if old.kind == crate::domain::CredentialKind::Certificate
+            || self
+                .organization
+                .settings
+                .0
+                .moves_to_certificate(Some(old.kind))
+        {
             return self.add_certificate(rotation, &old).await;
         }
         let current = self.open_secret(&old)?;
@@ -1224,7 +1232,12 @@ impl Locked<'_> {
         let old_is_certificate = old
             .as_ref()
             .is_some_and(|old| old.kind == crate::domain::CredentialKind::Certificate);
-        if let Some(old_key_id) = old.as_ref().and_then(|old| old.key_id) {
+        // A secret replaced by a certificate stays unless the operator asked for its removal
+        // (something besides the backup server may still sign in with it).
+        let kept = !old_is_certificate
+            && new.kind == crate::domain::CredentialKind::Certificate
+            && self.organization.settings.0.remove_secret_after_grace != Some(true);
+        if let Some(old_key_id) = old.as_ref().and_then(|old| old.key_id).filter(|_| !kept) {
             let on_app = if old_is_certificate {
                 application
                     .key_credentials
@@ -1284,6 +1297,12 @@ impl Locked<'_> {
                 if already_gone {
                     entry.details = serde_json::json!({ "already_gone": true });
                 }
+                store::audit::record(&mut transaction, entry).await?;
+            }
+            (Some(old), None) if kept => {
+                let mut entry =
+                    self.audit(rotation.id, "credential.kept", Some(old.id), old.key_id);
+                entry.details = serde_json::json!({ "reason": "a secret replaced by a certificate is kept unless asked (org set ORG --remove-secret-after-grace on)" });
                 store::audit::record(&mut transaction, entry).await?;
             }
             (Some(old), None) => {
@@ -1499,6 +1518,15 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
                 candidate.end_at,
             ) {
                 (Some(_), _, _) => candidate.next_attempt_at.is_none_or(|at| at <= now),
+                // Moving to a certificate (org set ORG --credential certificate): now.
+                (None, _, _)
+                    if candidate
+                        .settings
+                        .0
+                        .moves_to_certificate(candidate.credential_kind) =>
+                {
+                    true
+                }
                 (None, start, Some(end)) => {
                     let policy = config.policy.for_organization(&candidate.settings.0);
                     plan::decide(&policy, start, end, 0, None, now) == plan::Decision::Rotate

@@ -447,6 +447,7 @@ pub struct Candidate {
     pub settings: sqlx::types::Json<crate::domain::OrganizationSettings>,
     pub start_at: Option<DateTime<Utc>>,
     pub end_at: Option<DateTime<Utc>>,
+    pub credential_kind: Option<crate::domain::CredentialKind>,
     pub open_rotation: Option<crate::domain::RotationId>,
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
@@ -454,7 +455,7 @@ pub struct Candidate {
 pub async fn candidates(connection: &mut PgConnection) -> Result<Vec<Candidate>, sqlx::Error> {
     sqlx::query_as(
         "SELECT o.id AS organization_id, o.name, o.settings,
-                c.start_at, c.end_at,
+                c.start_at, c.end_at, c.kind AS credential_kind,
                 r.id AS open_rotation, r.next_attempt_at
          FROM organizations o
          LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'

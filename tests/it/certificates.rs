@@ -540,3 +540,147 @@ async fn a_certificate_is_rotated_verified_delivered_and_the_old_one_removed(poo
     assert!(!audit.stdout.contains("PRIVATE KEY"));
     sim.running.stop().await;
 }
+
+/// `org set ORG --credential certificate` on a tenant that blocks new secrets: returns the
+/// rotation's outcome after the grace period.
+async fn migrate(pool: &PgPool, remove_secret: bool) -> (Sim, TestEnv, tempfile::TempDir) {
+    let sim = Sim::start(&default_scenario()).await;
+    sim.put(
+        &format!("/_sim/tenants/{TENANT}/policy"),
+        serde_json::json!({"secrets_blocked": true}),
+    )
+    .await;
+    let backup = tempfile::tempdir().unwrap();
+    let env = TestEnv::with_extra(
+        pool,
+        &crate::checks::config(
+            &sim,
+            &format!(
+                "[rotation]\ngrace = \"1h\"\nverify_timeout = \"30s\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
+                backup.path().display()
+            ),
+        ),
+    );
+    env.exec_with_stdin(
+        &[
+            "org",
+            "add",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            APP,
+            "--cloud",
+            "sim",
+            "--sharepoint-host",
+            "contoso.sharepoint.com",
+        ],
+        SECRET,
+    )
+    .await
+    .success();
+    env.exec(&[
+        "org",
+        "set",
+        "contoso",
+        "--resources",
+        "graph,exchange,sharepoint",
+    ])
+    .await
+    .success();
+    let before = check(&env).await;
+    assert_eq!(before["state"], "degraded", "{before}");
+    let mut set = vec!["org", "set", "contoso", "--credential", "certificate"];
+    if remove_secret {
+        set.extend(["--remove-secret-after-grace", "on"]);
+    }
+    env.exec(&set).await.success();
+    // The rotations job, as the daemon runs it.
+    env.exec(&["job", "run", "rotations"]).await.success();
+    let (kind, step): (String, String) = sqlx::query_as(
+        "SELECT c.kind, r.step FROM credentials c JOIN rotations r ON r.new_credential_id = c.id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((kind.as_str(), step.as_str()), ("certificate", "activated"));
+    let counters = sim.counters().await;
+    assert_eq!(
+        counters["patch_keys"][APP].as_u64(),
+        Some(1),
+        "added by an update of keyCredentials"
+    );
+    assert!(
+        counters["add_password"][APP].is_null(),
+        "no secret asked of a tenant that blocks them"
+    );
+    // SharePoint REST answers now.
+    let after = check(&env).await;
+    assert_eq!(after["state"], "healthy", "{after}");
+    let delivered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backup.path().join("contoso.json")).unwrap())
+            .unwrap();
+    assert_eq!(delivered["credential_type"], "certificate");
+    // After the grace period the rotation finishes.
+    sqlx::query(
+        "UPDATE credentials SET activated_at = now() - interval '2 hours' WHERE status = 'current'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    env.exec(&["rotate", "contoso"]).await.success();
+    (sim, env, backup)
+}
+
+#[sqlx::test]
+async fn moving_to_a_certificate_on_a_tenant_that_blocks_secrets_keeps_the_secret_unless_asked(
+    pool: PgPool,
+) {
+    let (sim, env, _backup) = migrate(&pool, false).await;
+    let state = sim.state().await;
+    assert_eq!(
+        state["tenants"][0]["apps"][0]["secrets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the replaced secret is kept"
+    );
+    let audit = env.exec(&["audit", "contoso", "--output", "json"]).await;
+    assert!(audit.stdout.contains("credential.kept"), "{}", audit.stdout);
+    let finished: String = sqlx::query_scalar("SELECT step FROM rotations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(finished, "finished");
+    sim.running.stop().await;
+}
+
+#[sqlx::test]
+async fn moving_to_a_certificate_removes_the_secret_after_the_grace_when_asked(pool: PgPool) {
+    let (sim, env, _backup) = migrate(&pool, true).await;
+    let state = sim.state().await;
+    assert!(
+        state["tenants"][0]["apps"][0]["secrets"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{state}"
+    );
+    assert_eq!(
+        state["tenants"][0]["apps"][0]["certificates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let audit = env.exec(&["audit", "contoso", "--output", "json"]).await;
+    assert!(
+        audit.stdout.contains("credential.removed"),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(check(&env).await["state"], "healthy");
+    sim.running.stop().await;
+}

@@ -74,12 +74,6 @@ impl Locked<'_> {
             return Ok(Next::Again);
         };
         let current = credential_of(self.context, self.organization_id, old)?;
-        let Credential::Certificate(signer) = &current else {
-            return Err(anyhow::anyhow!(
-                "rotation {} replaces a secret with a certificate, which this version does not do",
-                rotation.id
-            ));
-        };
         let token = self.graph_token(rotation, &current).await?;
         let new = self.credential(Some(new_id)).await?;
         let Credential::Certificate(certificate) =
@@ -109,23 +103,56 @@ impl Locked<'_> {
         loop {
             self.fence().await?;
             failpoint::hit("rotation-before-added").await;
-            match self
-                .context
-                .microsoft
-                .add_key(
-                    &self.endpoints,
-                    &token,
-                    &application.id,
-                    &certificate,
-                    &display_name(rotation.id),
-                    signer,
-                )
-                .await
-            {
-                Ok(created) => {
+            let added = match &current {
+                // Rolling its own keys: addKey, proven by the current certificate.
+                Credential::Certificate(signer) => self
+                    .context
+                    .microsoft
+                    .add_key(
+                        &self.endpoints,
+                        &token,
+                        &application.id,
+                        &certificate,
+                        &display_name(rotation.id),
+                        signer,
+                    )
+                    .await
+                    .map(|created| Some(created.key_id)),
+                // From a secret: addKey cannot add a first certificate; the update of the
+                // app's keyCredentials can, with the rights addPassword needs.
+                Credential::Secret(_) => self
+                    .context
+                    .microsoft
+                    .add_key_by_update(
+                        &self.endpoints,
+                        &token,
+                        &certificate,
+                        &display_name(rotation.id),
+                    )
+                    .await
+                    .map(|()| None),
+            };
+            let added = match added {
+                Ok(Some(key_id)) => Ok(key_id),
+                // The update answers nothing: the keyId is read back by thumbprint.
+                Ok(None) => {
+                    let application = self.application(rotation, &token).await?;
+                    match on_app(&application) {
+                        Some(key_id) => Ok(key_id),
+                        None => {
+                            return Err(anyhow::anyhow!(
+                                "the certificate is not on the application after its update"
+                            ));
+                        }
+                    }
+                }
+                Err(error) => Err(error),
+            };
+            match added {
+                Ok(key_id) => {
                     failpoint::hit("rotation-after-added").await;
                     return self
-                        .record_certificate_added(rotation, new.id, created.key_id)
+                        .record_certificate_added(rotation, new.id, key_id)
                         .await;
                 }
                 Err(error) if error.may_have_acted() && lost < super::LOST_ANSWERS_PER_ATTEMPT => {
