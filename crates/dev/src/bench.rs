@@ -21,6 +21,11 @@ pub struct SweepArgs {
     /// N: organizations (each its own tenant).
     #[arg(long, default_value_t = 10_000)]
     pub organizations: usize,
+    /// What the organizations sign in with: `secret`, or `certificate` (one RSA-2048
+    /// certificate registered on every app, so that the setup stays quick; each check still
+    /// signs its own client assertion).
+    #[arg(long, default_value = "secret", value_parser = ["secret", "certificate"])]
+    pub credential: String,
     #[command(flatten)]
     pub cloud: CloudArgs,
 }
@@ -187,6 +192,9 @@ struct FleetSpec<'a> {
     database: &'a str,
     /// More configuration (TOML) for the daemon.
     extra_config: &'a str,
+    /// A certificate (PEM) and key (PEM) every organization signs in with instead of its
+    /// secret.
+    certificate: Option<(String, SecretString)>,
 }
 
 async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fleet> {
@@ -202,7 +210,8 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
         "tenants": (0..n).map(|i| serde_json::json!({
             "id": tenant(i),
             "sharepoint_host": format!("t{i}.sharepoint.com"),
-            "apps": [{ "app_id": app(i), "permissions": "all", "secrets": [{ "value": secret(i), "key_id": key_id(i), "expires": expires }] }],
+            "apps": [{ "app_id": app(i), "permissions": "all", "secrets": [{ "value": secret(i), "key_id": key_id(i), "expires": expires }],
+                       "certificates": spec.certificate.as_ref().map(|(pem, _)| vec![serde_json::json!({ "pem": pem })]).unwrap_or_default() }],
         })).collect::<Vec<_>>(),
     });
     let scenario_path = work.join("scenario.json");
@@ -259,6 +268,13 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
         actor: "bench".into(),
     };
     let clouds: Vec<String> = settings.clouds.keys().cloned().collect();
+    let shared = match &spec.certificate {
+        Some((pem, key)) => Some(Arc::new(kodo_access::microsoft::ClientCertificate::new(
+            pem.as_bytes(),
+            secrecy::ExposeSecret::expose_secret(key).as_bytes(),
+        )?)),
+        None => None,
+    };
     let mut inputs = Vec::with_capacity(n);
     for i in 0..n {
         let input = RawOrganization {
@@ -274,6 +290,15 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
         }
         .parse(&clouds)
         .map_err(|error| anyhow::anyhow!("{}: {}", error.field, error.error))?;
+        let mut input = input;
+        if let (Some(certificate), Some((_, key))) = (&shared, &spec.certificate) {
+            input.credential = kodo_access::registry::CredentialInput::Certificate(
+                kodo_access::registry::CertificateInput {
+                    certificate: certificate.clone(),
+                    private_key: key.clone(),
+                },
+            );
+        }
         inputs.push((format!("organization {i}"), input));
     }
     registry.import(inputs).await?;
@@ -285,6 +310,14 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
         settings,
         keyring,
     })
+}
+
+/// One RSA-2048 certificate and its key, for every organization of a certificate sweep.
+fn bench_certificate() -> anyhow::Result<(String, SecretString)> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
+    let certificate = rcgen::CertificateParams::new(vec!["bench.kodo-access.test".into()])?
+        .self_signed(&key)?;
+    Ok((certificate.pem(), SecretString::from(key.serialize_pem())))
 }
 
 /// The daemon's context over the benchmark database, with the cloud's counters reset.
@@ -325,6 +358,7 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
             database_url: &args.cloud.database_url,
             database: &database,
             extra_config: "",
+            certificate: (args.credential == "certificate").then(bench_certificate).transpose()?,
         },
         &work,
     )
@@ -365,8 +399,8 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
     let bound =
         n as f64 * r * (args.cloud.latency_ms as f64 / 1000.0) / args.cloud.concurrency as f64;
     println!(
-        "bench sweep: N = {n}, L = {} ms, C = {}",
-        args.cloud.latency_ms, args.cloud.concurrency
+        "bench sweep: N = {n}, L = {} ms, C = {}, credential {}",
+        args.cloud.latency_ms, args.cloud.concurrency, args.credential
     );
     println!(
         "  {summary}; {checks} checks stored; states: {}",
@@ -502,6 +536,7 @@ async fn run_rotate(
             database_url: &args.cloud.database_url,
             database: &database,
             extra_config: &extra,
+            certificate: None,
         },
         &work,
     )
