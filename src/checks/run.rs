@@ -226,6 +226,10 @@ fn prepare(context: &Context, row: &TargetRow) -> Result<Prepared, String> {
             .map_err(|error| format!("the stored certificate cannot be used: {error}"))?;
             crate::microsoft::Credential::Certificate(std::sync::Arc::new(certificate))
         }
+        // Never a private key sent as a client secret.
+        (Some(crate::domain::CredentialKind::Certificate), None) => {
+            return Err("the stored certificate credential has no certificate".into());
+        }
         _ => crate::microsoft::Credential::Secret(secret),
     };
     let resources = resources(context, row);

@@ -529,6 +529,12 @@ async fn set(settings: &Settings, args: &SetArgs) -> anyhow::Result<()> {
         )
         .into());
     }
+    if patch.credential == Some(crate::domain::CredentialKind::Secret) {
+        return Err(input_error(
+            "--credential secret: kodo-access moves organizations to certificates, not back; store a secret with org set-secret",
+        )
+        .into());
+    }
     let moving = patch.credential == Some(crate::domain::CredentialKind::Certificate);
     registry.configure(&OrgRef::parse(org), patch, host).await?;
     if moving && !settings.rotation.active() {

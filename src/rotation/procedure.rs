@@ -139,6 +139,7 @@ impl From<TokenError> for Failure {
         let reason = match error.kind {
             kind if kind.is_retryable() => FailureReason::MicrosoftUnavailable,
             TokenFailure::SecretInvalid
+            | TokenFailure::CertificateRejected
             | TokenFailure::SecretExpired
             | TokenFailure::AppNotFound
             | TokenFailure::ServicePrincipalMissing
@@ -932,7 +933,10 @@ impl Locked<'_> {
     /// the application is read and what the lost answer created is removed first.
     async fn add(&mut self, rotation: &RotationRow) -> anyhow::Result<Next> {
         let old = self.credential(rotation.old_credential_id).await?;
-        if old.kind == crate::domain::CredentialKind::Certificate
+        // The journal decides first: a certificate already prepared is carried on even if
+        // the settings changed since.
+        if rotation.new_credential_id.is_some()
+            || old.kind == crate::domain::CredentialKind::Certificate
             || self
                 .organization
                 .settings
@@ -1108,15 +1112,17 @@ impl Locked<'_> {
     async fn deliver(&mut self, rotation: &RotationRow) -> anyhow::Result<Next> {
         let new = self.credential(rotation.new_credential_id).await?;
         let secret = self.open_secret(&new)?;
-        let certificate_pem = match &new.certificate {
-            Some(der) => Some(
-                crate::microsoft::ClientCertificate::stored(
-                    der,
-                    secrecy::ExposeSecret::expose_secret(&secret).as_bytes(),
-                )?
-                .pem(),
+        // A certificate goes with its PEM and thumbprint; never its key as a secret.
+        let certificate = match (new.kind, &new.certificate, &new.thumbprint) {
+            (crate::domain::CredentialKind::Secret, _, _) => None,
+            (_, Some(der), Some(thumbprint)) => Some((
+                crate::microsoft::certificate::pem_of(der),
+                thumbprint.as_str(),
+            )),
+            _ => anyhow::bail!(
+                "credential {} is a certificate without its certificate",
+                new.id
             ),
-            None => None,
         };
         self.fence().await?;
         let delivery = Delivery {
@@ -1126,7 +1132,9 @@ impl Locked<'_> {
             key_id: rotation.new_key_id,
             expires_at: new.end_at,
             secret: &secret,
-            certificate: certificate_pem.as_deref().zip(new.thumbprint.as_deref()),
+            certificate: certificate
+                .as_ref()
+                .map(|(pem, thumbprint)| (pem.as_str(), *thumbprint)),
         };
         failpoint::hit("rotation-before-delivered").await;
         for deliverer in self.deliverers {
@@ -1237,7 +1245,19 @@ impl Locked<'_> {
         let kept = !old_is_certificate
             && new.kind == crate::domain::CredentialKind::Certificate
             && self.organization.settings.0.remove_secret_after_grace != Some(true);
-        if let Some(old_key_id) = old.as_ref().and_then(|old| old.key_id).filter(|_| !kept) {
+        // A certificate's keyId, when no check learned it yet, is read off the app by its
+        // thumbprint (a secret's hint is not unique enough to remove by).
+        let old_key_id = old.as_ref().and_then(|old| {
+            old.key_id.or_else(|| {
+                let thumbprint = old.thumbprint.as_deref()?;
+                application
+                    .key_credentials
+                    .iter()
+                    .find(|key| key.thumbprint().as_deref() == Some(thumbprint))
+                    .map(|key| key.key_id)
+            })
+        });
+        if let Some(old_key_id) = old_key_id.filter(|_| !kept) {
             let on_app = if old_is_certificate {
                 application
                     .key_credentials
@@ -1262,7 +1282,7 @@ impl Locked<'_> {
                 if old_is_certificate {
                     match self
                         .remove_certificate(&token, &application, &new_credential, old_key_id)
-                        .await?
+                        .await
                     {
                         Ok(already_gone) => gone = already_gone,
                         Err(failure) => return self.fail(rotation, failure).await,

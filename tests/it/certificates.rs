@@ -684,3 +684,97 @@ async fn moving_to_a_certificate_removes_the_secret_after_the_grace_when_asked(p
     assert_eq!(check(&env).await["state"], "healthy");
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn every_answer_to_add_key_remove_key_and_the_update_lost_still_ends_with_one_certificate(
+    pool: PgPool,
+) {
+    let sim = Sim::start(&default_scenario()).await;
+    let backup = tempfile::tempdir().unwrap();
+    let env = TestEnv::with_extra(
+        &pool,
+        &crate::checks::config(
+            &sim,
+            &format!(
+                "[rotation]\ngrace = \"1h\"\nverify_timeout = \"30s\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
+                backup.path().display()
+            ),
+        ),
+    );
+    register_contoso(&env).await;
+    env.exec(&["check", "contoso"]).await;
+    // Microsoft acts on every write, and every answer is lost on the way back.
+    sim.put(
+        &format!("/_sim/tenants/{TENANT}/faults"),
+        serde_json::json!({"lost_answer_rate": 1.0}),
+    )
+    .await;
+    let app_certificates = || async {
+        sim.state().await["tenants"][0]["apps"][0]["certificates"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    // From the secret: the keyCredentials update's answer is lost.
+    env.exec(&["org", "set", "contoso", "--credential", "certificate"])
+        .await
+        .success();
+    let first = env.exec(&["rotate", "contoso"]).await;
+    assert!(first.stdout.contains("is activated"), "{first:?}");
+    assert_eq!(app_certificates().await.len(), 1);
+    // From that certificate to the next: addKey's answer is lost.
+    let finish_now = || async {
+        sqlx::query(
+            "UPDATE credentials SET activated_at = now() - interval '2 hours' WHERE status = 'current'",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+    };
+    finish_now().await;
+    env.exec(&["rotate", "contoso"]).await.success(); // finishes the first (the secret kept)
+    let second = env.exec(&["rotate", "contoso"]).await;
+    assert!(second.stdout.contains("is activated"), "{second:?}");
+    let counters = sim.counters().await;
+    assert_eq!(counters["add_key"][APP].as_u64(), Some(1), "{counters}");
+    assert_eq!(app_certificates().await.len(), 2);
+    // removeKey's answer is lost too: the replaced certificate is gone, and recorded so.
+    finish_now().await;
+    let finished = env.exec(&["rotate", "contoso"]).await;
+    assert!(finished.stdout.contains("is finished"), "{finished:?}");
+    let certificates = app_certificates().await;
+    assert_eq!(certificates.len(), 1, "{certificates:?}");
+    let lost: Vec<String> = sim.counters().await["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|request| request["endpoint"].as_str())
+        .filter(|endpoint| endpoint.ends_with("answer lost"))
+        .map(str::to_string)
+        .collect();
+    for write in ["graph patch application", "graph addKey", "graph removeKey"] {
+        assert!(
+            lost.iter().any(|endpoint| endpoint.starts_with(write)),
+            "{write}'s answer was lost: {lost:?}"
+        );
+    }
+    let current: String =
+        sqlx::query_scalar("SELECT thumbprint FROM credentials WHERE status = 'current'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(certificates[0]["thumbprint"], current.as_str());
+    let rotations: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT step, outcome FROM rotations ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rotations,
+        vec![
+            ("finished".to_string(), Some("succeeded".to_string())),
+            ("finished".to_string(), Some("succeeded".to_string()))
+        ]
+    );
+    sim.running.stop().await;
+}

@@ -315,8 +315,8 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
 /// One RSA-2048 certificate and its key, for every organization of a certificate sweep.
 fn bench_certificate() -> anyhow::Result<(String, SecretString)> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
-    let certificate = rcgen::CertificateParams::new(vec!["bench.kodo-access.test".into()])?
-        .self_signed(&key)?;
+    let certificate =
+        rcgen::CertificateParams::new(vec!["bench.kodo-access.test".into()])?.self_signed(&key)?;
     Ok((certificate.pem(), SecretString::from(key.serialize_pem())))
 }
 
@@ -358,7 +358,9 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
             database_url: &args.cloud.database_url,
             database: &database,
             extra_config: "",
-            certificate: (args.credential == "certificate").then(bench_certificate).transpose()?,
+            certificate: (args.credential == "certificate")
+                .then(bench_certificate)
+                .transpose()?,
         },
         &work,
     )

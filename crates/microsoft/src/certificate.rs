@@ -178,14 +178,7 @@ impl ClientCertificate {
 
     /// The certificate as PEM.
     pub fn pem(&self) -> String {
-        let body = STANDARD.encode(&self.der);
-        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-        for line in body.as_bytes().chunks(64) {
-            pem.push_str(&String::from_utf8_lossy(line));
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-        pem
+        pem_of(&self.der)
     }
 
     /// The SHA-1 thumbprint in hex, upper case: what the portal shows, what AADSTS700027
@@ -288,6 +281,18 @@ fn digest<const N: usize>(
     let mut out = [0u8; N];
     out.copy_from_slice(aws_lc_rs::digest::digest(algorithm, data).as_ref());
     out
+}
+
+/// A certificate's DER as PEM.
+pub fn pem_of(der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 pub fn hex_upper(bytes: &[u8]) -> String {

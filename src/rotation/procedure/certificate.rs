@@ -165,6 +165,21 @@ impl Locked<'_> {
                             .await;
                     }
                 }
+                // After a lost answer, a refusal may only say it is there already (a read
+                // that lagged behind the write): look once more before failing.
+                Err(error)
+                    if lost > 0 && error.kind == crate::microsoft::GraphFailure::BadRequest =>
+                {
+                    let application = self.application(rotation, &token).await?;
+                    match on_app(&application) {
+                        Some(key_id) => {
+                            return self
+                                .record_certificate_added(rotation, new.id, key_id)
+                                .await;
+                        }
+                        None => return self.fail(rotation, graph_failure(error, &token)).await,
+                    }
+                }
                 Err(error) => return self.fail(rotation, graph_failure(error, &token)).await,
             }
         }
@@ -172,7 +187,16 @@ impl Locked<'_> {
 
     /// Generates the rotation's certificate and stores it, pending, its key sealed.
     async fn prepare_certificate(&mut self, rotation: &RotationRow) -> anyhow::Result<()> {
-        let lifetime = self.settings.policy.lifetime;
+        // The configured lifetime, or the tenant's limit once a refusal taught it (the same
+        // ladder as secrets; a certificate's dates are fixed once it is made).
+        let limit = self
+            .organization
+            .secret_lifetime_limit_days
+            .map(|days| chrono::Duration::days(days.into()));
+        let lifetime = crate::domain::plan::lifetime_ladder(&self.settings.policy, limit)
+            .first()
+            .copied()
+            .unwrap_or(self.settings.policy.lifetime);
         let name = display_name(rotation.id);
         let (certificate, key_pem) = tokio::task::spawn_blocking({
             let name = name.clone();
@@ -242,19 +266,19 @@ impl Locked<'_> {
     }
 
     /// Removes the replaced certificate with removeKey, proven by the new one. `Ok(true)`
-    /// when it is gone (or already was).
+    /// when it was gone already.
     pub(super) async fn remove_certificate(
         &mut self,
         token: &crate::microsoft::token::AccessToken,
         application: &crate::microsoft::graph::Application,
         new: &Credential,
         old_key_id: uuid::Uuid,
-    ) -> anyhow::Result<Result<bool, Failure>> {
+    ) -> Result<bool, Failure> {
         let Credential::Certificate(signer) = new else {
-            return Ok(Err(Failure {
+            return Err(Failure {
                 reason: FailureReason::Failed,
                 message: "a certificate is removed with a proof the new certificate signs; the new credential is a secret".into(),
-            }));
+            });
         };
         match self
             .context
@@ -262,8 +286,8 @@ impl Locked<'_> {
             .remove_key(&self.endpoints, token, &application.id, old_key_id, signer)
             .await
         {
-            Ok(removal) => Ok(Ok(removal == crate::microsoft::Removal::AlreadyGone)),
-            Err(error) => Ok(Err(graph_failure(error, token))),
+            Ok(removal) => Ok(removal == crate::microsoft::Removal::AlreadyGone),
+            Err(error) => Err(graph_failure(error, token)),
         }
     }
 }
