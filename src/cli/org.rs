@@ -835,10 +835,12 @@ async fn show(
         .map(|credential| {
             serde_json::json!({
                 "id": credential.id,
+                "kind": credential.kind,
                 "status": credential.status,
                 "origin": credential.origin,
                 "key_id": credential.key_id,
                 "hint": credential.hint,
+                "thumbprint": credential.thumbprint,
                 "expires_at": credential.end_at,
                 "created_at": credential.created_at,
                 "sealed_with_key": credential.secret_key_id,
@@ -947,23 +949,29 @@ fn print_organization(
     println!();
     let mut table = super::table(&[
         "CREDENTIAL",
+        "KIND",
         "STATUS",
         "ORIGIN",
-        "SECRET ID",
-        "HINT",
+        "KEY ID",
+        "HINT / THUMBPRINT",
         "EXPIRES",
         "ADDED",
     ]);
     for credential in credentials {
         table.add_row(vec![
             credential.id.to_string(),
+            credential.kind.to_string(),
             credential.status.to_string(),
             credential.origin.to_string(),
             credential
                 .key_id
                 .map(|k| k.to_string())
                 .unwrap_or_else(|| "-".into()),
-            credential.hint.clone().unwrap_or_else(|| "-".into()),
+            credential
+                .hint
+                .clone()
+                .or_else(|| credential.thumbprint.clone())
+                .unwrap_or_else(|| "-".into()),
             super::format_time(credential.end_at),
             super::format_time(Some(credential.created_at)),
         ]);

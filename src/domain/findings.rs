@@ -204,13 +204,13 @@ impl FindingKind {
                 "grant the app Application.ReadWrite.OwnedBy (admin consent) and make its service principal an owner of its application object: POST https://graph.microsoft.com/v1.0/applications/{object-id}/owners/$ref with {\"@odata.id\": \"https://graph.microsoft.com/v1.0/directoryObjects/{service-principal-id}\"}"
             }
             FindingKind::RotationSecretsNotAllowed => {
-                "the tenant's app-management policy blocks client secrets for this app: exempt the app from the policy, or give it a certificate and turn rotation off (org set ORG --rotation off)"
+                "the tenant's app-management policy blocks client secrets for this app: move it to a certificate (kodo-access org set ORG --credential certificate; it needs the rotation permission and the app owning itself, or Application.ReadWrite.All), or exempt the app from the policy"
             }
             FindingKind::RotationPermissionMissing => {
                 "grant Application.ReadWrite.OwnedBy and make the app's service principal an owner of its application object"
             }
             FindingKind::SharepointCertificateRequired => {
-                "SharePoint backups need a certificate credential on the app"
+                "SharePoint REST takes only certificate-based tokens: move the organization to a certificate (kodo-access org set ORG --credential certificate), or check it on Graph and Exchange only (org set ORG --resources graph,exchange)"
             }
             FindingKind::SharepointRefused => {
                 "check the SharePoint host and the app's SharePoint permissions"

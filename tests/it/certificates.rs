@@ -80,6 +80,17 @@ async fn moving_to_a_certificate_rescues_sharepoint_and_an_unknown_certificate_i
     let with_secret = check(&env).await;
     assert_eq!(with_secret["state"], "degraded", "{with_secret}");
     assert!(kinds(&with_secret).contains(&"sharepoint_certificate_required".to_string()));
+    // Its alert names the way out.
+    let action: String = sqlx::query_scalar(
+        "SELECT annotations->>'action' FROM alerts WHERE kind = 'sharepoint_certificate_required'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        action.contains("org set ORG --credential certificate"),
+        "{action}"
+    );
 
     // The administrator registers a certificate on the app; the operator hands it over.
     let (cert_file, key_file, cert_pem) = certificate(&env, "contoso");
@@ -135,6 +146,23 @@ async fn moving_to_a_certificate_rescues_sharepoint_and_an_unknown_certificate_i
         .exec(&["org", "show", "contoso", "--output", "json"])
         .await;
     assert!(!show.stdout.contains(key_body) && !show.stderr.contains(key_body));
+    let shown: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    let current = shown["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|credential| credential["status"] == "current")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (current["kind"].as_str(), current["thumbprint"].as_str()),
+        (Some("certificate"), Some(thumbprint))
+    );
+    let table = env.exec(&["org", "show", "contoso"]).await;
+    assert!(
+        table.stdout.contains(thumbprint) && table.stdout.contains("certificate"),
+        "{table:?}"
+    );
 
     // Microsoft's keyId of the certificate is learned by thumbprint.
     let learned: Option<uuid::Uuid> =
