@@ -40,6 +40,44 @@ pub struct RawOrganization {
     /// When the secret expires, when the operator knows it.
     #[serde(default)]
     pub secret_expires: Option<String>,
+    /// Instead of a secret: the certificate (PEM or DER) and its private key (PEM), as
+    /// paths.
+    #[serde(default)]
+    pub certificate_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub private_key_file: Option<std::path::PathBuf>,
+}
+
+/// A certificate and its private key read from files and checked to belong together (RSA,
+/// 2048 bits or more); the key file is refused if others may read it, like a secret file.
+pub fn certificate_pair(
+    certificate_file: &std::path::Path,
+    private_key_file: &std::path::Path,
+) -> Result<CertificateInput, FieldError> {
+    let certificate = std::fs::read(certificate_file).map_err(|error| FieldError {
+        field: "certificate_file",
+        error: input_error(format!(
+            "cannot read {}: {error}",
+            certificate_file.display()
+        )),
+    })?;
+    let private_key =
+        crate::config::read_secret_file(private_key_file).map_err(|message| FieldError {
+            field: "private_key_file",
+            error: input_error(message),
+        })?;
+    let parsed = crate::microsoft::ClientCertificate::new(
+        &certificate,
+        secrecy::ExposeSecret::expose_secret(&private_key).as_bytes(),
+    )
+    .map_err(|error| FieldError {
+        field: "certificate_file",
+        error: input_error(error.to_string()),
+    })?;
+    Ok(CertificateInput {
+        certificate: std::sync::Arc::new(parsed),
+        private_key,
+    })
 }
 
 /// Labels as `k=v` pairs (flags, CSV: `k=v;k2=v2`) or as a JSON object.
@@ -144,6 +182,32 @@ impl RawOrganization {
                 Some(RawLabels::Map(map)) => Labels::from_map(map),
             },
         )?;
+        match (&self.certificate_file, &self.private_key_file, &self.secret) {
+            (Some(certificate), Some(key), None) => {
+                return Ok(NewOrganizationInput {
+                    name,
+                    tenant_id,
+                    client_id,
+                    cloud,
+                    sharepoint_host,
+                    labels,
+                    credential: CredentialInput::Certificate(certificate_pair(certificate, key)?),
+                });
+            }
+            (Some(_), Some(_), Some(_)) => {
+                return Err(FieldError {
+                    field: "secret",
+                    error: input_error("give a secret or a certificate, not both"),
+                });
+            }
+            (Some(_), None, _) | (None, Some(_), _) => {
+                return Err(FieldError {
+                    field: "certificate_file",
+                    error: input_error("certificate_file and private_key_file go together"),
+                });
+            }
+            (None, None, _) => {}
+        }
         let secret = field(
             "secret",
             self.secret

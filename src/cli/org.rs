@@ -203,23 +203,16 @@ fn certificate_input(args: &SecretArgs) -> anyhow::Result<Option<CertificateInpu
     else {
         return Ok(None);
     };
-    let certificate = std::fs::read(certificate_file).map_err(|error| {
-        input_error(format!(
-            "--certificate-file: cannot read {}: {error}",
-            certificate_file.display()
-        ))
-    })?;
-    let private_key = crate::config::read_secret_file(key_file)
-        .map_err(|message| input_error(format!("--private-key-file: {message}")))?;
-    let parsed = crate::microsoft::ClientCertificate::new(
-        &certificate,
-        secrecy::ExposeSecret::expose_secret(&private_key).as_bytes(),
-    )
-    .map_err(|error| input_error(format!("--certificate-file/--private-key-file: {error}")))?;
-    Ok(Some(CertificateInput {
-        certificate: std::sync::Arc::new(parsed),
-        private_key,
-    }))
+    crate::registry::certificate_pair(certificate_file, key_file)
+        .map(Some)
+        .map_err(|error| {
+            input_error(format!(
+                "--{}: {}",
+                error.field.replace('_', "-"),
+                error.error.0
+            ))
+            .into()
+        })
 }
 
 /// The credential the flags name: a certificate and key, or a secret.
@@ -383,6 +376,8 @@ async fn add(settings: &Settings, clouds: &[String], args: &AddArgs) -> anyhow::
         labels: Some(RawLabels::List(labels.clone())),
         secret_id: None,
         secret_expires: None,
+        certificate_file: None,
+        private_key_file: None,
     };
     let mut input = raw.parse(clouds).map_err(|error| {
         input_error(format!(
@@ -564,6 +559,10 @@ struct CsvRow {
     secret_id: Option<String>,
     #[serde(default)]
     secret_expires: Option<String>,
+    #[serde(default)]
+    certificate_file: Option<PathBuf>,
+    #[serde(default)]
+    private_key_file: Option<PathBuf>,
 }
 
 type Positioned = (String, crate::registry::NewOrganizationInput);
@@ -631,6 +630,8 @@ fn read_import(
                     labels: row.labels.map(RawLabels::Pairs),
                     secret_id: row.secret_id,
                     secret_expires: row.secret_expires,
+                    certificate_file: row.certificate_file.filter(|p| !p.as_os_str().is_empty()),
+                    private_key_file: row.private_key_file.filter(|p| !p.as_os_str().is_empty()),
                 };
                 let input = raw.parse(clouds).map_err(|error| {
                     input_error(format!(

@@ -806,3 +806,57 @@ async fn every_answer_to_add_key_remove_key_and_the_update_lost_still_ends_with_
     );
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn org_import_takes_certificates_by_path_all_or_nothing(pool: PgPool) {
+    let env = TestEnv::new(&pool);
+    let (cert_a, key_a, _) = certificate(&env, "a");
+    let (cert_b, key_b, _) = certificate(&env, "b");
+    let csv = env.path("orgs.csv");
+    write_file(
+        &csv,
+        &format!(
+            "name,tenant_id,client_id,secret,certificate_file,private_key_file\n\
+             contoso,{TENANT},{APP},,{cert_a},{key_a}\n\
+             fabrikam,a1b2c3d4-e5f6-4789-8abc-def012345678,{APP},Fab8Q~a-secret-for-fabrikam,,\n"
+        ),
+        0o600,
+    );
+    env.exec(&["org", "import", csv.to_str().unwrap()])
+        .await
+        .success();
+    let kinds: Vec<(String, String)> = sqlx::query_as(
+        "SELECT o.name, c.kind FROM organizations o JOIN credentials c ON c.organization_id = o.id ORDER BY o.name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        kinds,
+        vec![
+            ("contoso".to_string(), "certificate".to_string()),
+            ("fabrikam".to_string(), "secret".to_string())
+        ]
+    );
+    // JSON too; a key that is not the certificate's refuses the whole file, naming the row.
+    let json = env.path("orgs.json");
+    write_file(
+        &json,
+        &serde_json::json!([
+            { "name": "northwind", "tenant_id": "b1b2c3d4-e5f6-4789-8abc-def012345678", "client_id": APP,
+              "certificate_file": cert_b, "private_key_file": key_b },
+            { "name": "tailspin", "tenant_id": "c1b2c3d4-e5f6-4789-8abc-def012345678", "client_id": APP,
+              "certificate_file": cert_b, "private_key_file": key_a },
+        ])
+        .to_string(),
+        0o600,
+    );
+    env.exec(&["org", "import", json.to_str().unwrap()])
+        .await
+        .fails_with(2, "the private key does not belong to the certificate");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 2, "nothing of the refused file was written");
+}

@@ -287,6 +287,8 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
             labels: None,
             secret_id: Some(key_id(i).to_string()),
             secret_expires: Some(expires.to_rfc3339()),
+            certificate_file: None,
+            private_key_file: None,
         }
         .parse(&clouds)
         .map_err(|error| anyhow::anyhow!("{}: {}", error.field, error.error))?;

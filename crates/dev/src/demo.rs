@@ -252,6 +252,8 @@ async fn register(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
             labels: Some(RawLabels::List(vec!["source=demo".into()])),
             secret_id: None,
             secret_expires: None,
+            certificate_file: None,
+            private_key_file: None,
         }
         .parse(&clouds)
         .map_err(|error| anyhow::anyhow!("{}: {}", error.field, error.error))?;
