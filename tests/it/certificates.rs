@@ -5,24 +5,22 @@
 
 use sqlx::PgPool;
 
+use crate::certificate_support::*;
 use crate::sim_support::*;
 use crate::support::*;
 
-/// A self-signed RSA certificate and its key, written as an operator would hold them.
+/// A self-signed RSA certificate and its key, written as an operator would hold them:
+/// (certificate path, key path, certificate PEM).
 fn certificate(env: &TestEnv, name: &str) -> (String, String, String) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let certificate = rcgen::CertificateParams::new(vec![format!("{name}.kodo-access.test")])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
+    let (pem, key) = pair(1, 3650);
     let cert_path = env.path(&format!("{name}.crt"));
     let key_path = env.path(&format!("{name}.key"));
-    write_file(&cert_path, &certificate.pem(), 0o644);
-    write_file(&key_path, &key.serialize_pem(), 0o600);
+    write_file(&cert_path, &pem, 0o644);
+    write_file(&key_path, &key, 0o600);
     (
         cert_path.to_string_lossy().into_owned(),
         key_path.to_string_lossy().into_owned(),
-        certificate.pem(),
+        pem,
     )
 }
 
@@ -263,21 +261,6 @@ async fn a_key_that_does_not_match_the_certificate_is_refused_and_nothing_is_wri
     assert_eq!(organizations, 0);
 }
 
-fn generated() -> std::sync::Arc<kodo_access::microsoft::ClientCertificate> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let certificate = rcgen::CertificateParams::new(vec!["kodo-access.test".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    std::sync::Arc::new(
-        kodo_access::microsoft::ClientCertificate::new(
-            certificate.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-        )
-        .unwrap(),
-    )
-}
-
 fn thumbprints(application: &kodo_access::microsoft::graph::Application) -> Vec<String> {
     application
         .key_credentials
@@ -402,17 +385,6 @@ async fn certificates_are_rolled_with_add_key_and_remove_key_and_added_by_update
     sim.running.stop().await;
 }
 
-/// A certificate valid for `days` more days, and its key, as PEM.
-fn expiring(days: i64) -> (String, String) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let mut params =
-        rcgen::CertificateParams::new(vec!["contoso.kodo-access.test".into()]).unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(days);
-    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
-}
-
 #[sqlx::test]
 async fn a_certificate_is_rotated_verified_delivered_and_the_old_one_removed(pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
@@ -427,51 +399,11 @@ async fn a_certificate_is_rotated_verified_delivered_and_the_old_one_removed(poo
         &pool,
         &crate::checks::config(
             &sim,
-            &format!(
-                "[rotation]\ngrace = \"1h\"\nverify_timeout = \"30s\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
-                backup.path().display()
-            ),
+            &rotation_config(backup.path(), "1h", "verify_timeout = \"30s\"\n"),
         ),
     );
-    // This app signs in with certificates only: the scenario's secret goes.
-    let state = sim.state().await;
-    for secret in state["tenants"][0]["apps"][0]["secrets"]
-        .as_array()
-        .unwrap()
-    {
-        sim.delete(&format!(
-            "/_sim/tenants/{TENANT}/apps/{APP}/secrets/{}",
-            secret["key_id"].as_str().unwrap()
-        ))
-        .await;
-    }
-    let (old_pem, old_key) = expiring(10);
-    let old = sim
-        .post(
-            &format!("/_sim/tenants/{TENANT}/apps/{APP}/certificates"),
-            serde_json::json!({ "pem": old_pem }),
-        )
-        .await;
-    write_file(&env.path("old.crt"), &old_pem, 0o644);
-    write_file(&env.path("old.key"), &old_key, 0o600);
-    env.exec(&[
-        "org",
-        "add",
-        "--name",
-        "contoso",
-        "--tenant-id",
-        TENANT,
-        "--client-id",
-        APP,
-        "--cloud",
-        "sim",
-        "--certificate-file",
-        env.path("old.crt").to_str().unwrap(),
-        "--private-key-file",
-        env.path("old.key").to_str().unwrap(),
-    ])
-    .await
-    .success();
+    let (old_pem, old_key) = pair(1, 10);
+    let old = certificate_only_contoso(&sim, &env, (&old_pem, &old_key)).await;
     // A check learns the certificate's keyId, which its removal needs; ten days left is a
     // warning.
     assert_eq!(check(&env).await["state"], "secret_expiring");
@@ -583,10 +515,7 @@ async fn migrate(pool: &PgPool, remove_secret: bool) -> (Sim, TestEnv, tempfile:
         pool,
         &crate::checks::config(
             &sim,
-            &format!(
-                "[rotation]\ngrace = \"1h\"\nverify_timeout = \"30s\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
-                backup.path().display()
-            ),
+            &rotation_config(backup.path(), "1h", "verify_timeout = \"30s\"\n"),
         ),
     );
     env.exec_with_stdin(
@@ -723,10 +652,7 @@ async fn every_answer_to_add_key_remove_key_and_the_update_lost_still_ends_with_
         &pool,
         &crate::checks::config(
             &sim,
-            &format!(
-                "[rotation]\ngrace = \"1h\"\nverify_timeout = \"30s\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
-                backup.path().display()
-            ),
+            &rotation_config(backup.path(), "1h", "verify_timeout = \"30s\"\n"),
         ),
     );
     register_contoso(&env).await;

@@ -8,21 +8,10 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use crate::certificate_support::{certificate_only_contoso, pair, rotation_config};
 use crate::daemon_support::Daemon;
 use crate::sim_support::{APP, Sim, TENANT, default_scenario};
 use crate::support::*;
-
-/// A certificate issued 60 days ago with ten days left (due for rotation: less than the
-/// 30-day lead time left of a 70-day life), and its key, as PEM.
-fn due_certificate() -> (String, String) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let mut params =
-        rcgen::CertificateParams::new(vec!["contoso.kodo-access.test".into()]).unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(60);
-    params.not_after = now + time::Duration::days(10);
-    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
-}
 
 async fn kill_at(failpoint: &str, expected_step: &str, pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
@@ -31,51 +20,16 @@ async fn kill_at(failpoint: &str, expected_step: &str, pool: PgPool) {
         serde_json::json!({"propagation_delay_secs": 1}),
     )
     .await;
-    // The app signs in with its certificate only.
-    let state = sim.state().await;
-    for secret in state["tenants"][0]["apps"][0]["secrets"]
-        .as_array()
-        .unwrap()
-    {
-        sim.delete(&format!(
-            "/_sim/tenants/{TENANT}/apps/{APP}/secrets/{}",
-            secret["key_id"].as_str().unwrap()
-        ))
-        .await;
-    }
-    let (pem, key) = due_certificate();
-    let old = sim
-        .post(
-            &format!("/_sim/tenants/{TENANT}/apps/{APP}/certificates"),
-            serde_json::json!({ "pem": pem }),
-        )
-        .await;
     let backup_dir = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "[rotation]\ngrace = \"1s\"\nverify_timeout = \"10s\"\npickup_interval = \"1s\"\n[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
-        backup_dir.path().display()
+    let extra = rotation_config(
+        backup_dir.path(),
+        "1s",
+        "verify_timeout = \"10s\"\npickup_interval = \"1s\"\n",
     );
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, &extra));
-    write_file(&env.path("old.crt"), &pem, 0o644);
-    write_file(&env.path("old.key"), &key, 0o600);
-    env.exec(&[
-        "org",
-        "add",
-        "--name",
-        "contoso",
-        "--tenant-id",
-        TENANT,
-        "--client-id",
-        APP,
-        "--cloud",
-        "sim",
-        "--certificate-file",
-        env.path("old.crt").to_str().unwrap(),
-        "--private-key-file",
-        env.path("old.key").to_str().unwrap(),
-    ])
-    .await
-    .success();
+    // Issued 60 days ago with ten left: due (less than the 30-day lead time of a 70-day life).
+    let (pem, key) = pair(60, 10);
+    let old = certificate_only_contoso(&sim, &env, (&pem, &key)).await;
     env.exec(&["check", "contoso"]).await; // learns the certificate's keyId
 
     let mut daemon = Daemon::start(&env, &[("FAILPOINTS", &format!("{failpoint}=return"))]);

@@ -505,12 +505,34 @@ impl MicrosoftClient {
             "keyId": key_id,
             "proof": secrecy::ExposeSecret::expose_secret(&proof),
         });
+        self.remove_credential(endpoints, token, "removeKey", url, &body, |application| {
+            application
+                .key_credentials
+                .iter()
+                .any(|credential| credential.key_id == key_id)
+        })
+        .await
+    }
+
+    /// removePassword or removeKey: safe to repeat, since a 400 or 404 after which a read
+    /// of the application no longer shows the credential (`still_there` false; e.g. the
+    /// answer to an earlier request was lost) is success, `Removal::AlreadyGone`. Graph's
+    /// wording is not a contract: the application's list is.
+    async fn remove_credential(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+        operation: &'static str,
+        url: Url,
+        body: &serde_json::Value,
+        still_there: impl Fn(&Application) -> bool,
+    ) -> Result<Removal, GraphError> {
         let removed: Result<Option<serde_json::Value>, GraphError> = self
-            .graph_send("removeKey", Repeat::Safe, || {
+            .graph_send(operation, Repeat::Safe, || {
                 self.http
                     .post(url.clone())
                     .bearer_auth(token.bearer())
-                    .json(&body)
+                    .json(body)
             })
             .await;
         match removed {
@@ -522,11 +544,7 @@ impl MicrosoftClient {
                 ) =>
             {
                 let application = self.get_application(endpoints, token).await?;
-                if application
-                    .key_credentials
-                    .iter()
-                    .any(|credential| credential.key_id == key_id)
-                {
+                if still_there(&application) {
                     Err(error)
                 } else {
                     Ok(Removal::AlreadyGone)
@@ -649,36 +667,20 @@ impl MicrosoftClient {
             app_id_key(&endpoints.client_id.to_string())
         ));
         let body = serde_json::json!({ "keyId": key_id });
-        let removed: Result<Option<serde_json::Value>, GraphError> = self
-            .graph_send("removePassword", Repeat::Safe, || {
-                self.http
-                    .post(url.clone())
-                    .bearer_auth(token.bearer())
-                    .json(&body)
-            })
-            .await;
-        match removed {
-            Ok(_) => Ok(Removal::Removed),
-            Err(error)
-                if matches!(
-                    error.kind,
-                    GraphFailure::BadRequest | GraphFailure::NotFound
-                ) =>
-            {
-                // Graph's wording is not a contract: the application's list is.
-                let application = self.get_application(endpoints, token).await?;
-                if application
+        self.remove_credential(
+            endpoints,
+            token,
+            "removePassword",
+            url,
+            &body,
+            |application| {
+                application
                     .password_credentials
                     .iter()
                     .any(|credential| credential.key_id == key_id)
-                {
-                    Err(error)
-                } else {
-                    Ok(Removal::AlreadyGone)
-                }
-            }
-            Err(error) => Err(error),
-        }
+            },
+        )
+        .await
     }
 
     /// Calls SharePoint REST with a SharePoint token, to learn whether SharePoint

@@ -1,0 +1,83 @@
+//! What the certificate tests share: key pairs with chosen dates, and an organization that
+//! signs in with a certificate only.
+
+use std::sync::Arc;
+
+use kodo_access::microsoft::ClientCertificate;
+
+use crate::sim_support::{APP, Sim, TENANT};
+use crate::support::*;
+
+/// A self-signed RSA-2048 certificate issued `issued_days_ago` with `days_left` to run, and
+/// its key: (certificate PEM, key PEM).
+pub fn pair(issued_days_ago: i64, days_left: i64) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["contoso.kodo-access.test".into()]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(issued_days_ago);
+    params.not_after = now + time::Duration::days(days_left);
+    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+}
+
+/// A fresh certificate as the client holds it.
+pub fn generated() -> Arc<ClientCertificate> {
+    let (pem, key) = pair(1, 365);
+    Arc::new(ClientCertificate::new(pem.as_bytes(), key.as_bytes()).unwrap())
+}
+
+/// `[rotation]` with a file deliverer into `backup` and the given grace.
+pub fn rotation_config(backup: &std::path::Path, grace: &str, more: &str) -> String {
+    format!(
+        "[rotation]\ngrace = \"{grace}\"\n{more}[[rotation.file]]\ndirectory = \"{}\"\nmode = \"0600\"\n",
+        backup.display()
+    )
+}
+
+/// contoso registered with `(pem, key)`, which is registered on its app; the scenario's
+/// secret is removed from the app, so the app signs in with certificates only. Returns the
+/// simulator's record of the certificate (`key_id`, `thumbprint`).
+pub async fn certificate_only_contoso(
+    sim: &Sim,
+    env: &TestEnv,
+    (pem, key): (&str, &str),
+) -> serde_json::Value {
+    let state = sim.state().await;
+    for secret in state["tenants"][0]["apps"][0]["secrets"]
+        .as_array()
+        .unwrap()
+    {
+        sim.delete(&format!(
+            "/_sim/tenants/{TENANT}/apps/{APP}/secrets/{}",
+            secret["key_id"].as_str().unwrap()
+        ))
+        .await;
+    }
+    let registered = sim
+        .post(
+            &format!("/_sim/tenants/{TENANT}/apps/{APP}/certificates"),
+            serde_json::json!({ "pem": pem }),
+        )
+        .await;
+    write_file(&env.path("old.crt"), pem, 0o644);
+    write_file(&env.path("old.key"), key, 0o600);
+    env.exec(&[
+        "org",
+        "add",
+        "--name",
+        "contoso",
+        "--tenant-id",
+        TENANT,
+        "--client-id",
+        APP,
+        "--cloud",
+        "sim",
+        "--certificate-file",
+        env.path("old.crt").to_str().unwrap(),
+        "--private-key-file",
+        env.path("old.key").to_str().unwrap(),
+    ])
+    .await
+    .success();
+    registered
+}
