@@ -516,8 +516,9 @@ impl MicrosoftClient {
 
     /// removePassword or removeKey: safe to repeat, since a 400 or 404 after which a read
     /// of the application no longer shows the credential (`still_there` false; e.g. the
-    /// answer to an earlier request was lost) is success, `Removal::AlreadyGone`. Graph's
-    /// wording is not a contract: the application's list is.
+    /// answer to an earlier request was lost) is success, `Removal::AlreadyGone`; and an
+    /// answer lost after Microsoft may have acted is success when the read no longer shows
+    /// it. Graph's wording is not a contract: the application's list is.
     async fn remove_credential(
         &self,
         endpoints: &Endpoints,
@@ -548,6 +549,14 @@ impl MicrosoftClient {
                     Err(error)
                 } else {
                     Ok(Removal::AlreadyGone)
+                }
+            }
+            // An answer lost after Microsoft may have acted (cut, or past the timeout once
+            // the retries' time is spent): the application's list says whether it did.
+            Err(error) if error.may_have_acted() => {
+                match self.get_application(endpoints, token).await {
+                    Ok(application) if !still_there(&application) => Ok(Removal::Removed),
+                    _ => Err(error),
                 }
             }
             Err(error) => Err(error),
