@@ -365,6 +365,7 @@ pub struct LogSettings {
 pub struct DatabaseSettings {
     #[serde(serialize_with = "show::database_url")]
     pub url: Url,
+    #[serde(serialize_with = "show::unset_as_none")]
     pub password: Option<SecretSource>,
     pub max_connections: u32,
     #[serde(serialize_with = "show::duration")]
@@ -377,6 +378,7 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Serialize)]
 pub struct CryptoSettings {
     /// `None` when neither a file nor a credential is configured.
+    #[serde(serialize_with = "show::unset_as_not_configured")]
     pub master_key: Option<SecretSource>,
     pub previous_keys: Vec<SecretSource>,
 }
@@ -842,8 +844,12 @@ impl Settings {
     /// the settings' own `Serialize`, so a new key is shown without a rule of its own, and
     /// a secret (a `SecretSource`, a URL's credentials or query) can only be shown redacted.
     pub fn redacted(&self) -> String {
-        let document = serde_json::to_value(self).unwrap_or_default();
         let mut text = String::new();
+        let document = match serde_json::to_value(self) {
+            Ok(document) => document,
+            // Never an empty document that looks like defaults.
+            Err(error) => return format!("# the configuration cannot be shown: {error}\n"),
+        };
         if let Some(path) = &self.source_file {
             text.push_str(&format!("# configuration file: {}\n", path.display()));
         } else {
@@ -917,6 +923,27 @@ mod show {
         match value {
             Some(path) => serializer.collect_str(&path.display()),
             None => serializer.serialize_str("<built in>"),
+        }
+    }
+
+    /// An unset secret says so (TOML has no null, and an absent key reads as forgotten).
+    pub fn unset_as_none<S: Serializer>(
+        value: &Option<super::SecretSource>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(source) => source.serialize(serializer),
+            None => serializer.serialize_str("<none>"),
+        }
+    }
+
+    pub fn unset_as_not_configured<S: Serializer>(
+        value: &Option<super::SecretSource>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(source) => source.serialize(serializer),
+            None => serializer.serialize_str("<not configured>"),
         }
     }
 
@@ -2066,5 +2093,11 @@ mod tests {
         );
         assert_eq!(shown["microsoft"]["retry_attempts"].as_integer(), Some(4));
         assert_eq!(shown["rotation"]["lead_time"].as_str(), Some("30d"));
+        // Unset secrets say so instead of vanishing.
+        assert_eq!(shown["database"]["password"].as_str(), Some("<none>"));
+        assert_eq!(
+            shown["crypto"]["master_key"].as_str(),
+            Some("<not configured>")
+        );
     }
 }
