@@ -81,3 +81,20 @@ pub async fn certificate_only_contoso(
     .success();
     registered
 }
+
+/// contoso registered with the scenario's secret and checked on SharePoint too (where a
+/// secret-based token is refused).
+pub async fn secret_contoso_on_sharepoint(env: &TestEnv) {
+    crate::sim_support::register_contoso(env).await;
+    env.exec(&[
+        "org",
+        "set",
+        "contoso",
+        "--sharepoint-host",
+        "contoso.sharepoint.com",
+        "--resources",
+        "graph,exchange,sharepoint",
+    ])
+    .await
+    .success();
+}

@@ -46,34 +46,7 @@ async fn moving_to_a_certificate_rescues_sharepoint_and_an_unknown_certificate_i
 ) {
     let sim = Sim::start(&default_scenario()).await;
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
-    env.exec_with_stdin(
-        &[
-            "org",
-            "add",
-            "--name",
-            "contoso",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            APP,
-            "--cloud",
-            "sim",
-            "--sharepoint-host",
-            "contoso.sharepoint.com",
-        ],
-        SECRET,
-    )
-    .await
-    .success();
-    env.exec(&[
-        "org",
-        "set",
-        "contoso",
-        "--resources",
-        "graph,exchange,sharepoint",
-    ])
-    .await
-    .success();
+    secret_contoso_on_sharepoint(&env).await;
     // With a secret, SharePoint REST refuses the app-only token.
     let with_secret = check(&env).await;
     assert_eq!(with_secret["state"], "degraded", "{with_secret}");
@@ -518,34 +491,7 @@ async fn migrate(pool: &PgPool, remove_secret: bool) -> (Sim, TestEnv, tempfile:
             &rotation_config(backup.path(), "1h", "verify_timeout = \"30s\"\n"),
         ),
     );
-    env.exec_with_stdin(
-        &[
-            "org",
-            "add",
-            "--name",
-            "contoso",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            APP,
-            "--cloud",
-            "sim",
-            "--sharepoint-host",
-            "contoso.sharepoint.com",
-        ],
-        SECRET,
-    )
-    .await
-    .success();
-    env.exec(&[
-        "org",
-        "set",
-        "contoso",
-        "--resources",
-        "graph,exchange,sharepoint",
-    ])
-    .await
-    .success();
+    secret_contoso_on_sharepoint(&env).await;
     let before = check(&env).await;
     assert_eq!(before["state"], "degraded", "{before}");
     let mut set = vec!["org", "set", "contoso", "--credential", "certificate"];

@@ -813,6 +813,38 @@ fn may_roll_keys(claims: &AccessClaims, caller: &Application, app_id: Uuid) -> b
     caller.app_id == app_id || may_manage_credentials(claims, caller, app_id)
 }
 
+/// What addKey and removeKey check first, in Microsoft's order: the application exists,
+/// the caller may roll its keys, the body reads, and its proof of possession holds.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer, built once for a refused request"
+)]
+fn proven<T: serde::de::DeserializeOwned>(
+    world: &World,
+    tenant_id: Uuid,
+    (claims, caller, app_id): (&AccessClaims, &Application, Uuid),
+    body: &[u8],
+    proof_of: impl Fn(&T) -> &str,
+    required: &str,
+) -> Result<T, Response> {
+    let tenant = world.tenants.get(&tenant_id).expect("tenant");
+    let Some(app) = tenant.application(app_id) else {
+        return Err(not_found(&app_id.to_string()));
+    };
+    if !may_roll_keys(claims, caller, app_id) {
+        return Err(denied());
+    }
+    let Ok(parsed) = serde_json::from_slice::<T>(body) else {
+        return Err(graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("Unable to read JSON request payload: {required}."),
+        ));
+    };
+    check_proof(app, proof_of(&parsed), tenant.now())?;
+    Ok(parsed)
+}
+
 fn add_key(
     world: &mut World,
     tenant_id: Uuid,
@@ -836,23 +868,17 @@ fn add_key(
         key_credential: NewKey,
         proof: String,
     }
-    let tenant = world.tenants.get(&tenant_id).expect("tenant");
-    let Some(app) = tenant.application(app_id) else {
-        return not_found(&app_id.to_string());
+    let parsed: Body = match proven(
+        world,
+        tenant_id,
+        (claims, caller, app_id),
+        body,
+        |parsed: &Body| &parsed.proof,
+        "keyCredential (type, usage, key) and proof are required",
+    ) {
+        Ok(parsed) => parsed,
+        Err(refused) => return refused,
     };
-    if !may_roll_keys(claims, caller, app_id) {
-        return denied();
-    }
-    let Ok(parsed) = serde_json::from_slice::<Body>(body) else {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "Unable to read JSON request payload: keyCredential (type, usage, key) and proof are required.",
-        );
-    };
-    if let Err(refused) = check_proof(app, &parsed.proof, tenant.now()) {
-        return refused;
-    }
     if parsed.key_credential.key_type != "AsymmetricX509Cert"
         || parsed.key_credential.usage != "Verify"
     {
@@ -951,23 +977,17 @@ fn remove_key(
         key_id: Uuid,
         proof: String,
     }
-    let tenant = world.tenants.get(&tenant_id).expect("tenant");
-    let Some(app) = tenant.application(app_id) else {
-        return not_found(&app_id.to_string());
+    let parsed: Body = match proven(
+        world,
+        tenant_id,
+        (claims, caller, app_id),
+        body,
+        |parsed: &Body| &parsed.proof,
+        "keyId and proof are required",
+    ) {
+        Ok(parsed) => parsed,
+        Err(refused) => return refused,
     };
-    if !may_roll_keys(claims, caller, app_id) {
-        return denied();
-    }
-    let Ok(parsed) = serde_json::from_slice::<Body>(body) else {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "Unable to read JSON request payload: keyId and proof are required.",
-        );
-    };
-    if let Err(refused) = check_proof(app, &parsed.proof, tenant.now()) {
-        return refused;
-    }
     let app = world
         .tenants
         .get_mut(&tenant_id)
