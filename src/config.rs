@@ -188,6 +188,8 @@ struct RawRotation {
     grace: Duration,
     #[serde(with = "humantime_serde")]
     pickup_interval: Duration,
+    #[serde(default = "default_new_credential")]
+    credential_for_new_organizations: String,
     #[serde(default)]
     file: Vec<RawFileDeliverer>,
     #[serde(default)]
@@ -203,6 +205,10 @@ struct RawFileDeliverer {
     #[serde(default = "default_file_mode")]
     mode: String,
     group: Option<String>,
+    /// Also write a certificate as `{organization}.pfx` (PKCS#12) under the passphrase in
+    /// this file (or systemd credential).
+    pkcs12_passphrase_file: Option<PathBuf>,
+    pkcs12_passphrase_credential: Option<String>,
     /// Only these organizations (by name); every organization when empty.
     #[serde(default)]
     organizations: Vec<String>,
@@ -445,6 +451,10 @@ pub struct RotationSettings {
     pub grace: Duration,
     #[serde(serialize_with = "show::duration")]
     pub pickup_interval: Duration,
+    /// What an organization registered with a secret is to have: with `certificate`, its
+    /// setting `credential = certificate` is written at registration (the rotation job then
+    /// moves it); existing organizations are left as they are.
+    pub credential_for_new_organizations: crate::domain::CredentialKind,
     pub deliverers: Vec<ScopedDeliverer>,
 }
 
@@ -561,13 +571,15 @@ pub struct MicrosoftSettings {
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Deliverer {
-    /// `{directory}/{organization}.json`, written to a temporary file and renamed over.
+    /// `{directory}/{organization}.json`, written to a temporary file and renamed over;
+    /// with `pkcs12`, a certificate also as `{organization}.pfx` under that passphrase.
     File {
         #[serde(rename = "file")]
         directory: PathBuf,
         #[serde(serialize_with = "show::mode")]
         mode: u32,
         group: Option<u32>,
+        pkcs12: Option<SecretSource>,
     },
     /// A program run with the ids in its environment and the secret on standard input;
     /// success is exit status 0 within `timeout`.
@@ -687,6 +699,19 @@ impl SecretSource {
 /// Reads a file that holds a secret, refusing it when users other than its owner and
 /// group can read it. The content is trimmed of one trailing newline.
 pub fn read_secret_file(path: &Path) -> Result<SecretString, String> {
+    let content = read_secret_bytes(path)?;
+    let text = std::str::from_utf8(&content)
+        .map_err(|_| format!("secret file {} is not UTF-8 text", path.display()))?;
+    let text = text
+        .strip_suffix('\n')
+        .map(|text| text.strip_suffix('\r').unwrap_or(text))
+        .unwrap_or(text);
+    Ok(SecretString::from(Box::<str>::from(text)))
+}
+
+/// As [`read_secret_file`], for a binary file (a PKCS#12 file): the same refusals, the
+/// bytes as they are, in a buffer wiped when dropped.
+pub fn read_secret_bytes(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
     let metadata = std::fs::metadata(path)
         .map_err(|error| format!("cannot read secret file {}: {error}", path.display()))?;
     if !metadata.is_file() {
@@ -732,13 +757,7 @@ pub fn read_secret_file(path: &Path) -> Result<SecretString, String> {
         &mut content,
     )
     .map_err(|error| format!("cannot read secret file {}: {error}", path.display()))?;
-    let text = std::str::from_utf8(&content)
-        .map_err(|_| format!("secret file {} is not UTF-8 text", path.display()))?;
-    let text = text
-        .strip_suffix('\n')
-        .map(|text| text.strip_suffix('\r').unwrap_or(text))
-        .unwrap_or(text);
-    Ok(SecretString::from(Box::<str>::from(text)))
+    Ok(content)
 }
 
 impl Settings {
@@ -1359,10 +1378,22 @@ fn alert_settings(
     })
 }
 
+fn default_new_credential() -> String {
+    "secret".into()
+}
+
 fn rotation_settings(
     raw: RawRotation,
     credentials_directory: Option<&Path>,
 ) -> Result<RotationSettings, ConfigError> {
+    let credential_for_new_organizations =
+        crate::domain::CredentialKind::try_from(raw.credential_for_new_organizations.clone())
+            .map_err(|_| {
+                config_error(format!(
+                    "invalid configuration key rotation.credential_for_new_organizations: {:?} (expected \"secret\" or \"certificate\")",
+                    raw.credential_for_new_organizations
+                ))
+            })?;
     for (key, value) in [
         ("rotation.lead_time", raw.lead_time),
         ("rotation.lifetime", raw.lifetime),
@@ -1406,6 +1437,13 @@ fn rotation_settings(
                 directory: absolute(&format!("{key}.directory"), file.directory)?,
                 mode,
                 group,
+                pkcs12: secret_source(
+                    &format!("{key}.pkcs12_passphrase"),
+                    file.pkcs12_passphrase_file,
+                    file.pkcs12_passphrase_credential,
+                    false,
+                    credentials_directory,
+                )?,
             },
             organizations: file.organizations,
         });
@@ -1458,6 +1496,7 @@ fn rotation_settings(
         verify_timeout: raw.verify_timeout,
         grace: raw.grace,
         pickup_interval: raw.pickup_interval,
+        credential_for_new_organizations,
         deliverers,
     })
 }

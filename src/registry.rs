@@ -46,6 +46,12 @@ pub struct RawOrganization {
     pub certificate_file: Option<std::path::PathBuf>,
     #[serde(default)]
     pub private_key_file: Option<std::path::PathBuf>,
+    /// Or both in one PKCS#12 file, and the file holding its passphrase (none: an empty
+    /// passphrase).
+    #[serde(default)]
+    pub pkcs12_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub pkcs12_passphrase_file: Option<std::path::PathBuf>,
 }
 
 /// A certificate and its private key read from files and checked to belong together (RSA,
@@ -74,8 +80,57 @@ pub fn certificate_pair(
         field: "certificate_file",
         error: input_error(error.to_string()),
     })?;
+    not_expired(&parsed, "certificate_file")?;
     Ok(CertificateInput {
         certificate: std::sync::Arc::new(parsed),
+        private_key,
+    })
+}
+
+/// An expired certificate is refused at the door: Entra would refuse it at once.
+fn not_expired(
+    certificate: &crate::microsoft::ClientCertificate,
+    field: &'static str,
+) -> Result<(), FieldError> {
+    if certificate.not_after() <= chrono::Utc::now() {
+        return Err(FieldError {
+            field,
+            error: input_error(format!(
+                "the certificate {} expired on {}",
+                certificate.thumbprint_sha1_hex(),
+                certificate.not_after().format("%Y-%m-%d %H:%M UTC")
+            )),
+        });
+    }
+    Ok(())
+}
+
+/// The certificate and private key of a PKCS#12 file, opened with the passphrase in
+/// `passphrase_file` (an empty passphrase without one) and checked like a PEM pair; the
+/// PKCS#12 file and the passphrase file are refused if others may read them.
+pub fn pkcs12_certificate(
+    file: &std::path::Path,
+    passphrase_file: Option<&std::path::Path>,
+) -> Result<CertificateInput, FieldError> {
+    let data = crate::config::read_secret_bytes(file).map_err(|message| FieldError {
+        field: "pkcs12_file",
+        error: input_error(message),
+    })?;
+    let passphrase = match passphrase_file {
+        Some(path) => crate::config::read_secret_file(path).map_err(|message| FieldError {
+            field: "pkcs12_passphrase_file",
+            error: input_error(message),
+        })?,
+        None => SecretString::from(""),
+    };
+    let (certificate, private_key) =
+        crate::microsoft::pkcs12::read(&data, &passphrase).map_err(|error| FieldError {
+            field: "pkcs12_file",
+            error: input_error(format!("{}: {error}", file.display())),
+        })?;
+    not_expired(&certificate, "pkcs12_file")?;
+    Ok(CertificateInput {
+        certificate: std::sync::Arc::new(certificate),
         private_key,
     })
 }
@@ -121,6 +176,21 @@ pub struct NewOrganizationInput {
     pub sharepoint_host: Option<SharePointHost>,
     pub labels: Labels,
     pub credential: CredentialInput,
+    /// Its own settings from the start (`rotation.credential_for_new_organizations`).
+    pub settings: crate::domain::OrganizationSettings,
+}
+
+impl NewOrganizationInput {
+    /// With `certificate`, an organization registered with a secret is marked to move to a
+    /// certificate (`rotation.credential_for_new_organizations`).
+    pub fn with_default_credential(mut self, kind: crate::domain::CredentialKind) -> Self {
+        if kind == crate::domain::CredentialKind::Certificate
+            && matches!(self.credential, CredentialInput::Secret(_))
+        {
+            self.settings.credential = Some(kind);
+        }
+        self
+    }
 }
 
 /// A validation failure that names the field it concerns.
@@ -182,6 +252,38 @@ impl RawOrganization {
                 Some(RawLabels::Map(map)) => Labels::from_map(map),
             },
         )?;
+        if let Some(pkcs12) = &self.pkcs12_file {
+            if self.secret.is_some()
+                || self.certificate_file.is_some()
+                || self.private_key_file.is_some()
+            {
+                return Err(FieldError {
+                    field: "pkcs12_file",
+                    error: input_error(
+                        "give a secret, a certificate and key, or a PKCS#12 file: one of them",
+                    ),
+                });
+            }
+            return Ok(NewOrganizationInput {
+                name,
+                tenant_id,
+                client_id,
+                cloud,
+                sharepoint_host,
+                labels,
+                credential: CredentialInput::Certificate(pkcs12_certificate(
+                    pkcs12,
+                    self.pkcs12_passphrase_file.as_deref(),
+                )?),
+                settings: Default::default(),
+            });
+        }
+        if self.pkcs12_passphrase_file.is_some() {
+            return Err(FieldError {
+                field: "pkcs12_passphrase_file",
+                error: input_error("pkcs12_passphrase_file goes with pkcs12_file"),
+            });
+        }
         match (&self.certificate_file, &self.private_key_file, &self.secret) {
             (Some(certificate), Some(key), None) => {
                 return Ok(NewOrganizationInput {
@@ -192,6 +294,7 @@ impl RawOrganization {
                     sharepoint_host,
                     labels,
                     credential: CredentialInput::Certificate(certificate_pair(certificate, key)?),
+                    settings: Default::default(),
                 });
             }
             (Some(_), Some(_), Some(_)) => {
@@ -234,6 +337,7 @@ impl RawOrganization {
                 key_id,
                 expires,
             }),
+            settings: Default::default(),
         })
     }
 }
@@ -350,6 +454,7 @@ impl Registry<'_> {
                 cloud: input.cloud.as_str(),
                 sharepoint_host: input.sharepoint_host.as_ref().map(SharePointHost::as_str),
                 labels: input.labels.as_map(),
+                settings: &input.settings,
             },
         )
         .await;

@@ -152,11 +152,13 @@ mod tests {
             verify_timeout: std::time::Duration::from_secs(60),
             grace: std::time::Duration::from_secs(60),
             pickup_interval: std::time::Duration::from_secs(60),
+            credential_for_new_organizations: crate::domain::CredentialKind::Secret,
             deliverers: vec![ScopedDeliverer {
                 deliverer: Deliverer::File {
                     directory: "/var/lib/backup".into(),
                     mode: 0o600,
                     group: None,
+                    pkcs12: None,
                 },
                 organizations: served.iter().map(|name| name.to_string()).collect(),
             }],

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 use super::verdict::{
-    CredentialSeen, Failure, GraphObservation, Observations, OurSecret, ProbeObservation,
-    TokenObservation,
+    CredentialPlace, CredentialSeen, Failure, GraphObservation, Observations, OurSecret,
+    ProbeObservation, TokenObservation,
 };
 use crate::microsoft::graph::AppRoleAssignment;
 use crate::microsoft::permissions::Manifest;
@@ -121,8 +121,18 @@ pub async fn observe(
         return observations;
     };
     let principal_id = graph.claims.oid.clone();
-    let (application, assignments, probe) = tokio::join!(
+    let (application, service_principal, assignments, probe) = tokio::join!(
         client.get_application(endpoints, &graph),
+        async {
+            match &principal_id {
+                Some(id) => Some(
+                    client
+                        .get_service_principal_credentials(endpoints, &graph, id)
+                        .await,
+                ),
+                None => None,
+            }
+        },
         async {
             match &principal_id {
                 Some(id) => Some(
@@ -142,29 +152,42 @@ pub async fn observe(
     );
     observations.application = Some(match application {
         Ok(application) => GraphObservation::Seen {
-            value: application
-                .password_credentials
-                .into_iter()
-                .map(|c| CredentialSeen {
-                    key_id: c.key_id,
-                    display_name: c.display_name,
-                    hint: c.hint,
-                    end: c.end_date_time,
-                    thumbprint: None,
-                })
-                .chain(
-                    application
-                        .key_credentials
-                        .into_iter()
-                        .map(|c| CredentialSeen {
-                            thumbprint: c.thumbprint(),
-                            key_id: c.key_id,
-                            display_name: c.display_name,
-                            hint: None,
-                            end: c.end_date_time,
-                        }),
-                )
-                .collect(),
+            value: credentials_seen(
+                application.password_credentials,
+                application.key_credentials,
+                CredentialPlace::Application,
+            )
+            .chain(
+                application
+                    .federated_identity_credentials
+                    .into_iter()
+                    .map(|c| CredentialSeen {
+                        key_id: c.id,
+                        display_name: c.name,
+                        issuer: Some(format!(
+                            "{} (subject {})",
+                            c.issuer.unwrap_or_default(),
+                            c.subject.unwrap_or_default()
+                        )),
+                        place: CredentialPlace::Federated,
+                        ..Default::default()
+                    }),
+            )
+            .collect(),
+        },
+        Err(error) => GraphObservation::Failed {
+            failure: error.kind,
+            detail: graph_failure(&error),
+        },
+    });
+    observations.service_principal = service_principal.map(|result| match result {
+        Ok(principal) => GraphObservation::Seen {
+            value: credentials_seen(
+                principal.password_credentials,
+                principal.key_credentials,
+                CredentialPlace::ServicePrincipal,
+            )
+            .collect(),
         },
         Err(error) => GraphObservation::Failed {
             failure: error.kind,
@@ -188,6 +211,32 @@ pub async fn observe(
         },
     });
     observations
+}
+
+/// Secrets and certificates as a check records them.
+fn credentials_seen(
+    passwords: Vec<crate::microsoft::graph::PasswordCredential>,
+    keys: Vec<crate::microsoft::graph::KeyCredential>,
+    place: CredentialPlace,
+) -> impl Iterator<Item = CredentialSeen> {
+    passwords
+        .into_iter()
+        .map(move |c| CredentialSeen {
+            key_id: c.key_id,
+            display_name: c.display_name,
+            hint: c.hint,
+            end: c.end_date_time,
+            place,
+            ..Default::default()
+        })
+        .chain(keys.into_iter().map(move |c| CredentialSeen {
+            thumbprint: c.thumbprint(),
+            key_id: c.key_id,
+            display_name: c.display_name,
+            end: c.end_date_time,
+            place,
+            ..Default::default()
+        }))
 }
 
 /// Turns assignments into (resource, app-role id) pairs. An assignment names its resource

@@ -69,7 +69,7 @@ pub enum TokenObservation {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialSeen {
     pub key_id: Uuid,
     pub display_name: Option<String>,
@@ -78,6 +78,28 @@ pub struct CredentialSeen {
     /// A key credential's SHA-1 thumbprint (`None` for a secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbprint: Option<String>,
+    /// Where it is: on the application (a secret or certificate), on the app's service
+    /// principal, or a federated identity credential of the application.
+    #[serde(default, skip_serializing_if = "CredentialPlace::is_application")]
+    pub place: CredentialPlace,
+    /// A federated credential's issuer (and subject), whose tokens Entra accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialPlace {
+    #[default]
+    Application,
+    ServicePrincipal,
+    Federated,
+}
+
+impl CredentialPlace {
+    fn is_application(&self) -> bool {
+        *self == CredentialPlace::Application
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +183,9 @@ pub struct RotationFailure {
 pub struct Observations {
     pub tokens: BTreeMap<Resource, TokenObservation>,
     pub application: Option<GraphObservation<Vec<CredentialSeen>>>,
+    /// The service principal's own credentials.
+    #[serde(default)]
+    pub service_principal: Option<GraphObservation<Vec<CredentialSeen>>>,
     /// Granted (resource, app-role id) pairs from Graph's appRoleAssignments.
     pub assignments: Option<GraphObservation<Vec<(Resource, Uuid)>>>,
     pub sharepoint: Option<ProbeObservation>,
@@ -192,6 +217,10 @@ impl Observations {
         serde_json::json!({
             "tokens": tokens,
             "application": graph(self.application.as_ref().map(|a| match a {
+                GraphObservation::Seen { value } => serde_json::json!({"credentials": value}),
+                GraphObservation::Failed { failure, detail } => serde_json::json!({"failure": failure, "code": detail.code, "http_status": detail.http_status}),
+            })),
+            "service_principal": graph(self.service_principal.as_ref().map(|a| match a {
                 GraphObservation::Seen { value } => serde_json::json!({"credentials": value}),
                 GraphObservation::Failed { failure, detail } => serde_json::json!({"failure": failure, "code": detail.code, "http_status": detail.http_status}),
             })),
@@ -252,7 +281,7 @@ fn names(manifest: &Manifest, keys: &BTreeSet<PermissionKey>) -> Vec<String> {
 
 /// The state an observation means. `now` is the check's time.
 pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<Utc>) -> Verdict {
-    if let Some(verdict) = access_gone(observations) {
+    if let Some(verdict) = access_gone(observations, now) {
         return verdict;
     }
     let mut findings = Vec::new();
@@ -304,7 +333,7 @@ pub fn decide(observations: &Observations, policy: &CheckPolicy, now: DateTime<U
 }
 
 /// Step 1: token refusals that say access is gone or blocked decide alone.
-fn access_gone(observations: &Observations) -> Option<Verdict> {
+fn access_gone(observations: &Observations, now: DateTime<Utc>) -> Option<Verdict> {
     use FindingKind as K;
     let gone = [
         (
@@ -357,7 +386,22 @@ fn access_gone(observations: &Observations) -> Option<Verdict> {
                 _ => None,
             });
         if let Some((resource, detail)) = refused {
+            // A certificate past its validity: Entra's one code for it is 700027; the
+            // certificate itself says why.
+            let expired_certificate = observations.our_secret.end.filter(|end| {
+                failure_kind == TokenFailure::CertificateRejected
+                    && observations.our_secret.thumbprint.is_some()
+                    && *end <= now
+            });
+            let (state, finding_kind) = match expired_certificate {
+                Some(_) => (State::SecretExpired, K::SecretExpired),
+                None => (state, finding_kind),
+            };
             let message = match (failure_kind, state) {
+                (TokenFailure::CertificateRejected, State::SecretExpired) => format!(
+                    "the certificate expired on {} and Entra ID refuses it (AADSTS700027)",
+                    expired_certificate.unwrap_or(now).format("%Y-%m-%d %H:%M UTC")
+                ),
                 (TokenFailure::CertificateRejected, _) => "Entra ID refuses the certificate (AADSTS700027: not registered on the app, expired there, or not the key of the registered certificate)".to_string(),
                 (_, state) => match state {
                 State::TenantNotFound => "the tenant was not found in this cloud (deleted, or the tenant id or cloud is wrong)".to_string(),
@@ -437,17 +481,41 @@ fn application(
                     learned_key_id = Some(ours.key_id);
                 }
             }
+            let on_service_principal: &[CredentialSeen] = match &observations.service_principal {
+                Some(GraphObservation::Seen { value }) => value,
+                _ => &[],
+            };
             let unknown: Vec<&CredentialSeen> = credentials
                 .iter()
                 .filter(|credential| Some(credential.key_id) != ours.map(|o| o.key_id))
+                .chain(on_service_principal)
                 .filter(|credential| !observations.our_secret.known_key_ids.contains(&credential.key_id))
                 .collect();
             if !unknown.is_empty() {
+                let count = |place: CredentialPlace| unknown.iter().filter(|c| c.place == place).count();
+                let places: Vec<String> = [
+                    (CredentialPlace::Application, "client secret(s) or certificate(s) on the application"),
+                    (CredentialPlace::ServicePrincipal, "credential(s) on the app's service principal"),
+                    (CredentialPlace::Federated, "federated identity credential(s) (tokens of another identity provider accepted)"),
+                ]
+                .into_iter()
+                .filter(|(place, _)| count(*place) > 0)
+                .map(|(place, what)| format!("{} {what}", count(place)))
+                .collect();
                 findings.push(Finding::new(
                     FindingKind::UnknownCredential,
-                    format!("the app has {} credential(s) (client secrets or certificates) kodo-access did not create or receive; check who added them", unknown.len()),
-                    serde_json::json!(unknown.iter().map(|c| serde_json::json!({"key_id": c.key_id, "display_name": c.display_name, "hint": c.hint, "thumbprint": c.thumbprint, "expires": c.end})).collect::<Vec<_>>()),
+                    format!("the app can be signed in to with {} that kodo-access did not create or receive; check who added them", places.join(", ")),
+                    serde_json::json!(unknown.iter().map(|c| serde_json::json!({"key_id": c.key_id, "place": c.place, "display_name": c.display_name, "hint": c.hint, "thumbprint": c.thumbprint, "issuer": c.issuer, "expires": c.end})).collect::<Vec<_>>()),
                 ));
+            }
+            match &observations.service_principal {
+                Some(GraphObservation::Failed { failure: GraphFailure::Forbidden, detail }) => findings.push(Finding::new(
+                    FindingKind::GraphReadDenied,
+                    "the app may not read its own service principal (grant Application.Read.All or Directory.Read.All): credentials planted there cannot be seen".into(),
+                    serde_json::json!({ "code": detail.code }),
+                )),
+                Some(GraphObservation::Failed { failure, detail }) => incomplete.push(format!("get service principal: {} ({})", failure.as_str(), detail.message)),
+                _ => {}
             }
         }
         Some(GraphObservation::Failed { failure: GraphFailure::NotFound, detail }) => {
@@ -867,8 +935,10 @@ mod tests {
                     hint: Some("Abc".into()),
                     end: Some(now() + chrono::Duration::days(200)),
                     thumbprint: None,
+                    ..Default::default()
                 }],
             }),
+            service_principal: Some(GraphObservation::Seen { value: vec![] }),
             assignments: Some(GraphObservation::Seen { value: granted }),
             sharepoint: None,
             our_secret: OurSecret {
@@ -1099,6 +1169,7 @@ mod tests {
                 hint: Some("Abc".into()),
                 end: Some(now() + chrono::Duration::days(days)),
                 thumbprint: None,
+                ..Default::default()
             }],
         });
         observations
@@ -1202,6 +1273,7 @@ mod tests {
                 hint: Some("Abc".into()),
                 end: Some(now() + chrono::Duration::days(5)),
                 thumbprint: None,
+                ..Default::default()
             }],
         });
         let verdict = check(&observations);
@@ -1233,6 +1305,7 @@ mod tests {
                 hint: None,
                 end: Some(now() + chrono::Duration::days(300)),
                 thumbprint: Some("AB".repeat(20)),
+                ..Default::default()
             });
         }
         let verdict = check(&observations);
@@ -1245,6 +1318,7 @@ mod tests {
                 hint: None,
                 end: None,
                 thumbprint: Some("CD".repeat(20)),
+                ..Default::default()
             });
         }
         let verdict = check(&observations);
@@ -1262,6 +1336,7 @@ mod tests {
                 hint: Some("Zzz".into()),
                 end: None,
                 thumbprint: None,
+                ..Default::default()
             });
         }
         let verdict = check(&observations);
@@ -1283,6 +1358,114 @@ mod tests {
         assert_eq!(verdict.state, State::Degraded);
         assert!(kinds(&verdict).contains(&"sharepoint_certificate_required"));
         assert!(kinds(&verdict).contains(&"acs_retirement"));
+    }
+
+    #[test]
+    fn credentials_on_the_service_principal_and_federated_ones_are_unknown_credentials() {
+        let mut observations = healthy();
+        let planted = Uuid::new_v4();
+        observations.service_principal = Some(GraphObservation::Seen {
+            value: vec![CredentialSeen {
+                key_id: planted,
+                thumbprint: Some("AB".repeat(20)),
+                place: CredentialPlace::ServicePrincipal,
+                ..Default::default()
+            }],
+        });
+        if let Some(GraphObservation::Seen { value }) = &mut observations.application {
+            value.push(CredentialSeen {
+                key_id: Uuid::new_v4(),
+                display_name: Some("github".into()),
+                issuer: Some(
+                    "https://token.actions.githubusercontent.com (subject repo:x/y)".into(),
+                ),
+                place: CredentialPlace::Federated,
+                ..Default::default()
+            });
+        }
+        let verdict = check(&observations);
+        assert_eq!(verdict.state, State::Degraded);
+        let finding = verdict
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::UnknownCredential)
+            .unwrap();
+        assert!(
+            finding
+                .message
+                .contains("1 credential(s) on the app's service principal"),
+            "{}",
+            finding.message
+        );
+        assert!(
+            finding
+                .message
+                .contains("1 federated identity credential(s)"),
+            "{}",
+            finding.message
+        );
+        let places: Vec<(&str, &str)> = finding
+            .details
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["place"].as_str().unwrap(), d["key_id"].as_str().unwrap()))
+            .collect();
+        assert!(
+            places.contains(&("service_principal", planted.to_string().as_str())),
+            "{places:?}"
+        );
+        assert!(
+            places.iter().any(|(place, _)| *place == "federated"),
+            "{places:?}"
+        );
+
+        // Not allowed to read the service principal: said, not a failed check.
+        let mut denied = healthy();
+        denied.service_principal = Some(GraphObservation::Failed {
+            failure: GraphFailure::Forbidden,
+            detail: failure("Authorization_RequestDenied"),
+        });
+        let verdict = check(&denied);
+        assert_eq!(verdict.state, State::Degraded, "{:?}", verdict.findings);
+        assert!(kinds(&verdict).contains(&"graph_read_denied"));
+        // Any other failure leaves the check incomplete.
+        let mut failed = healthy();
+        failed.service_principal = Some(GraphObservation::Failed {
+            failure: GraphFailure::Throttled,
+            detail: failure("TooManyRequests"),
+        });
+        assert_eq!(check(&failed).state, State::CheckFailed);
+    }
+
+    #[test]
+    fn an_expired_certificate_is_secret_expired_and_a_valid_one_refused_is_secret_invalid() {
+        let certificate = |end: DateTime<Utc>| {
+            let mut observations = refused(
+                healthy(),
+                Resource::Graph,
+                TokenFailure::CertificateRejected,
+            );
+            observations.our_secret.thumbprint = Some("AB".repeat(20));
+            observations.our_secret.end = Some(end);
+            observations
+        };
+        let expired = check(&certificate(now() - chrono::Duration::hours(1)));
+        assert_eq!(expired.state, State::SecretExpired);
+        assert!(
+            expired.findings[0]
+                .message
+                .contains("the certificate expired on"),
+            "{:?}",
+            expired.findings
+        );
+        let refused_valid = check(&certificate(now() + chrono::Duration::days(30)));
+        assert_eq!(refused_valid.state, State::SecretInvalid);
+        assert!(
+            refused_valid.findings[0]
+                .message
+                .contains("refuses the certificate")
+        );
     }
 
     #[test]

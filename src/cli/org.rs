@@ -165,6 +165,13 @@ pub struct SecretArgs {
     /// only by its owner like a secret file.
     #[arg(long, value_name = "PATH", requires = "certificate_file")]
     private_key_file: Option<PathBuf>,
+    /// Or the certificate and its key in one PKCS#12 file (.pfx/.p12), readable only by
+    /// its owner like a secret file.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["secret_file", "secret_id", "secret_expires", "certificate_file"])]
+    pkcs12_file: Option<PathBuf>,
+    /// The file holding the PKCS#12 file's passphrase (without it: an empty passphrase).
+    #[arg(long, value_name = "PATH", requires = "pkcs12_file")]
+    pkcs12_passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -199,20 +206,27 @@ fn read_secret(args: &SecretArgs) -> anyhow::Result<SecretString> {
 /// The certificate and key of `--certificate-file`/`--private-key-file`, checked to
 /// belong together (RSA, 2048 bits or more); `None` without them.
 fn certificate_input(args: &SecretArgs) -> anyhow::Result<Option<CertificateInput>> {
-    let (Some(certificate_file), Some(key_file)) = (&args.certificate_file, &args.private_key_file)
-    else {
-        return Ok(None);
+    let read = match (
+        &args.certificate_file,
+        &args.private_key_file,
+        &args.pkcs12_file,
+    ) {
+        (Some(certificate_file), Some(key_file), _) => {
+            crate::registry::certificate_pair(certificate_file, key_file)
+        }
+        (_, _, Some(pkcs12)) => {
+            crate::registry::pkcs12_certificate(pkcs12, args.pkcs12_passphrase_file.as_deref())
+        }
+        _ => return Ok(None),
     };
-    crate::registry::certificate_pair(certificate_file, key_file)
-        .map(Some)
-        .map_err(|error| {
-            input_error(format!(
-                "--{}: {}",
-                error.field.replace('_', "-"),
-                error.error.0
-            ))
-            .into()
-        })
+    read.map(Some).map_err(|error| {
+        input_error(format!(
+            "--{}: {}",
+            error.field.replace('_', "-"),
+            error.error.0
+        ))
+        .into()
+    })
 }
 
 /// The credential the flags name: a certificate and key, or a secret.
@@ -275,7 +289,11 @@ pub async fn execute(settings: Settings, command: &OrgCommand) -> anyhow::Result
         }
         OrgCommand::Import { file, format } => {
             let keyring = Keyring::load(&settings.crypto)?;
-            let inputs = read_import(file, *format, &clouds)?;
+            let default = settings.rotation.credential_for_new_organizations;
+            let inputs = read_import(file, *format, &clouds)?
+                .into_iter()
+                .map(|(position, input)| (position, input.with_default_credential(default)))
+                .collect();
             let pool = store::connect(&settings.database).await?;
             let registry = cli_registry(&pool, &keyring);
             let ids = registry.import(inputs).await?;
@@ -378,6 +396,8 @@ async fn add(settings: &Settings, clouds: &[String], args: &AddArgs) -> anyhow::
         secret_expires: None,
         certificate_file: None,
         private_key_file: None,
+        pkcs12_file: None,
+        pkcs12_passphrase_file: None,
     };
     let mut input = raw.parse(clouds).map_err(|error| {
         input_error(format!(
@@ -387,6 +407,7 @@ async fn add(settings: &Settings, clouds: &[String], args: &AddArgs) -> anyhow::
         ))
     })?;
     input.credential = credential;
+    let input = input.with_default_credential(settings.rotation.credential_for_new_organizations);
     let pool = store::connect(&settings.database).await?;
     let registry = cli_registry(&pool, &keyring);
     let name = input.name.clone();
@@ -563,6 +584,10 @@ struct CsvRow {
     certificate_file: Option<PathBuf>,
     #[serde(default)]
     private_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pkcs12_file: Option<PathBuf>,
+    #[serde(default)]
+    pkcs12_passphrase_file: Option<PathBuf>,
 }
 
 type Positioned = (String, crate::registry::NewOrganizationInput);
@@ -632,6 +657,10 @@ fn read_import(
                     secret_expires: row.secret_expires,
                     certificate_file: row.certificate_file.filter(|p| !p.as_os_str().is_empty()),
                     private_key_file: row.private_key_file.filter(|p| !p.as_os_str().is_empty()),
+                    pkcs12_file: row.pkcs12_file.filter(|p| !p.as_os_str().is_empty()),
+                    pkcs12_passphrase_file: row
+                        .pkcs12_passphrase_file
+                        .filter(|p| !p.as_os_str().is_empty()),
                 };
                 let input = raw.parse(clouds).map_err(|error| {
                     input_error(format!(
@@ -865,6 +894,7 @@ async fn show(
                 "updated_at": organization.updated_at,
                 "credentials": credential_views,
                 "rotation": rotation,
+                "settings": target.as_ref().map(|row| &row.settings.0),
             });
             println!("{}", serde_json::to_string_pretty(&view)?);
         }

@@ -118,13 +118,26 @@ pub async fn deliver(
             directory,
             mode,
             group,
+            pkcs12,
         } => {
             let directory = directory.clone();
             let (mode, group) = (*mode, *group);
             let name = format!("{}.json", delivery.organization);
             let body =
                 crate::secret_buf::json_pretty(&delivery.document()).map_err(|e| e.to_string())?;
+            let pfx = match (pkcs12, delivery.certificate) {
+                (Some(passphrase), Some((pem, _))) => Some((
+                    format!("{}.pfx", delivery.organization),
+                    pkcs12_file(delivery, pem, passphrase)?,
+                )),
+                _ => None,
+            };
             tokio::task::spawn_blocking(move || {
+                // The PKCS#12 file first: a reader that sees the new document finds the
+                // new certificate beside it.
+                if let Some((pfx_name, pfx)) = &pfx {
+                    write_atomically(&directory, pfx_name, pfx, mode, group)?;
+                }
                 write_atomically(&directory, &name, body.as_bytes(), mode, group)
             })
             .await
@@ -170,6 +183,27 @@ pub async fn deliver(
     }
 }
 
+/// The delivered certificate and key as PKCS#12 under the configured passphrase.
+fn pkcs12_file(
+    delivery: &Delivery<'_>,
+    certificate_pem: &str,
+    passphrase: &crate::config::SecretSource,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    let passphrase = passphrase.read().map_err(|error| error.to_string())?;
+    let certificate = crate::microsoft::ClientCertificate::stored(
+        certificate_pem.as_bytes(),
+        delivery.secret.expose_secret().as_bytes(),
+    )
+    .map_err(|error| format!("the certificate cannot be written as PKCS#12: {error}"))?;
+    crate::microsoft::pkcs12::write(
+        &certificate,
+        delivery.secret,
+        &passphrase,
+        delivery.organization,
+    )
+    .map_err(|error| error.to_string())
+}
+
 /// Takes back what `deliverer` handed over for `organization`, when it is removed: the
 /// file deliverer's file is deleted (`Ok(Some(what was done))`, `Ok(None)` when there was
 /// none); a command's or a webhook's copy is out of reach (`Err(what the operator must
@@ -177,19 +211,30 @@ pub async fn deliver(
 pub fn withdraw(deliverer: &Deliverer, organization: &str) -> Result<Option<String>, String> {
     match deliverer {
         Deliverer::File { directory, .. } => {
-            remove_leftover_temporaries(directory, &format!("{organization}.json"));
-            let path = directory.join(format!("{organization}.json"));
-            match std::fs::remove_file(&path) {
-                Ok(()) => Ok(Some(format!(
-                    "removed the delivered credentials file {}",
-                    path.display()
-                ))),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(error) => Err(format!(
-                    "the delivered credentials file {} could not be removed ({error}): it holds a working secret, remove it by hand",
-                    path.display()
-                )),
+            let mut removed = Vec::new();
+            for name in [
+                format!("{organization}.json"),
+                format!("{organization}.pfx"),
+            ] {
+                remove_leftover_temporaries(directory, &name);
+                let path = directory.join(name);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed.push(path.display().to_string()),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => {
+                        return Err(format!(
+                            "the delivered credentials file {} could not be removed ({error}): it holds a working credential, remove it by hand",
+                            path.display()
+                        ));
+                    }
+                }
             }
+            Ok((!removed.is_empty()).then(|| {
+                format!(
+                    "removed the delivered credentials file {}",
+                    removed.join(" and ")
+                )
+            }))
         }
         Deliverer::Command { .. } | Deliverer::Webhook { .. } => Err(format!(
             "the backup server was handed {organization}'s secret by the {}: it keeps its copy, remove the organization there too",
@@ -460,6 +505,7 @@ mod tests {
             directory: directory.path().into(),
             mode: 0o640,
             group: None,
+            pkcs12: None,
         };
         std::fs::write(directory.path().join("contoso.json"), "old").unwrap();
         deliver(&reqwest::Client::new(), &deliverer, &delivery(&secret))
@@ -483,6 +529,7 @@ mod tests {
             directory: directory.path().into(),
             mode: 0o644,
             group: None,
+            pkcs12: None,
         };
         let error = deliver(&reqwest::Client::new(), &world_readable, &delivery(&secret))
             .await

@@ -1027,7 +1027,7 @@ impl Locked<'_> {
             "why": "the tenant's app-management policy refused a longer lifetime",
         });
         store::audit::record(&mut connection, entry).await?;
-        tracing::warn!(organization = %self.organization.name, rotation = %rotation.id, "the tenant's policy limits client secrets: asked {} days, got {}", asked.num_days(), accepted.num_days());
+        tracing::warn!(organization = %self.organization.name, rotation = %rotation.id, "the tenant's policy limits credential lifetimes: asked {} days, got {}", asked.num_days(), accepted.num_days());
         Ok(())
     }
 

@@ -39,6 +39,7 @@ pub struct NewOrganization<'a> {
     pub cloud: &'a str,
     pub sharepoint_host: Option<&'a str>,
     pub labels: &'a std::collections::BTreeMap<String, String>,
+    pub settings: &'a crate::domain::OrganizationSettings,
 }
 
 pub async fn insert(
@@ -46,8 +47,8 @@ pub async fn insert(
     organization: NewOrganization<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO organizations (id, name, tenant_id, client_id, cloud, sharepoint_host, labels)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO organizations (id, name, tenant_id, client_id, cloud, sharepoint_host, labels, settings)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(organization.id)
     .bind(organization.name)
@@ -56,6 +57,7 @@ pub async fn insert(
     .bind(organization.cloud)
     .bind(organization.sharepoint_host)
     .bind(sqlx::types::Json(organization.labels))
+    .bind(sqlx::types::Json(organization.settings))
     .execute(&mut *connection)
     .await?;
     sqlx::query("INSERT INTO organization_status (organization_id) VALUES ($1)")

@@ -268,6 +268,29 @@ pub async fn prepared(
     .map(|done| done.rows_affected() == 1)
 }
 
+/// The prepared certificate was refused (the tenant allows a shorter life): it is
+/// discarded and the rotation, still at `intent`, prepares another. False when it moved on.
+pub async fn discard_prepared(
+    connection: &mut PgConnection,
+    rotation_id: crate::domain::RotationId,
+    credential_id: crate::domain::CredentialId,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "WITH moved AS (
+             UPDATE rotations SET new_credential_id = NULL, updated_at = now()
+             WHERE id = $1 AND step = 'intent' AND finished_at IS NULL AND new_credential_id = $2
+             RETURNING id
+         )
+         UPDATE credentials SET status = 'discarded'
+         WHERE id = $2 AND status = 'pending' AND EXISTS (SELECT 1 FROM moved)",
+    )
+    .bind(rotation_id)
+    .bind(credential_id)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected() == 1)
+}
+
 /// The prepared certificate is on the application (Microsoft's `keyId` known): the
 /// rotation moves to `added`. Only from `intent`; false when it moved on.
 pub async fn certificate_added(

@@ -16,6 +16,7 @@
 )]
 
 mod alertmanager;
+mod certificate_formats;
 mod certificate_support;
 mod certificates;
 mod checks;

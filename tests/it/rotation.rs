@@ -58,6 +58,7 @@ async fn a_secret_is_replaced_verified_delivered_and_the_old_one_removed(pool: P
         directory: backup_dir.path().into(),
         mode: 0o600,
         group: None,
+        pkcs12: None,
     }];
 
     // With a grace period the old secret stays.

@@ -289,6 +289,8 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
             secret_expires: Some(expires.to_rfc3339()),
             certificate_file: None,
             private_key_file: None,
+            pkcs12_file: None,
+            pkcs12_passphrase_file: None,
         }
         .parse(&clouds)
         .map_err(|error| anyhow::anyhow!("{}: {}", error.field, error.error))?;
@@ -314,11 +316,15 @@ async fn fleet(spec: FleetSpec<'_>, work: &std::path::Path) -> anyhow::Result<Fl
     })
 }
 
-/// One RSA-2048 certificate and its key, for every organization of a certificate sweep.
-fn bench_certificate() -> anyhow::Result<(String, SecretString)> {
+/// One RSA-2048 certificate and its key, valid for `days` more days, for every
+/// organization of a certificate benchmark.
+fn bench_certificate(days: i64) -> anyhow::Result<(String, SecretString)> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
-    let certificate =
-        rcgen::CertificateParams::new(vec!["bench.kodo-access.test".into()])?.self_signed(&key)?;
+    let mut params = rcgen::CertificateParams::new(vec!["bench.kodo-access.test".into()])?;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days);
+    let certificate = params.self_signed(&key)?;
     Ok((certificate.pem(), SecretString::from(key.serialize_pem())))
 }
 
@@ -361,7 +367,7 @@ async fn run(args: &SweepArgs, database: String, work: std::path::PathBuf) -> an
             database: &database,
             extra_config: "",
             certificate: (args.credential == "certificate")
-                .then(bench_certificate)
+                .then(|| bench_certificate(365))
                 .transpose()?,
         },
         &work,
@@ -497,6 +503,11 @@ pub struct RotateArgs {
     /// How long the simulated cloud refuses a new secret after creating it.
     #[arg(long, default_value_t = 20)]
     pub propagation_secs: u64,
+    /// What the organizations sign in with and get anew: `secret`, or `certificate` (one
+    /// RSA-2048 certificate due on every app; each rotation makes its own key pair and
+    /// certificate and rolls it with addKey/removeKey).
+    #[arg(long, default_value = "secret", value_parser = ["secret", "certificate"])]
+    pub credential: String,
     #[command(flatten)]
     pub cloud: CloudArgs,
 }
@@ -540,7 +551,9 @@ async fn run_rotate(
             database_url: &args.cloud.database_url,
             database: &database,
             extra_config: &extra,
-            certificate: None,
+            certificate: (args.credential == "certificate")
+                .then(|| bench_certificate(5))
+                .transpose()?,
         },
         &work,
     )
@@ -564,14 +577,18 @@ async fn run_rotate(
         .json()
         .await?;
     let requests = counters["total"].as_u64().unwrap_or(0);
-    let added: u64 = counters["add_password"]
-        .as_object()
-        .map(|apps| apps.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0);
-    let removed: u64 = counters["remove_password"]
-        .as_object()
-        .map(|apps| apps.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0);
+    let (add, remove) = if args.credential == "certificate" {
+        ("add_key", "remove_key")
+    } else {
+        ("add_password", "remove_password")
+    };
+    let sum = |name: &str| -> u64 {
+        counters[name]
+            .as_object()
+            .map(|apps| apps.values().filter_map(|v| v.as_u64()).sum())
+            .unwrap_or(0)
+    };
+    let (added, removed) = (sum(add), sum(remove));
     let finished: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM rotations WHERE step = 'finished' AND outcome = 'succeeded'",
     )
@@ -580,12 +597,12 @@ async fn run_rotate(
     let files = std::fs::read_dir(&backup)?.count();
     pool.close().await;
     println!(
-        "bench rotate: N = {n} secrets due at once, propagation {} s, L = {} ms, C = {}, {max_connections} database connections",
-        args.propagation_secs, args.cloud.latency_ms, args.cloud.concurrency
+        "bench rotate: N = {n} {}s due at once, propagation {} s, L = {} ms, C = {}, {max_connections} database connections",
+        args.credential, args.propagation_secs, args.cloud.latency_ms, args.cloud.concurrency
     );
     println!("  {summary}");
     println!(
-        "  outcome              {finished} rotations finished, {added} addPassword, {removed} removePassword, {files} backup-server files"
+        "  outcome              {finished} rotations finished, {added} {add}, {removed} {remove}, {files} backup-server files"
     );
     println!(
         "  wall time            {:.1} s (target < 120 s; the propagation delay alone is {} s)",

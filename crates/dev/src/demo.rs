@@ -254,6 +254,8 @@ async fn register(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
             secret_expires: None,
             certificate_file: None,
             private_key_file: None,
+            pkcs12_file: None,
+            pkcs12_passphrase_file: None,
         }
         .parse(&clouds)
         .map_err(|error| anyhow::anyhow!("{}: {}", error.field, error.error))?;
@@ -287,8 +289,8 @@ async fn register(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
     Ok(pool)
 }
 
-/// The second half: fabrikam heals and is checked at once; then what rotated and what the
-/// backup server received.
+/// The second half: fabrikam heals and is checked at once, tailspin moves to a certificate
+/// (SharePoint refuses its secret); then what rotated and what the backup server received.
 async fn heal_and_show(
     pool: &sqlx::PgPool,
     simulator: &str,
@@ -318,6 +320,26 @@ async fn heal_and_show(
     .await?
     .expect("registered");
     kodo_access::store::checks::check_soon(&mut connection, fabrikam.id).await?;
+    say(
+        "rescue tailspin's SharePoint backup: kodo-access org set tailspin --credential certificate",
+    );
+    let tailspin = kodo_access::store::organizations::find(
+        &mut connection,
+        &kodo_access::domain::OrgRef::Name("tailspin".into()),
+    )
+    .await?
+    .expect("registered");
+    // What `org set` does: the rotations job makes a certificate, adds it to the app with
+    // the secret's rights, verifies, delivers and activates it.
+    kodo_access::store::organizations::set_settings(
+        &mut connection,
+        tailspin.id,
+        &kodo_access::domain::OrganizationSettings {
+            credential: Some(kodo_access::domain::CredentialKind::Certificate),
+            ..Default::default()
+        },
+    )
+    .await?;
     drop(connection);
     if !wait(phase, interrupted).await {
         print_fleet(pool).await?;
@@ -336,9 +358,15 @@ async fn heal_and_show(
             let path = entry?.path();
             let document: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
             println!(
-                "  {} (secret id {}, the secret itself not shown)",
+                "  {} ({} id {}, the {} itself not shown)",
                 path.display(),
-                document["secret_id"].as_str().unwrap_or_default()
+                document["credential_type"].as_str().unwrap_or("secret"),
+                document["secret_id"].as_str().unwrap_or_default(),
+                if document["credential_type"] == "certificate" {
+                    "private key"
+                } else {
+                    "secret"
+                }
             );
         }
     }

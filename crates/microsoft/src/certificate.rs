@@ -285,13 +285,23 @@ fn digest<const N: usize>(
 
 /// A certificate's DER as PEM.
 pub fn pem_of(der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    pem_block("CERTIFICATE", der).to_string()
+}
+
+/// `der` as a PEM block under `label`; wiped when dropped, as it may hold a private key.
+pub fn pem_block(label: &str, der: &[u8]) -> zeroize::Zeroizing<String> {
+    let body = zeroize::Zeroizing::new(STANDARD.encode(der));
+    let mut pem = zeroize::Zeroizing::new(String::with_capacity(body.len() + body.len() / 64 + 64));
+    pem.push_str("-----BEGIN ");
+    pem.push_str(label);
+    pem.push_str("-----\n");
     for line in body.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
         pem.push('\n');
     }
-    pem.push_str("-----END CERTIFICATE-----\n");
+    pem.push_str("-----END ");
+    pem.push_str(label);
+    pem.push_str("-----\n");
     pem
 }
 

@@ -65,6 +65,31 @@ pub struct Application {
     pub password_credentials: Vec<PasswordCredential>,
     #[serde(default)]
     pub key_credentials: Vec<KeyCredential>,
+    /// Trust in another identity provider's tokens (workload identity federation):
+    /// another way in that needs no secret or certificate at all.
+    #[serde(default)]
+    pub federated_identity_credentials: Vec<FederatedIdentityCredential>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederatedIdentityCredential {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// A service principal's own credentials: Entra accepts them for the app's sign-in in the
+/// tenant just like the application's, and kodo-access never puts any there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePrincipalCredentials {
+    pub id: String,
+    #[serde(default)]
+    pub password_credentials: Vec<PasswordCredential>,
+    #[serde(default)]
+    pub key_credentials: Vec<KeyCredential>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -304,10 +329,24 @@ impl MicrosoftClient {
         token: &AccessToken,
     ) -> Result<Application, GraphError> {
         let url = endpoints.graph_url(&format!(
-            "applications{}?$select=id,appId,displayName,passwordCredentials,keyCredentials",
+            "applications{}?$select=id,appId,displayName,passwordCredentials,keyCredentials&$expand=federatedIdentityCredentials",
             app_id_key(&endpoints.client_id.to_string())
         ));
         self.graph_get("get application", token, url).await
+    }
+
+    /// The app's service principal's own credentials, by its object id (the token's `oid`).
+    pub async fn get_service_principal_credentials(
+        &self,
+        endpoints: &Endpoints,
+        token: &AccessToken,
+        service_principal_id: &str,
+    ) -> Result<ServicePrincipalCredentials, GraphError> {
+        let url = endpoints.graph_url(&format!(
+            "servicePrincipals/{service_principal_id}?$select=id,passwordCredentials,keyCredentials"
+        ));
+        self.graph_get("get service principal credentials", token, url)
+            .await
     }
 
     /// A service principal in the tenant by its appId (the app's own, or a resource's).

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod graph;
 pub mod ids;
 pub mod permissions;
+pub mod pkcs12;
 pub mod retry;
 pub mod secret_buf;
 pub mod token;

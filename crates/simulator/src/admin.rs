@@ -103,6 +103,14 @@ pub fn router() -> Router<Arc<SimulatorState>> {
             "/_sim/tenants/{tenant}/apps/{app}/secrets/{key}/expire",
             post(expire_secret),
         )
+        .route(
+            "/_sim/tenants/{tenant}/apps/{app}/service-principal/certificates",
+            post(add_service_principal_certificate),
+        )
+        .route(
+            "/_sim/tenants/{tenant}/apps/{app}/federated-credentials",
+            post(add_federated_credential),
+        )
 }
 
 fn with_app<T>(
@@ -266,10 +274,13 @@ async fn add_app(State(state): Shared, Path(tenant): Path<String>, body: Bytes) 
         owns_itself: spec.owns_itself,
         credentials,
         key_credentials,
+        federated_credentials: Vec::new(),
         service_principal: Some(model::ServicePrincipal {
             object_id: Uuid::new_v4(),
             account_enabled: spec.enabled,
             assignments: model::assignments(&granted),
+            credentials: Vec::new(),
+            key_credentials: Vec::new(),
         }),
     });
     Ok((
@@ -509,6 +520,64 @@ async fn add_certificate(
     Ok((
         StatusCode::CREATED,
         axum::Json(serde_json::json!({ "key_id": key_id, "thumbprint": thumbprint })),
+    )
+        .into_response())
+}
+
+/// A certificate on the app's service principal (what an attacker with rights on the
+/// service principal plants where the app registration's owners do not look).
+async fn add_service_principal_certificate(
+    State(state): Shared,
+    Path((tenant, app)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    let spec: model::CertificateSpec = parse(&body)?;
+    let credential = spec.build().map_err(bad)?;
+    let (key_id, thumbprint) = (credential.key_id, credential.thumbprint());
+    let mut world = state.world.lock().expect("world lock");
+    with_app(&mut world, &tenant, &app, |app, _| {
+        let principal = app
+            .service_principal
+            .as_mut()
+            .ok_or_else(|| missing("the app has no service principal".to_string()))?;
+        principal.key_credentials.push(credential);
+        Ok(())
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "key_id": key_id, "thumbprint": thumbprint })),
+    )
+        .into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FederatedSpec {
+    name: String,
+    issuer: String,
+    subject: String,
+}
+
+async fn add_federated_credential(
+    State(state): Shared,
+    Path((tenant, app)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    let spec: FederatedSpec = parse(&body)?;
+    let id = Uuid::new_v4();
+    let mut world = state.world.lock().expect("world lock");
+    with_app(&mut world, &tenant, &app, |app, _| {
+        app.federated_credentials.push(model::FederatedCredential {
+            id,
+            name: spec.name,
+            issuer: spec.issuer,
+            subject: spec.subject,
+        });
+        Ok(())
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "id": id })),
     )
         .into_response())
 }

@@ -245,6 +245,7 @@ fn route(
                     caller,
                     app_id,
                     selects_key_credentials(request.query),
+                    expands(request.query, "federatedIdentityCredentials"),
                 ),
                 Some(Err(bad)) => graph_error(
                     StatusCode::BAD_REQUEST,
@@ -268,6 +269,7 @@ fn route(
                     caller,
                     app.app_id,
                     selects_key_credentials(request.query),
+                    expands(request.query, "federatedIdentityCredentials"),
                 ),
                 None => not_found(object_id),
             };
@@ -341,6 +343,15 @@ fn route(
             };
             (response, "graph get servicePrincipal")
         }
+        ["servicePrincipals", object_id] if *method == Method::GET => (
+            get_service_principal_by_object_id(
+                world.tenants.get(&tenant_id).expect("tenant"),
+                claims,
+                caller,
+                object_id,
+            ),
+            "graph get servicePrincipal",
+        ),
         ["servicePrincipals", object_id, "appRoleAssignments"] if *method == Method::GET => (
             list_assignments(world, tenant_id, claims, caller, object_id, request),
             "graph appRoleAssignments",
@@ -400,6 +411,7 @@ fn get_application(
     caller: &Application,
     app_id: Uuid,
     with_keys: bool,
+    with_federated: bool,
 ) -> Response {
     let Some(app) = tenant.application(app_id) else {
         return not_found(&app_id.to_string());
@@ -407,9 +419,7 @@ fn get_application(
     if !may_read(claims, caller, app_id) {
         return denied();
     }
-    json(
-        StatusCode::OK,
-        serde_json::json!({
+    let mut body = serde_json::json!({
             "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#applications/$entity",
             "id": app.object_id,
             "appId": app.app_id,
@@ -423,6 +433,61 @@ fn get_application(
                 }
                 shown
             }).collect::<Vec<_>>(),
+    });
+    if with_federated {
+        body["federatedIdentityCredentials"] = app
+            .federated_credentials
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id,
+                    "name": c.name,
+                    "issuer": c.issuer,
+                    "subject": c.subject,
+                    "description": null,
+                    "audiences": ["api://AzureADTokenExchange"],
+                })
+            })
+            .collect();
+    }
+    json(StatusCode::OK, body)
+}
+
+/// `$expand=…name…`.
+fn expands(query: &str, name: &str) -> bool {
+    url::form_urlencoded::parse(query.as_bytes())
+        .any(|(key, value)| key == "$expand" && value.split(',').any(|v| v.trim() == name))
+}
+
+/// `GET /servicePrincipals/{object id}`: the app's own service principal with its
+/// credentials (what the check reads to find credentials planted there).
+fn get_service_principal_by_object_id(
+    tenant: &Tenant,
+    claims: &AccessClaims,
+    caller: &Application,
+    object_id: &str,
+) -> Response {
+    let found = Uuid::try_parse(object_id).ok().and_then(|id| {
+        tenant.applications.iter().find(|app| {
+            app.service_principal
+                .as_ref()
+                .is_some_and(|sp| sp.object_id == id)
+        })
+    });
+    let Some(app) = found else {
+        return not_found(object_id);
+    };
+    if !may_read(claims, caller, app.app_id) {
+        return denied();
+    }
+    let principal = app.service_principal.as_ref().expect("found by principal");
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals(id,passwordCredentials,keyCredentials)/$entity",
+            "id": principal.object_id,
+            "passwordCredentials": principal.credentials.iter().map(|c| credential_json(c, None)).collect::<Vec<_>>(),
+            "keyCredentials": principal.key_credentials.iter().map(key_credential_json).collect::<Vec<_>>(),
         }),
     )
 }
@@ -897,6 +962,9 @@ fn add_key(
         Ok(credential) => credential,
         Err(response) => return response,
     };
+    if let Some(refusal) = certificate_lifetime_refusal(world, tenant_id, &credential) {
+        return refusal;
+    }
     let app = world
         .tenants
         .get_mut(&tenant_id)
@@ -921,6 +989,27 @@ fn add_key(
         "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.keyCredential"
     );
     json(StatusCode::OK, answer)
+}
+
+/// The tenant's app-management policy (`asymmetricKeyLifetime`) refuses a certificate
+/// valid for longer than it allows, as it refuses a secret's lifetime.
+fn certificate_lifetime_refusal(
+    world: &World,
+    tenant_id: Uuid,
+    credential: &super::model::KeyCredential,
+) -> Option<Response> {
+    let tenant = world.tenants.get(&tenant_id)?;
+    let max_days = tenant.policy.max_certificate_lifetime_days?;
+    (credential.end - credential.start > chrono::Duration::days(max_days.into())).then(|| {
+        let policy_id = Uuid::new_v5(&tenant_id, b"default-app-management-policy");
+        graph_error(
+            StatusCode::BAD_REQUEST,
+            "CredentialInvalidLifetimeAsPerAppPolicy",
+            &format!(
+                "Credential lifetime exceeds the max value allowed as per assigned policy '{policy_id}'."
+            ),
+        )
+    })
 }
 
 /// A key credential from a base64 certificate, usable after the tenant's propagation delay.
@@ -1083,8 +1172,14 @@ fn patch_application(
             credential.key_id = kept.key_id;
             credential.usable_from = kept.usable_from;
             credential.display_name = credential.display_name.or(kept.display_name.clone());
-        } else if let Some(key_id) = entry.key_id {
-            credential.key_id = key_id;
+        } else {
+            // The policy judges what is added, not what the app had before it.
+            if let Some(refusal) = certificate_lifetime_refusal(world, tenant_id, &credential) {
+                return refusal;
+            }
+            if let Some(key_id) = entry.key_id {
+                credential.key_id = key_id;
+            }
         }
         next.push(credential);
     }

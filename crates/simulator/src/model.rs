@@ -113,6 +113,20 @@ pub struct ServicePrincipal {
     pub object_id: Uuid,
     pub account_enabled: bool,
     pub assignments: Vec<Assignment>,
+    /// The service principal's own secrets and certificates (`servicePrincipals/{id}/
+    /// addPassword`, or planted by an attacker): listed, as Graph lists them.
+    pub credentials: Vec<Credential>,
+    pub key_credentials: Vec<KeyCredential>,
+}
+
+/// A federated identity credential of an application: Entra accepts tokens of `issuer`
+/// for `subject` as the app's sign-in.
+#[derive(Debug, Clone)]
+pub struct FederatedCredential {
+    pub id: Uuid,
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +139,7 @@ pub struct Application {
     pub owns_itself: bool,
     pub credentials: Vec<Credential>,
     pub key_credentials: Vec<KeyCredential>,
+    pub federated_credentials: Vec<FederatedCredential>,
     pub service_principal: Option<ServicePrincipal>,
 }
 
@@ -137,6 +152,10 @@ pub struct Policy {
     /// The longest lifetime the policy allows for a new secret, in days.
     #[serde(default)]
     pub max_lifetime_days: Option<u32>,
+    /// The longest validity the policy allows for a new certificate
+    /// (`asymmetricKeyLifetime`), in days.
+    #[serde(default)]
+    pub max_certificate_lifetime_days: Option<u32>,
     /// A Conditional Access policy for workload identities blocks the tenant's apps
     /// (token requests answer AADSTS53003 once the client has authenticated).
     #[serde(default)]
@@ -578,10 +597,13 @@ impl TenantSpec {
                 owns_itself: app.owns_itself,
                 credentials,
                 key_credentials,
+                federated_credentials: Vec::new(),
                 service_principal: Some(ServicePrincipal {
                     object_id: Uuid::new_v4(),
                     account_enabled: app.enabled,
                     assignments: assignments(&granted),
+                    credentials: Vec::new(),
+                    key_credentials: Vec::new(),
                 }),
             });
         }

@@ -17,8 +17,8 @@ use crate::failpoint;
 use crate::microsoft::{ClientCertificate, Credential};
 use crate::store::{self, rotations::CredentialRef, rotations::RotationRow};
 
-/// A new RSA-2048 key pair and a self-signed certificate valid from five minutes ago for
-/// `lifetime` (the clocks of this host and Entra may differ a little).
+/// A new RSA-2048 key pair and a self-signed certificate valid from five minutes ago (the
+/// clocks of this host and Entra may differ a little) for `lifetime`.
 pub(super) fn generate(
     subject: &str,
     lifetime: chrono::Duration,
@@ -32,8 +32,10 @@ pub(super) fn generate(
     let at = |time: chrono::DateTime<chrono::Utc>| {
         time::OffsetDateTime::from_unix_timestamp(time.timestamp())
     };
-    params.not_before = at(now - chrono::Duration::minutes(5))?;
-    params.not_after = at(now + lifetime)?;
+    // Valid for exactly `lifetime` (what a tenant's policy judges), from five minutes ago.
+    let not_before = now - chrono::Duration::minutes(5);
+    params.not_before = at(not_before)?;
+    params.not_after = at(not_before + lifetime)?;
     let certificate = params.self_signed(&key)?;
     let key_pem = SecretString::from(key.serialize_pem());
     let parsed = ClientCertificate::new(certificate.der(), key_pem.expose_secret().as_bytes())?;
@@ -164,6 +166,32 @@ impl Locked<'_> {
                             .record_certificate_added(rotation, new.id, key_id)
                             .await;
                     }
+                }
+                // The tenant's policy allows certificates a shorter life: this one is of no
+                // use (its dates are in it); the next attempt makes a shorter one.
+                Err(error) if error.kind == crate::microsoft::GraphFailure::LifetimeTooLong => {
+                    let asked = certificate.not_after() - certificate.not_before();
+                    let limit = self
+                        .organization
+                        .secret_lifetime_limit_days
+                        .map(|days| chrono::Duration::days(days.into()));
+                    let shorter =
+                        crate::domain::plan::lifetime_ladder(&self.settings.policy, limit)
+                            .into_iter()
+                            .chain([365, 180, 90, 60, 30, 14, 7, 1].map(chrono::Duration::days))
+                            .find(|lifetime| *lifetime < asked);
+                    let Some(shorter) = shorter else {
+                        return self.fail(rotation, graph_failure(error, &token)).await;
+                    };
+                    tracing::info!(organization = %self.organization.name, rotation = %rotation.id, "the tenant's policy refused a certificate valid {} days; making one of {} days", asked.num_days(), shorter.num_days());
+                    self.learn_lifetime(rotation, asked, shorter).await?;
+                    // The next certificate is made from what was just learned.
+                    self.organization.secret_lifetime_limit_days =
+                        i32::try_from(shorter.num_days()).ok();
+                    let mut connection = self.context.pool.acquire().await?;
+                    store::rotations::discard_prepared(&mut connection, rotation.id, new.id)
+                        .await?;
+                    return Ok(Next::Again);
                 }
                 // After a lost answer, a refusal may only say it is there already (a read
                 // that lagged behind the write): look once more before failing.
