@@ -188,6 +188,8 @@ struct RawRotation {
     grace: Duration,
     #[serde(with = "humantime_serde")]
     pickup_interval: Duration,
+    #[serde(with = "humantime_serde", default = "default_prepare_ahead")]
+    prepare_ahead: Duration,
     #[serde(default = "default_new_credential")]
     credential_for_new_organizations: String,
     #[serde(default)]
@@ -451,6 +453,10 @@ pub struct RotationSettings {
     pub grace: Duration,
     #[serde(serialize_with = "show::duration")]
     pub pickup_interval: Duration,
+    /// How long before a certificate's rotation is due its new key pair and certificate
+    /// are made (zero: when the rotation starts).
+    #[serde(serialize_with = "show::duration")]
+    pub prepare_ahead: Duration,
     /// What an organization registered with a secret is to have: with `certificate`, its
     /// setting `credential = certificate` is written at registration (the rotation job then
     /// moves it); existing organizations are left as they are.
@@ -1378,6 +1384,10 @@ fn alert_settings(
     })
 }
 
+fn default_prepare_ahead() -> Duration {
+    Duration::from_secs(86400)
+}
+
 fn default_new_credential() -> String {
     "secret".into()
 }
@@ -1496,6 +1506,7 @@ fn rotation_settings(
         verify_timeout: raw.verify_timeout,
         grace: raw.grace,
         pickup_interval: raw.pickup_interval,
+        prepare_ahead: raw.prepare_ahead,
         credential_for_new_organizations,
         deliverers,
     })

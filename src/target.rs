@@ -152,6 +152,7 @@ mod tests {
             verify_timeout: std::time::Duration::from_secs(60),
             grace: std::time::Duration::from_secs(60),
             pickup_interval: std::time::Duration::from_secs(60),
+            prepare_ahead: std::time::Duration::from_secs(86400),
             credential_for_new_organizations: crate::domain::CredentialKind::Secret,
             deliverers: vec![ScopedDeliverer {
                 deliverer: Deliverer::File {

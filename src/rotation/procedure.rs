@@ -45,6 +45,7 @@ use crate::microsoft::{
     Endpoints, GraphError, GraphFailure, Removal, Resource, TokenError, TokenFailure,
 };
 use crate::store::{self, audit::AuditEntry, checks::TargetRow, rotations::RotationRow};
+pub use certificate::prepare_ahead;
 
 #[derive(Debug, Clone)]
 pub struct RotationSettings {
@@ -1505,6 +1506,9 @@ impl RotationSettings {
 
 /// The scheduled job: resumes unfinished rotations whose wait is over and starts the ones
 /// that are due. One organization's failure never stops the others. Returns a summary.
+/// At most this many certificates are made ahead at each pickup (one key pair at a time).
+const PREPARED_PER_PICKUP: usize = 20;
+
 pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
     let config = &context.settings.rotation;
     if !config.active() {
@@ -1515,6 +1519,18 @@ pub async fn rotate_due(context: &Context) -> anyhow::Result<String> {
         let mut connection = context.pool.acquire().await?;
         store::rotations::candidates(&mut connection).await?
     };
+    // Certificates of rotations due soon are made now, a few per pickup, so that their
+    // rotations do not wait for key generation.
+    if !config.prepare_ahead.is_zero() {
+        let horizon = chrono::Duration::from_std(config.prepare_ahead).unwrap_or_default();
+        match certificate::prepare_ahead(context, &candidates, horizon, PREPARED_PER_PICKUP, false)
+            .await
+        {
+            Ok(0) => {}
+            Ok(made) => tracing::info!("made {made} certificate(s) ahead of their rotations"),
+            Err(error) => tracing::warn!("making certificates ahead failed: {error:#}"),
+        }
+    }
     let now = Utc::now();
     let due: Vec<(crate::domain::OrganizationId, String)> = candidates
         .into_iter()

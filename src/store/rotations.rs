@@ -222,7 +222,8 @@ pub async fn added(
 }
 
 pub struct NewCertificate<'a> {
-    pub rotation_id: crate::domain::RotationId,
+    /// The rotation it is made for; none for a spare made ahead.
+    pub rotation_id: Option<crate::domain::RotationId>,
     pub credential_id: crate::domain::CredentialId,
     pub organization_id: crate::domain::OrganizationId,
     pub display_name: &'a str,
@@ -266,6 +267,93 @@ pub async fn prepared(
     .execute(connection)
     .await
     .map(|done| done.rows_affected() == 1)
+}
+
+/// A certificate made ahead of its rotation (the key pair costs a rotation most of its
+/// CPU, so it is made in the quiet hours before the rotation is due): pending, sealed,
+/// attached to no rotation yet. At most one per organization; false when there is one.
+pub async fn store_spare(
+    connection: &mut PgConnection,
+    certificate: NewCertificate<'_>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO credentials (id, organization_id, display_name, start_at, end_at, origin,
+                                  status, rotation_id, secret_sealed, secret_key_id, kind,
+                                  certificate, thumbprint)
+         VALUES ($1, $2, $3, $4, $5, 'rotation', 'pending', NULL, $6, $7, 'certificate', $8, $9)
+         ON CONFLICT (organization_id) WHERE status = 'pending' AND rotation_id IS NULL
+                                         AND kind = 'certificate' DO NOTHING",
+    )
+    .bind(certificate.credential_id)
+    .bind(certificate.organization_id)
+    .bind(certificate.display_name)
+    .bind(certificate.start_at)
+    .bind(certificate.end_at)
+    .bind(&certificate.sealed.blob)
+    .bind(&certificate.sealed.key_id)
+    .bind(certificate.der)
+    .bind(certificate.thumbprint)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected() == 1)
+}
+
+/// The organization's spare certificate: (credential id, start, end).
+pub async fn spare(
+    connection: &mut PgConnection,
+    organization_id: crate::domain::OrganizationId,
+) -> Result<Option<(crate::domain::CredentialId, DateTime<Utc>, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, start_at, end_at FROM credentials
+         WHERE organization_id = $1 AND status = 'pending' AND rotation_id IS NULL
+           AND kind = 'certificate' AND start_at IS NOT NULL AND end_at IS NOT NULL",
+    )
+    .bind(organization_id)
+    .fetch_optional(connection)
+    .await
+}
+
+/// The spare certificate becomes the rotation's new credential, as `prepared` would
+/// store one. Only at `intent`, only once; false otherwise.
+pub async fn adopt_spare(
+    connection: &mut PgConnection,
+    rotation_id: crate::domain::RotationId,
+    credential_id: crate::domain::CredentialId,
+    display_name: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "WITH moved AS (
+             UPDATE rotations SET new_credential_id = $2, updated_at = now()
+             WHERE id = $1 AND step = 'intent' AND finished_at IS NULL AND new_credential_id IS NULL
+               AND EXISTS (SELECT 1 FROM credentials
+                           WHERE id = $2 AND status = 'pending' AND rotation_id IS NULL)
+             RETURNING id
+         )
+         UPDATE credentials SET rotation_id = $1, display_name = $3
+         WHERE id = $2 AND EXISTS (SELECT 1 FROM moved)",
+    )
+    .bind(rotation_id)
+    .bind(credential_id)
+    .bind(display_name)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected() == 1)
+}
+
+/// A spare certificate no longer fit for use (too old, or longer-lived than the tenant
+/// now allows) is discarded.
+pub async fn discard_spare(
+    connection: &mut PgConnection,
+    credential_id: crate::domain::CredentialId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE credentials SET status = 'discarded'
+         WHERE id = $1 AND status = 'pending' AND rotation_id IS NULL",
+    )
+    .bind(credential_id)
+    .execute(connection)
+    .await
+    .map(|_| ())
 }
 
 /// The prepared certificate was refused (the tenant allows a shorter life): it is
@@ -473,13 +561,21 @@ pub struct Candidate {
     pub credential_kind: Option<crate::domain::CredentialKind>,
     pub open_rotation: Option<crate::domain::RotationId>,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// A certificate is prepared for its next rotation already.
+    pub has_spare: bool,
+    /// The lifetime the tenant's policy was found to allow, in days.
+    pub secret_lifetime_limit_days: Option<i32>,
 }
 
 pub async fn candidates(connection: &mut PgConnection) -> Result<Vec<Candidate>, sqlx::Error> {
     sqlx::query_as(
         "SELECT o.id AS organization_id, o.name, o.settings,
                 c.start_at, c.end_at, c.kind AS credential_kind,
-                r.id AS open_rotation, r.next_attempt_at
+                r.id AS open_rotation, r.next_attempt_at,
+                EXISTS (SELECT 1 FROM credentials s
+                        WHERE s.organization_id = o.id AND s.status = 'pending'
+                          AND s.rotation_id IS NULL AND s.kind = 'certificate') AS has_spare,
+                o.secret_lifetime_limit_days
          FROM organizations o
          LEFT JOIN credentials c ON c.organization_id = o.id AND c.status = 'current'
          LEFT JOIN rotations r ON r.organization_id = o.id AND r.finished_at IS NULL

@@ -439,3 +439,82 @@ async fn new_organizations_are_marked_for_a_certificate_by_configuration(pool: P
     );
     sim.running.stop().await;
 }
+
+#[sqlx::test]
+async fn a_certificate_made_ahead_is_the_one_its_rotation_adds(pool: PgPool) {
+    let sim = Sim::start(&default_scenario()).await;
+    let backup = tempfile::tempdir().unwrap();
+    let env = TestEnv::with_extra(
+        &pool,
+        &crate::checks::config(
+            &sim,
+            &rotation_config(backup.path(), "1h", "verify_timeout = \"30s\"\n"),
+        ),
+    );
+    // Thirty and a half days left: the rotation is due (30 days before expiry) in half a
+    // day, within rotation.prepare_ahead (24 h).
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["soon.kodo-access.test".into()]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(30) + time::Duration::hours(12);
+    let (pem, key) = (params.self_signed(&key).unwrap().pem(), key.serialize_pem());
+    certificate_only_contoso(&sim, &env, (&pem, &key)).await;
+    check(&env).await;
+
+    // The rotations job makes the next certificate, and starts no rotation.
+    env.exec(&["job", "run", "rotations"]).await.success();
+    let spares: Vec<(String, Option<uuid::Uuid>)> =
+        sqlx::query_as("SELECT thumbprint, rotation_id FROM credentials WHERE status = 'pending'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(spares.len(), 1, "{spares:?}");
+    assert_eq!(spares[0].1, None);
+    let rotations: i64 = sqlx::query_scalar("SELECT count(*) FROM rotations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rotations, 0);
+    assert!(sim.counters().await["add_key"][APP].is_null());
+    // A second run makes no second one.
+    env.exec(&["job", "run", "rotations"]).await.success();
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM credentials WHERE status = 'pending'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(pending, 1);
+
+    // When the rotation comes, it adds that certificate.
+    sqlx::query(
+        "UPDATE credentials SET end_at = now() + interval '5 days' WHERE status = 'current'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    env.exec(&["rotate", "contoso"]).await.success();
+    let current: String =
+        sqlx::query_scalar("SELECT thumbprint FROM credentials WHERE status = 'current'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(current, spares[0].0);
+    assert_eq!(sim.counters().await["add_key"][APP].as_u64(), Some(1));
+    let delivered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backup.path().join("contoso.json")).unwrap())
+            .unwrap();
+    assert_eq!(delivered["thumbprint"], spares[0].0.as_str());
+    let audit = env.exec(&["audit", "contoso", "--output", "json"]).await;
+    assert!(audit.stdout.contains("made_ahead_at"), "{audit:?}");
+    // The new certificate is far from due: nothing more is made.
+    env.exec(&["job", "run", "rotations"]).await.success();
+    let spares_left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM credentials WHERE status = 'pending' AND rotation_id IS NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(spares_left, 0);
+    sim.running.stop().await;
+}

@@ -347,7 +347,7 @@ async fn heal_and_show(
         let mut connection = pool.acquire().await?;
         for row in kodo_access::store::rotations::history(&mut connection, None).await? {
             println!(
-                "  {:<10} rotation {} {} (new secret id {})",
+                "  {:<10} rotation {} {} (new credential id {})",
                 row.organization,
                 row.id,
                 row.step,

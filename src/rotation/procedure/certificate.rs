@@ -72,7 +72,9 @@ impl Locked<'_> {
         old: &CredentialRef,
     ) -> anyhow::Result<Next> {
         let Some(new_id) = rotation.new_credential_id else {
-            self.prepare_certificate(rotation).await?;
+            if !self.adopt_spare(rotation).await? {
+                self.prepare_certificate(rotation).await?;
+            }
             return Ok(Next::Again);
         };
         let current = credential_of(self.context, self.organization_id, old)?;
@@ -213,18 +215,58 @@ impl Locked<'_> {
         }
     }
 
-    /// Generates the rotation's certificate and stores it, pending, its key sealed.
-    async fn prepare_certificate(&mut self, rotation: &RotationRow) -> anyhow::Result<()> {
-        // The configured lifetime, or the tenant's limit once a refusal taught it (the same
-        // ladder as secrets; a certificate's dates are fixed once it is made).
+    /// The certificate to make now: the configured lifetime, or the tenant's limit once a
+    /// refusal taught it.
+    fn certificate_lifetime(&self) -> chrono::Duration {
         let limit = self
             .organization
             .secret_lifetime_limit_days
             .map(|days| chrono::Duration::days(days.into()));
-        let lifetime = crate::domain::plan::lifetime_ladder(&self.settings.policy, limit)
+        crate::domain::plan::lifetime_ladder(&self.settings.policy, limit)
             .first()
             .copied()
-            .unwrap_or(self.settings.policy.lifetime);
+            .unwrap_or(self.settings.policy.lifetime)
+    }
+
+    /// Takes the certificate made ahead for this organization (`prepare_ahead`) as the
+    /// rotation's new one, when it is still fit: no longer-lived than is now asked for,
+    /// and made within `rotation.prepare_ahead` and a day. Otherwise it is discarded.
+    async fn adopt_spare(&mut self, rotation: &RotationRow) -> anyhow::Result<bool> {
+        let mut connection = self.context.pool.acquire().await?;
+        let Some((spare, start, end)) =
+            store::rotations::spare(&mut connection, self.organization_id).await?
+        else {
+            return Ok(false);
+        };
+        let fresh = chrono::Duration::from_std(self.context.settings.rotation.prepare_ahead)
+            .unwrap_or_default()
+            + chrono::Duration::days(1);
+        let fit = end - start <= self.certificate_lifetime() && chrono::Utc::now() - start <= fresh;
+        if !fit {
+            store::rotations::discard_spare(&mut connection, spare).await?;
+            return Ok(false);
+        }
+        let mut transaction = self.context.pool.begin().await?;
+        let adopted = store::rotations::adopt_spare(
+            &mut transaction,
+            rotation.id,
+            spare,
+            &display_name(rotation.id),
+        )
+        .await?;
+        if adopted {
+            let mut entry = self.audit(rotation.id, "credential.prepared", Some(spare), None);
+            entry.details = serde_json::json!({ "kind": "certificate", "made_ahead_at": start + chrono::Duration::minutes(5), "expires": end });
+            store::audit::record(&mut transaction, entry).await?;
+        }
+        transaction.commit().await?;
+        Ok(adopted)
+    }
+
+    /// Generates the rotation's certificate and stores it, pending, its key sealed.
+    async fn prepare_certificate(&mut self, rotation: &RotationRow) -> anyhow::Result<()> {
+        // A certificate's dates are fixed once it is made.
+        let lifetime = self.certificate_lifetime();
         let name = display_name(rotation.id);
         let (certificate, key_pem) = tokio::task::spawn_blocking({
             let name = name.clone();
@@ -244,7 +286,7 @@ impl Locked<'_> {
         let prepared = store::rotations::prepared(
             &mut transaction,
             store::rotations::NewCertificate {
-                rotation_id: rotation.id,
+                rotation_id: Some(rotation.id),
                 credential_id,
                 organization_id: self.organization_id,
                 display_name: &name,
@@ -318,4 +360,79 @@ impl Locked<'_> {
             Err(error) => Err(graph_failure(error, token)),
         }
     }
+}
+
+/// Makes the certificates of rotations due within `horizon` ahead of time, at most `limit`
+/// of them, one key pair at a time: a rotation's RSA key pair is most of its CPU, and made
+/// in the hours before it is due it no longer holds up the rotation (nor competes with a
+/// wave of rotations falling due at once). `include_due`: also for rotations due already
+/// (the benchmark's "made in the day before"); the rotations job leaves those to the
+/// rotation itself. Returns how many were made.
+pub async fn prepare_ahead(
+    context: &crate::context::Context,
+    candidates: &[store::rotations::Candidate],
+    horizon: chrono::Duration,
+    limit: usize,
+    include_due: bool,
+) -> anyhow::Result<usize> {
+    let config = &context.settings.rotation;
+    let now = chrono::Utc::now();
+    let wanted: Vec<&store::rotations::Candidate> = candidates
+        .iter()
+        .filter(|c| !c.has_spare && c.open_rotation.is_none())
+        .filter(|c| {
+            c.credential_kind == Some(crate::domain::CredentialKind::Certificate)
+                && config.active_for(&c.name, &c.settings.0)
+        })
+        .filter(|c| {
+            c.end_at.is_some_and(|end| {
+                let policy = config.policy.for_organization(&c.settings.0);
+                let due = crate::domain::plan::due_at(&policy, c.start_at, end);
+                due <= now + horizon && (include_due || due > now)
+            })
+        })
+        .take(limit)
+        .collect();
+    let mut made = 0;
+    for candidate in wanted {
+        let limit_days = candidate.secret_lifetime_limit_days;
+        let lifetime = crate::domain::plan::lifetime_ladder(
+            &config.policy.for_organization(&candidate.settings.0),
+            limit_days.map(|days| chrono::Duration::days(days.into())),
+        )
+        .first()
+        .copied()
+        .unwrap_or(config.policy.lifetime);
+        let name = format!("kodo-access {}", candidate.name);
+        let (certificate, key_pem) =
+            tokio::task::spawn_blocking(move || generate(&name, lifetime)).await??;
+        let credential_id = crate::domain::CredentialId::new();
+        let sealed = context.keyring.seal(
+            &key_pem,
+            SealContext {
+                organization_id: candidate.organization_id,
+                credential_id,
+            },
+        );
+        let mut connection = context.pool.acquire().await?;
+        if store::rotations::store_spare(
+            &mut connection,
+            store::rotations::NewCertificate {
+                rotation_id: None,
+                credential_id,
+                organization_id: candidate.organization_id,
+                display_name: "kodo-access (made ahead)",
+                der: certificate.der(),
+                thumbprint: &certificate.thumbprint_sha1_hex(),
+                start_at: certificate.not_before(),
+                end_at: certificate.not_after(),
+                sealed: &sealed,
+            },
+        )
+        .await?
+        {
+            made += 1;
+        }
+    }
+    Ok(made)
 }
