@@ -219,7 +219,7 @@ pub fn parse_expiry(value: &str) -> Result<DateTime<Utc>, InputError> {
 
 impl RawOrganization {
     /// Validates every field; `clouds` are the configured cloud names.
-    pub fn parse(self, clouds: &[String]) -> Result<NewOrganizationInput, FieldError> {
+    pub fn parse(mut self, clouds: &[String]) -> Result<NewOrganizationInput, FieldError> {
         let name = field("name", OrgName::parse(self.name.trim()))?;
         let tenant_id = field("tenant_id", TenantId::parse(&self.tenant_id))?;
         let client_id = field("client_id", ClientId::parse(&self.client_id))?;
@@ -239,7 +239,7 @@ impl RawOrganization {
         };
         let labels = field(
             "labels",
-            match self.labels {
+            match self.labels.take() {
                 None => Ok(Labels::default()),
                 Some(RawLabels::Pairs(text)) => Labels::parse_pairs(
                     text.split([';', ','])
@@ -252,64 +252,64 @@ impl RawOrganization {
                 Some(RawLabels::Map(map)) => Labels::from_map(map),
             },
         )?;
-        if let Some(pkcs12) = &self.pkcs12_file {
-            if self.secret.is_some()
-                || self.certificate_file.is_some()
-                || self.private_key_file.is_some()
-            {
-                return Err(FieldError {
-                    field: "pkcs12_file",
-                    error: input_error(
-                        "give a secret, a certificate and key, or a PKCS#12 file: one of them",
-                    ),
-                });
+        let credential = self.credential()?;
+        Ok(NewOrganizationInput {
+            name,
+            tenant_id,
+            client_id,
+            cloud,
+            sharepoint_host,
+            labels,
+            credential,
+            settings: Default::default(),
+        })
+    }
+
+    /// The one credential given: a secret (with what is known of it), a certificate and key
+    /// as PEM files, or a PKCS#12 file.
+    fn credential(self) -> Result<CredentialInput, FieldError> {
+        let refused = |field: &'static str, message: &str| FieldError {
+            field,
+            error: input_error(message),
+        };
+        match (
+            &self.pkcs12_file,
+            &self.certificate_file,
+            &self.private_key_file,
+            &self.secret,
+        ) {
+            (Some(pkcs12), None, None, None) => {
+                return pkcs12_certificate(pkcs12, self.pkcs12_passphrase_file.as_deref())
+                    .map(CredentialInput::Certificate);
             }
-            return Ok(NewOrganizationInput {
-                name,
-                tenant_id,
-                client_id,
-                cloud,
-                sharepoint_host,
-                labels,
-                credential: CredentialInput::Certificate(pkcs12_certificate(
-                    pkcs12,
-                    self.pkcs12_passphrase_file.as_deref(),
-                )?),
-                settings: Default::default(),
-            });
-        }
-        if self.pkcs12_passphrase_file.is_some() {
-            return Err(FieldError {
-                field: "pkcs12_passphrase_file",
-                error: input_error("pkcs12_passphrase_file goes with pkcs12_file"),
-            });
-        }
-        match (&self.certificate_file, &self.private_key_file, &self.secret) {
-            (Some(certificate), Some(key), None) => {
-                return Ok(NewOrganizationInput {
-                    name,
-                    tenant_id,
-                    client_id,
-                    cloud,
-                    sharepoint_host,
-                    labels,
-                    credential: CredentialInput::Certificate(certificate_pair(certificate, key)?),
-                    settings: Default::default(),
-                });
+            (Some(_), ..) => {
+                return Err(refused(
+                    "pkcs12_file",
+                    "give a secret, a certificate and key, or a PKCS#12 file: one of them",
+                ));
             }
-            (Some(_), Some(_), Some(_)) => {
-                return Err(FieldError {
-                    field: "secret",
-                    error: input_error("give a secret or a certificate, not both"),
-                });
+            (None, ..) if self.pkcs12_passphrase_file.is_some() => {
+                return Err(refused(
+                    "pkcs12_passphrase_file",
+                    "pkcs12_passphrase_file goes with pkcs12_file",
+                ));
             }
-            (Some(_), None, _) | (None, Some(_), _) => {
-                return Err(FieldError {
-                    field: "certificate_file",
-                    error: input_error("certificate_file and private_key_file go together"),
-                });
+            (None, Some(certificate), Some(key), None) => {
+                return certificate_pair(certificate, key).map(CredentialInput::Certificate);
             }
-            (None, None, _) => {}
+            (None, Some(_), Some(_), Some(_)) => {
+                return Err(refused(
+                    "secret",
+                    "give a secret or a certificate, not both",
+                ));
+            }
+            (None, Some(_), None, _) | (None, None, Some(_), _) => {
+                return Err(refused(
+                    "certificate_file",
+                    "certificate_file and private_key_file go together",
+                ));
+            }
+            (None, None, None, _) => {}
         }
         let secret = field(
             "secret",
@@ -325,20 +325,11 @@ impl RawOrganization {
             None | Some("") => None,
             Some(text) => Some(field("secret_expires", parse_expiry(text))?),
         };
-        Ok(NewOrganizationInput {
-            name,
-            tenant_id,
-            client_id,
-            cloud,
-            sharepoint_host,
-            labels,
-            credential: CredentialInput::Secret(SecretInput {
-                secret,
-                key_id,
-                expires,
-            }),
-            settings: Default::default(),
-        })
+        Ok(CredentialInput::Secret(SecretInput {
+            secret,
+            key_id,
+            expires,
+        }))
     }
 }
 

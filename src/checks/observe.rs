@@ -150,58 +150,44 @@ pub async fn observe(
             }
         },
     );
-    observations.application = Some(match application {
-        Ok(application) => GraphObservation::Seen {
-            value: credentials_seen(
-                application.password_credentials,
-                application.key_credentials,
-                CredentialPlace::Application,
-            )
-            .chain(
-                application
-                    .federated_identity_credentials
-                    .into_iter()
-                    .map(|c| CredentialSeen {
-                        key_id: c.id,
-                        display_name: c.name,
-                        issuer: Some(format!(
-                            "{} (subject {})",
-                            c.issuer.unwrap_or_default(),
-                            c.subject.unwrap_or_default()
-                        )),
-                        place: CredentialPlace::Federated,
-                        ..Default::default()
-                    }),
-            )
-            .collect(),
-        },
-        Err(error) => GraphObservation::Failed {
-            failure: error.kind,
-            detail: graph_failure(&error),
-        },
-    });
-    observations.service_principal = service_principal.map(|result| match result {
-        Ok(principal) => GraphObservation::Seen {
-            value: credentials_seen(
+    observations.application = Some(graph_observation(application, |application| {
+        credentials_seen(
+            application.password_credentials,
+            application.key_credentials,
+            CredentialPlace::Application,
+        )
+        .chain(
+            application
+                .federated_identity_credentials
+                .into_iter()
+                .map(|c| CredentialSeen {
+                    key_id: c.id,
+                    display_name: c.name,
+                    issuer: Some(format!(
+                        "{} (subject {})",
+                        c.issuer.unwrap_or_default(),
+                        c.subject.unwrap_or_default()
+                    )),
+                    place: CredentialPlace::Federated,
+                    ..Default::default()
+                }),
+        )
+        .collect()
+    }));
+    observations.service_principal = service_principal.map(|result| {
+        graph_observation(result, |principal| {
+            credentials_seen(
                 principal.password_credentials,
                 principal.key_credentials,
                 CredentialPlace::ServicePrincipal,
             )
-            .collect(),
-        },
-        Err(error) => GraphObservation::Failed {
-            failure: error.kind,
-            detail: graph_failure(&error),
-        },
+            .collect()
+        })
     });
-    observations.assignments = assignments.map(|result| match result {
-        Ok(assignments) => GraphObservation::Seen {
-            value: map_assignments(&assignments, manifest),
-        },
-        Err(error) => GraphObservation::Failed {
-            failure: error.kind,
-            detail: graph_failure(&error),
-        },
+    observations.assignments = assignments.map(|result| {
+        graph_observation(result, |assignments| {
+            map_assignments(&assignments, manifest)
+        })
     });
     observations.sharepoint = probe.map(|result| match result {
         Ok(probe) => probe.into(),
@@ -211,6 +197,20 @@ pub async fn observe(
         },
     });
     observations
+}
+
+/// A Graph read as the check records it: what was seen, or why not.
+fn graph_observation<T, U>(
+    result: Result<T, GraphError>,
+    seen: impl FnOnce(T) -> U,
+) -> GraphObservation<U> {
+    match result {
+        Ok(value) => GraphObservation::Seen { value: seen(value) },
+        Err(error) => GraphObservation::Failed {
+            failure: error.kind,
+            detail: graph_failure(&error),
+        },
+    }
 }
 
 /// Secrets and certificates as a check records them.

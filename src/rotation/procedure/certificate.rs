@@ -173,14 +173,10 @@ impl Locked<'_> {
                 // use (its dates are in it); the next attempt makes a shorter one.
                 Err(error) if error.kind == crate::microsoft::GraphFailure::LifetimeTooLong => {
                     let asked = certificate.not_after() - certificate.not_before();
-                    let limit = self
-                        .organization
-                        .secret_lifetime_limit_days
-                        .map(|days| chrono::Duration::days(days.into()));
+                    // The ladder's next rung below what was refused.
                     let shorter =
-                        crate::domain::plan::lifetime_ladder(&self.settings.policy, limit)
+                        crate::domain::plan::lifetime_ladder(&self.settings.policy, Some(asked))
                             .into_iter()
-                            .chain([365, 180, 90, 60, 30, 14, 7, 1].map(chrono::Duration::days))
                             .find(|lifetime| *lifetime < asked);
                     let Some(shorter) = shorter else {
                         return self.fail(rotation, graph_failure(error, &token)).await;
@@ -218,14 +214,10 @@ impl Locked<'_> {
     /// The certificate to make now: the configured lifetime, or the tenant's limit once a
     /// refusal taught it.
     fn certificate_lifetime(&self) -> chrono::Duration {
-        let limit = self
-            .organization
-            .secret_lifetime_limit_days
-            .map(|days| chrono::Duration::days(days.into()));
-        crate::domain::plan::lifetime_ladder(&self.settings.policy, limit)
-            .first()
-            .copied()
-            .unwrap_or(self.settings.policy.lifetime)
+        certificate_lifetime(
+            &self.settings.policy,
+            self.organization.secret_lifetime_limit_days,
+        )
     }
 
     /// Takes the certificate made ahead for this organization (`prepare_ahead`) as the
@@ -362,6 +354,21 @@ impl Locked<'_> {
     }
 }
 
+/// The lifetime of a certificate made now: `policy`'s, or the tenant's limit (in days)
+/// once a refusal taught it (the ladder secrets use).
+fn certificate_lifetime(
+    policy: &crate::domain::plan::RotationPolicy,
+    limit_days: Option<i32>,
+) -> chrono::Duration {
+    crate::domain::plan::lifetime_ladder(
+        policy,
+        limit_days.map(|days| chrono::Duration::days(days.into())),
+    )
+    .first()
+    .copied()
+    .unwrap_or(policy.lifetime)
+}
+
 /// Makes the certificates of rotations due within `horizon` ahead of time, at most `limit`
 /// of them, one key pair at a time: a rotation's RSA key pair is most of its CPU, and made
 /// in the hours before it is due it no longer holds up the rotation (nor competes with a
@@ -395,14 +402,10 @@ pub async fn prepare_ahead(
         .collect();
     let mut made = 0;
     for candidate in wanted {
-        let limit_days = candidate.secret_lifetime_limit_days;
-        let lifetime = crate::domain::plan::lifetime_ladder(
+        let lifetime = certificate_lifetime(
             &config.policy.for_organization(&candidate.settings.0),
-            limit_days.map(|days| chrono::Duration::days(days.into())),
-        )
-        .first()
-        .copied()
-        .unwrap_or(config.policy.lifetime);
+            candidate.secret_lifetime_limit_days,
+        );
         let name = format!("kodo-access {}", candidate.name);
         let (certificate, key_pem) =
             tokio::task::spawn_blocking(move || generate(&name, lifetime)).await??;
