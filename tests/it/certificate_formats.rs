@@ -221,26 +221,7 @@ async fn an_expired_certificate_is_refused_at_registration_and_one_that_runs_out
     let sim = Sim::start(&default_scenario()).await;
     let env = TestEnv::with_extra(&pool, &crate::checks::config(&sim, ""));
     let (old_pem, old_key) = short_lived(-60);
-    write_file(&env.path("old.crt"), &old_pem, 0o644);
-    write_file(&env.path("old.key"), &old_key, 0o600);
-    let refused = env
-        .exec(&[
-            "org",
-            "add",
-            "--name",
-            "contoso",
-            "--tenant-id",
-            TENANT,
-            "--client-id",
-            APP,
-            "--cloud",
-            "sim",
-            "--certificate-file",
-            env.path("old.crt").to_str().unwrap(),
-            "--private-key-file",
-            env.path("old.key").to_str().unwrap(),
-        ])
-        .await;
+    let refused = add_with_certificate(&env, "contoso", TENANT, (&old_pem, &old_key)).await;
     assert_eq!(refused.code, 2, "{refused:?}");
     assert!(refused.stderr.contains("expired on"), "{refused:?}");
 
@@ -346,14 +327,7 @@ async fn a_tenant_that_allows_certificates_a_shorter_life_gets_a_shorter_certifi
         serde_json::json!({ "max_certificate_lifetime_days": 90 }),
     )
     .await;
-    let backup = tempfile::tempdir().unwrap();
-    let env = TestEnv::with_extra(
-        &pool,
-        &crate::checks::config(
-            &sim,
-            &rotation_config(backup.path(), "1h", "lifetime = \"180d\"\n"),
-        ),
-    );
+    let (env, _backup) = rotating_env(&pool, &sim, "1h", "lifetime = \"180d\"\n");
     let (pem, key) = pair(1, 10);
     certificate_only_contoso(&sim, &env, (&pem, &key)).await;
     let rotated = env.exec(&["rotate", "contoso"]).await;
@@ -404,22 +378,12 @@ async fn new_organizations_are_marked_for_a_certificate_by_configuration(pool: P
     assert_eq!(shown["settings"]["credential"], "certificate", "{shown}");
     // A certificate registered directly needs no marking.
     let (pem, key) = pair(1, 365);
-    write_file(&env.path("c.crt"), &pem, 0o644);
-    write_file(&env.path("c.key"), &key, 0o600);
-    env.exec(&[
-        "org",
-        "add",
-        "--name",
+    add_with_certificate(
+        &env,
         "fabrikam",
-        "--tenant-id",
         "11111111-2222-4333-8444-555555555555",
-        "--client-id",
-        APP,
-        "--certificate-file",
-        env.path("c.crt").to_str().unwrap(),
-        "--private-key-file",
-        env.path("c.key").to_str().unwrap(),
-    ])
+        (&pem, &key),
+    )
     .await
     .success();
     let settings: serde_json::Value =
@@ -443,14 +407,7 @@ async fn new_organizations_are_marked_for_a_certificate_by_configuration(pool: P
 #[sqlx::test]
 async fn a_certificate_made_ahead_is_the_one_its_rotation_adds(pool: PgPool) {
     let sim = Sim::start(&default_scenario()).await;
-    let backup = tempfile::tempdir().unwrap();
-    let env = TestEnv::with_extra(
-        &pool,
-        &crate::checks::config(
-            &sim,
-            &rotation_config(backup.path(), "1h", "verify_timeout = \"30s\"\n"),
-        ),
-    );
+    let (env, backup) = rotating_env(&pool, &sim, "1h", "verify_timeout = \"30s\"\n");
     // Thirty and a half days left: the rotation is due (30 days before expiry) in half a
     // day, within rotation.prepare_ahead (24 h).
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();

@@ -34,6 +34,55 @@ pub fn rotation_config(backup: &std::path::Path, grace: &str, more: &str) -> Str
     )
 }
 
+/// A test environment on `sim` that rotates into a fresh backup-server directory with
+/// `grace` and the further `[rotation]` keys `more`: (environment, that directory).
+pub fn rotating_env(
+    pool: &sqlx::PgPool,
+    sim: &Sim,
+    grace: &str,
+    more: &str,
+) -> (TestEnv, tempfile::TempDir) {
+    let backup = tempfile::tempdir().unwrap();
+    let env = TestEnv::with_extra(
+        pool,
+        &crate::checks::config(sim, &rotation_config(backup.path(), grace, more)),
+    );
+    (env, backup)
+}
+
+/// `org add NAME` for `tenant` with the scenario's app, signing in with the certificate
+/// and key files `name.crt`/`name.key` written from `(pem, key)` into the environment.
+pub async fn add_with_certificate(
+    env: &TestEnv,
+    name: &str,
+    tenant: &str,
+    (pem, key): (&str, &str),
+) -> Outcome {
+    let (certificate_file, key_file) = (
+        env.path(&format!("{name}.crt")),
+        env.path(&format!("{name}.key")),
+    );
+    write_file(&certificate_file, pem, 0o644);
+    write_file(&key_file, key, 0o600);
+    env.exec(&[
+        "org",
+        "add",
+        "--name",
+        name,
+        "--tenant-id",
+        tenant,
+        "--client-id",
+        APP,
+        "--cloud",
+        "sim",
+        "--certificate-file",
+        certificate_file.to_str().unwrap(),
+        "--private-key-file",
+        key_file.to_str().unwrap(),
+    ])
+    .await
+}
+
 /// contoso registered with `(pem, key)`, which is registered on its app; the scenario's
 /// secret is removed from the app, so the app signs in with certificates only. Returns the
 /// simulator's record of the certificate (`key_id`, `thumbprint`).
@@ -59,26 +108,9 @@ pub async fn certificate_only_contoso(
             serde_json::json!({ "pem": pem }),
         )
         .await;
-    write_file(&env.path("old.crt"), pem, 0o644);
-    write_file(&env.path("old.key"), key, 0o600);
-    env.exec(&[
-        "org",
-        "add",
-        "--name",
-        "contoso",
-        "--tenant-id",
-        TENANT,
-        "--client-id",
-        APP,
-        "--cloud",
-        "sim",
-        "--certificate-file",
-        env.path("old.crt").to_str().unwrap(),
-        "--private-key-file",
-        env.path("old.key").to_str().unwrap(),
-    ])
-    .await
-    .success();
+    add_with_certificate(env, "contoso", TENANT, (pem, key))
+        .await
+        .success();
     registered
 }
 

@@ -367,14 +367,7 @@ async fn a_certificate_is_rotated_verified_delivered_and_the_old_one_removed(poo
         serde_json::json!({"propagation_delay_secs": 5}),
     )
     .await;
-    let backup = tempfile::tempdir().unwrap();
-    let env = TestEnv::with_extra(
-        &pool,
-        &crate::checks::config(
-            &sim,
-            &rotation_config(backup.path(), "1h", "verify_timeout = \"30s\"\n"),
-        ),
-    );
+    let (env, backup) = rotating_env(&pool, &sim, "1h", "verify_timeout = \"30s\"\n");
     let (old_pem, old_key) = pair(1, 10);
     let old = certificate_only_contoso(&sim, &env, (&old_pem, &old_key)).await;
     // A check learns the certificate's keyId, which its removal needs; ten days left is a

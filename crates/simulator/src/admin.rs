@@ -502,26 +502,9 @@ async fn add_certificate(
     Path((tenant, app)): Path<(String, String)>,
     body: Bytes,
 ) -> Reply {
-    let spec: model::CertificateSpec = parse(&body)?;
-    let credential = spec.build().map_err(bad)?;
-    let (key_id, thumbprint) = (credential.key_id, credential.thumbprint());
-    let mut world = state.world.lock().expect("world lock");
-    with_app(&mut world, &tenant, &app, |app, _| {
-        if app
-            .key_credentials
-            .iter()
-            .any(|c| c.key_id == key_id || c.sha1 == credential.sha1)
-        {
-            return Err(bad("the app already has this certificate".to_string()));
-        }
-        app.key_credentials.push(credential);
-        Ok(())
-    })?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(serde_json::json!({ "key_id": key_id, "thumbprint": thumbprint })),
-    )
-        .into_response())
+    register_certificate(&state, &tenant, &app, &body, |app| {
+        Ok(&mut app.key_credentials)
+    })
 }
 
 /// A certificate on the app's service principal (what an attacker with rights on the
@@ -531,16 +514,36 @@ async fn add_service_principal_certificate(
     Path((tenant, app)): Path<(String, String)>,
     body: Bytes,
 ) -> Reply {
-    let spec: model::CertificateSpec = parse(&body)?;
+    register_certificate(&state, &tenant, &app, &body, |app| {
+        app.service_principal
+            .as_mut()
+            .map(|principal| &mut principal.key_credentials)
+            .ok_or_else(|| missing("the app has no service principal".to_string()))
+    })
+}
+
+/// The certificate in `body` added to the list `list` picks of the app (its own, or its
+/// service principal's), once.
+fn register_certificate(
+    state: &SimulatorState,
+    tenant: &str,
+    app: &str,
+    body: &Bytes,
+    list: impl FnOnce(&mut model::Application) -> Result<&mut Vec<model::KeyCredential>, AdminError>,
+) -> Reply {
+    let spec: model::CertificateSpec = parse(body)?;
     let credential = spec.build().map_err(bad)?;
     let (key_id, thumbprint) = (credential.key_id, credential.thumbprint());
     let mut world = state.world.lock().expect("world lock");
-    with_app(&mut world, &tenant, &app, |app, _| {
-        let principal = app
-            .service_principal
-            .as_mut()
-            .ok_or_else(|| missing("the app has no service principal".to_string()))?;
-        principal.key_credentials.push(credential);
+    with_app(&mut world, tenant, app, |app, _| {
+        let keys = list(app)?;
+        if keys
+            .iter()
+            .any(|c| c.key_id == key_id || c.sha1 == credential.sha1)
+        {
+            return Err(bad("the app already has this certificate".to_string()));
+        }
+        keys.push(credential);
         Ok(())
     })?;
     Ok((

@@ -459,6 +459,35 @@ fn expands(query: &str, name: &str) -> bool {
         .any(|(key, value)| key == "$expand" && value.split(',').any(|v| v.trim() == name))
 }
 
+/// An app's service principal by its object id, if the caller may read it: Graph's 404 or
+/// 403 otherwise.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer, built once for a refused request"
+)]
+fn readable_principal<'t>(
+    tenant: &'t Tenant,
+    claims: &AccessClaims,
+    caller: &Application,
+    object_id: &str,
+) -> Result<(&'t Application, &'t super::model::ServicePrincipal), Response> {
+    let found = Uuid::try_parse(object_id).ok().and_then(|id| {
+        tenant.applications.iter().find_map(|app| {
+            app.service_principal
+                .as_ref()
+                .filter(|sp| sp.object_id == id)
+                .map(|sp| (app, sp))
+        })
+    });
+    let Some((app, principal)) = found else {
+        return Err(not_found(object_id));
+    };
+    if !may_read(claims, caller, app.app_id) {
+        return Err(denied());
+    }
+    Ok((app, principal))
+}
+
 /// `GET /servicePrincipals/{object id}`: the app's own service principal with its
 /// credentials (what the check reads to find credentials planted there).
 fn get_service_principal_by_object_id(
@@ -467,20 +496,10 @@ fn get_service_principal_by_object_id(
     caller: &Application,
     object_id: &str,
 ) -> Response {
-    let found = Uuid::try_parse(object_id).ok().and_then(|id| {
-        tenant.applications.iter().find(|app| {
-            app.service_principal
-                .as_ref()
-                .is_some_and(|sp| sp.object_id == id)
-        })
-    });
-    let Some(app) = found else {
-        return not_found(object_id);
+    let (_, principal) = match readable_principal(tenant, claims, caller, object_id) {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
-    if !may_read(claims, caller, app.app_id) {
-        return denied();
-    }
-    let principal = app.service_principal.as_ref().expect("found by principal");
     json(
         StatusCode::OK,
         serde_json::json!({
@@ -563,20 +582,10 @@ fn list_assignments(
     request: &GraphRequest<'_>,
 ) -> Response {
     let tenant = world.tenants.get(&tenant_id).expect("tenant");
-    let found = Uuid::try_parse(object_id).ok().and_then(|id| {
-        tenant.applications.iter().find(|app| {
-            app.service_principal
-                .as_ref()
-                .is_some_and(|sp| sp.object_id == id)
-        })
-    });
-    let Some(app) = found else {
-        return not_found(object_id);
+    let (app, principal) = match readable_principal(tenant, claims, caller, object_id) {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
-    if !may_read(claims, caller, app.app_id) {
-        return denied();
-    }
-    let principal = app.service_principal.as_ref().expect("found by principal");
     let top = query_value(request.query, "$top")
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(100)
