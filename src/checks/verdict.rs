@@ -470,6 +470,8 @@ fn application(
 ) -> Result<(Option<DateTime<Utc>>, Option<Uuid>), Verdict> {
     let mut secret_expires_at = observations.our_secret.end;
     let mut learned_key_id = None;
+    // Every way in that kodo-access did not create or receive, wherever it was seen.
+    let mut unknown: Vec<&CredentialSeen> = Vec::new();
     match &observations.application {
         Some(GraphObservation::Seen { value: credentials }) => {
             let ours = secret_on_app(&observations.our_secret, credentials);
@@ -481,42 +483,7 @@ fn application(
                     learned_key_id = Some(ours.key_id);
                 }
             }
-            let on_service_principal: &[CredentialSeen] = match &observations.service_principal {
-                Some(GraphObservation::Seen { value }) => value,
-                _ => &[],
-            };
-            let unknown: Vec<&CredentialSeen> = credentials
-                .iter()
-                .filter(|credential| Some(credential.key_id) != ours.map(|o| o.key_id))
-                .chain(on_service_principal)
-                .filter(|credential| !observations.our_secret.known_key_ids.contains(&credential.key_id))
-                .collect();
-            if !unknown.is_empty() {
-                let count = |place: CredentialPlace| unknown.iter().filter(|c| c.place == place).count();
-                let places: Vec<String> = [
-                    (CredentialPlace::Application, "client secret(s) or certificate(s) on the application"),
-                    (CredentialPlace::ServicePrincipal, "credential(s) on the app's service principal"),
-                    (CredentialPlace::Federated, "federated identity credential(s) (tokens of another identity provider accepted)"),
-                ]
-                .into_iter()
-                .filter(|(place, _)| count(*place) > 0)
-                .map(|(place, what)| format!("{} {what}", count(place)))
-                .collect();
-                findings.push(Finding::new(
-                    FindingKind::UnknownCredential,
-                    format!("the app can be signed in to with {} that kodo-access did not create or receive; check who added them", places.join(", ")),
-                    serde_json::json!(unknown.iter().map(|c| serde_json::json!({"key_id": c.key_id, "place": c.place, "display_name": c.display_name, "hint": c.hint, "thumbprint": c.thumbprint, "issuer": c.issuer, "expires": c.end})).collect::<Vec<_>>()),
-                ));
-            }
-            match &observations.service_principal {
-                Some(GraphObservation::Failed { failure: GraphFailure::Forbidden, detail }) => findings.push(Finding::new(
-                    FindingKind::GraphReadDenied,
-                    "the app may not read its own service principal (grant Application.Read.All or Directory.Read.All): credentials planted there cannot be seen".into(),
-                    serde_json::json!({ "code": detail.code }),
-                )),
-                Some(GraphObservation::Failed { failure, detail }) => incomplete.push(format!("get service principal: {} ({})", failure.as_str(), detail.message)),
-                _ => {}
-            }
+            unknown.extend(credentials.iter().filter(|credential| Some(credential.key_id) != ours.map(|o| o.key_id)));
         }
         Some(GraphObservation::Failed { failure: GraphFailure::NotFound, detail }) => {
             findings.push(Finding::new(FindingKind::AppMissing, "Graph says the application does not exist in the tenant".into(), serde_json::json!({ "code": detail.code })));
@@ -529,6 +496,50 @@ fn application(
         )),
         Some(GraphObservation::Failed { failure, detail }) => incomplete.push(format!("get application: {} ({})", failure.as_str(), detail.message)),
         None => {}
+    }
+    // The service principal's own credentials count even when the application could not
+    // be read (an app that may not read itself may still read its service principal).
+    match &observations.service_principal {
+        Some(GraphObservation::Seen { value }) => unknown.extend(value),
+        Some(GraphObservation::Failed { failure: GraphFailure::Forbidden, detail }) => findings.push(Finding::new(
+            FindingKind::GraphReadDenied,
+            "the app may not read its own service principal (grant Application.Read.All or Directory.Read.All): credentials planted there cannot be seen".into(),
+            serde_json::json!({ "code": detail.code }),
+        )),
+        Some(GraphObservation::Failed { failure, detail }) => incomplete.push(format!("get service principal: {} ({})", failure.as_str(), detail.message)),
+        None => {}
+    }
+    unknown.retain(|credential| {
+        !observations
+            .our_secret
+            .known_key_ids
+            .contains(&credential.key_id)
+    });
+    if !unknown.is_empty() {
+        let count = |place: CredentialPlace| unknown.iter().filter(|c| c.place == place).count();
+        let places: Vec<String> = [
+            (
+                CredentialPlace::Application,
+                "client secret(s) or certificate(s) on the application",
+            ),
+            (
+                CredentialPlace::ServicePrincipal,
+                "credential(s) on the app's service principal",
+            ),
+            (
+                CredentialPlace::Federated,
+                "federated identity credential(s) (tokens of another identity provider accepted)",
+            ),
+        ]
+        .into_iter()
+        .filter(|(place, _)| count(*place) > 0)
+        .map(|(place, what)| format!("{} {what}", count(place)))
+        .collect();
+        findings.push(Finding::new(
+            FindingKind::UnknownCredential,
+            format!("the app can be signed in to with {} that kodo-access did not create or receive; check who added them", places.join(", ")),
+            serde_json::json!(unknown.iter().map(|c| serde_json::json!({"key_id": c.key_id, "place": c.place, "display_name": c.display_name, "hint": c.hint, "thumbprint": c.thumbprint, "issuer": c.issuer, "expires": c.end})).collect::<Vec<_>>()),
+        ));
     }
     Ok((secret_expires_at, learned_key_id))
 }
@@ -1419,6 +1430,22 @@ mod tests {
             places.iter().any(|(place, _)| *place == "federated"),
             "{places:?}"
         );
+
+        // A credential on the service principal is found even when the app may not read
+        // its own application.
+        let mut unreadable_app = observations.clone();
+        unreadable_app.application = Some(GraphObservation::Failed {
+            failure: GraphFailure::Forbidden,
+            detail: failure("Authorization_RequestDenied"),
+        });
+        let verdict = check(&unreadable_app);
+        let finding = verdict
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::UnknownCredential)
+            .unwrap_or_else(|| panic!("{:?}", verdict.findings));
+        assert_eq!(finding.details.as_array().unwrap().len(), 1, "{finding:?}");
+        assert_eq!(finding.details[0]["place"], "service_principal");
 
         // Not allowed to read the service principal: said, not a failed check.
         let mut denied = healthy();
