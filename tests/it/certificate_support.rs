@@ -130,3 +130,24 @@ pub async fn secret_contoso_on_sharepoint(env: &TestEnv) {
     .await
     .success();
 }
+
+/// A check's result whose state is `state` and whose first finding says `said` with
+/// Entra's AADSTS `code` in its details.
+#[track_caller]
+pub fn assert_refused(result: &serde_json::Value, state: &str, said: &str, code: u64) {
+    assert_eq!(result["state"], state, "{result}");
+    let finding = &result["findings"][0];
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(said),
+        "{result}"
+    );
+    assert!(
+        finding["details"]["codes"]
+            .as_array()
+            .is_some_and(|codes| codes.iter().any(|c| c.as_u64() == Some(code))),
+        "{result}"
+    );
+}

@@ -174,15 +174,11 @@ async fn moving_to_a_certificate_rescues_sharepoint_and_an_unknown_certificate_i
         "/_sim/tenants/{TENANT}/apps/{APP}/certificates/{key_id}"
     ))
     .await;
-    let unknown = check(&env).await;
-    assert_eq!(unknown["state"], "secret_invalid", "{unknown}");
-    let message = unknown["findings"][0]["message"].as_str().unwrap();
-    assert!(message.contains("refuses the certificate"), "{unknown}");
-    assert!(
-        unknown["findings"][0]["details"]["codes"]
-            .to_string()
-            .contains("700027"),
-        "{unknown}"
+    assert_refused(
+        &check(&env).await,
+        "secret_invalid",
+        "refuses the certificate",
+        700027,
     );
     sim.running.stop().await;
 }

@@ -17,8 +17,12 @@ use crate::failpoint;
 use crate::microsoft::{ClientCertificate, Credential};
 use crate::store::{self, rotations::CredentialRef, rotations::RotationRow};
 
-/// A new RSA-2048 key pair and a self-signed certificate valid from five minutes ago (the
-/// clocks of this host and Entra may differ a little) for `lifetime`.
+/// How long before it is made a certificate is valid from (the clocks of this host and
+/// Entra may differ a little).
+const BACKDATED: chrono::Duration = chrono::Duration::minutes(5);
+
+/// A new RSA-2048 key pair and a self-signed certificate valid from `BACKDATED` before now
+/// for `lifetime`.
 pub(super) fn generate(
     subject: &str,
     lifetime: chrono::Duration,
@@ -32,8 +36,8 @@ pub(super) fn generate(
     let at = |time: chrono::DateTime<chrono::Utc>| {
         time::OffsetDateTime::from_unix_timestamp(time.timestamp())
     };
-    // Valid for exactly `lifetime` (what a tenant's policy judges), from five minutes ago.
-    let not_before = now - chrono::Duration::minutes(5);
+    // Valid for exactly `lifetime` (what a tenant's policy judges), from a little before.
+    let not_before = now - BACKDATED;
     params.not_before = at(not_before)?;
     params.not_after = at(not_before + lifetime)?;
     let certificate = params.self_signed(&key)?;
@@ -224,9 +228,11 @@ impl Locked<'_> {
     /// rotation's new one, when it is still fit: no longer-lived than is now asked for,
     /// and made within `rotation.prepare_ahead` and a day. Otherwise it is discarded.
     async fn adopt_spare(&mut self, rotation: &RotationRow) -> anyhow::Result<bool> {
-        let mut connection = self.context.pool.acquire().await?;
+        // One transaction, one connection beside the rotation's lock: read, then discard
+        // or adopt.
+        let mut transaction = self.context.pool.begin().await?;
         let Some((spare, start, end)) =
-            store::rotations::spare(&mut connection, self.organization_id).await?
+            store::rotations::spare(&mut transaction, self.organization_id).await?
         else {
             return Ok(false);
         };
@@ -235,10 +241,10 @@ impl Locked<'_> {
             + chrono::Duration::days(1);
         let fit = end - start <= self.certificate_lifetime() && chrono::Utc::now() - start <= fresh;
         if !fit {
-            store::rotations::discard_spare(&mut connection, spare).await?;
+            store::rotations::discard_spare(&mut transaction, spare).await?;
+            transaction.commit().await?;
             return Ok(false);
         }
-        let mut transaction = self.context.pool.begin().await?;
         let adopted = store::rotations::adopt_spare(
             &mut transaction,
             rotation.id,
@@ -248,7 +254,7 @@ impl Locked<'_> {
         .await?;
         if adopted {
             let mut entry = self.audit(rotation.id, "credential.prepared", Some(spare), None);
-            entry.details = serde_json::json!({ "kind": "certificate", "made_ahead_at": start + chrono::Duration::minutes(5), "expires": end });
+            entry.details = serde_json::json!({ "kind": "certificate", "made_ahead_at": start + BACKDATED, "expires": end });
             store::audit::record(&mut transaction, entry).await?;
         }
         transaction.commit().await?;
